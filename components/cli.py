@@ -1,0 +1,120 @@
+"""Command line (design.md section 4): `python -m components render ...` and `... smoke ...`.
+
+Bad settings or flags exit with status 2 and one line on stderr naming the setting; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .addresses import HostPort, parse_host_port
+from .errors import SettingsError
+from .render.files import render_all
+from .settings import Settings
+from .smoke import run_checks
+from .topology import MASTER_KEY_ENV, Topology, build_topology
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
+    return project_dir / f"Pulumi.{stack}.yaml"
+
+
+def load_topology(stack: str, project_dir: Path = PROJECT_DIR) -> Topology:
+    return build_topology(Settings.from_stack_file(stack_file(stack, project_dir)))
+
+
+def _upstream(text: str) -> tuple[str, HostPort]:
+    name, sep, address = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SERVICE=HOST:PORT")
+    try:
+        return name, parse_host_port(address)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _listen(text: str) -> HostPort:
+    try:
+        return parse_host_port(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad flags, like bad settings, get one line on stderr and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="python -m components", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+
+    render = commands.add_parser("render", help="write the Caddyfile, LiteLLM config and tailnet policy")
+    render.add_argument("--stack", required=True, help="stack name: reads Pulumi.NAME.yaml")
+    render.add_argument("--out", required=True, type=Path, help="directory to write the files into")
+    render.add_argument(
+        "--upstream",
+        action="append",
+        default=[],
+        type=_upstream,
+        metavar="SERVICE=HOST:PORT",
+        help="point a service at another address everywhere it is used (repeatable)",
+    )
+    render.add_argument(
+        "--listen", type=_listen, metavar="HOST:PORT", help="serve plain HTTP on this address instead of the tailnet name"
+    )
+    render.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+
+    smoke = commands.add_parser("smoke", help="check a deployed gateway from the client side")
+    smoke.add_argument("--base-url", required=True, help="the API base URL, e.g. https://HOST/llm/v1")
+    smoke.add_argument(
+        "--key",
+        default=os.environ.get(MASTER_KEY_ENV),
+        help=f"the master key (default: ${MASTER_KEY_ENV}, which keeps it off the command line)",
+    )
+    smoke.add_argument("--model", help="also ask this model for a short completion")
+    smoke.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    return parser
+
+
+def _render(args: argparse.Namespace) -> int:
+    topology = load_topology(args.stack, args.project_dir)
+    topology = topology.with_overrides(dict(args.upstream), args.listen)
+    files = render_all(topology, args.stack)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (args.out / name).write_text(content, encoding="utf-8")
+    print(f"wrote {', '.join(sorted(files))} to {args.out}")
+    return 0
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    if not args.key:
+        print(f"error: smoke needs the key: --key or ${MASTER_KEY_ENV}", file=sys.stderr)
+        return 2
+    failed = 0
+    for check in run_checks(args.base_url, args.key, args.model, args.timeout):
+        print(check.line(), flush=True)
+        failed += not check.ok
+    return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "render":
+            return _render(args)
+        if args.command == "smoke":
+            return _smoke(args)
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 2

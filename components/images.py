@@ -1,0 +1,55 @@
+"""Container image references: the exact release tags this project ships, and how a reference is checked.
+
+No digest is typed into the code: a made-up digest would break every deploy. The program resolves each
+tag to its registry digest at deploy time; a user may instead pin `repo:tag@sha256:...` in settings.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+# Keep these equal to the pins in requirements-dev.txt: the live tests run the same versions.
+CADDY_VERSION = "2.11.7"
+LITELLM_VERSION = "1.106.2"
+
+CADDY_IMAGE = f"docker.io/library/caddy:{CADDY_VERSION}"
+# The non-root variant runs as `nobody` and keeps its UI outside the package tree (reference B4).
+LITELLM_IMAGE = f"ghcr.io/berriai/litellm-non_root:v{LITELLM_VERSION}"
+
+_REFERENCE = re.compile(
+    r"^(?P<repository>[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+# A release tag names a full version (X.Y.Z, optionally v-prefixed or suffixed like -alpine); tags
+# such as `latest`, `main-stable`, `2` or `2.11` move, so they are refused.
+_RELEASE_TAG = re.compile(r"^v?\d+\.\d+\.\d+([.+-][A-Za-z0-9.+-]+)?$")
+
+
+class ImageRef(NamedTuple):
+    repository: str
+    tag: str
+    digest: str | None
+
+    @property
+    def tagged(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+    def pinned(self, digest: str) -> str:
+        """The reference a container runs: the tag for readers, the digest for Docker."""
+        return f"{self.tagged}@{digest}"
+
+
+def parse_image(text: str) -> ImageRef:
+    """Parse an image reference that must carry an exact release tag; raise ValueError otherwise."""
+    match = _REFERENCE.fullmatch(text.strip())
+    if not match:
+        raise ValueError(f"{text!r} is not an image reference")
+    tag = match.group("tag")
+    # A registry port looks like a tag to the pattern above ("host:5000/repo" has no tag).
+    if tag is None:
+        raise ValueError(f"{text!r} has no tag; pin an exact release tag such as :{CADDY_VERSION}")
+    if not _RELEASE_TAG.fullmatch(tag):
+        raise ValueError(f"{text!r} uses the floating tag {tag!r}; pin an exact release tag")
+    return ImageRef(match.group("repository"), tag, match.group("digest"))

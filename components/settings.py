@@ -1,0 +1,342 @@
+"""Typed, validated stack settings, and the two ways to read them.
+
+`Settings.from_mapping` takes the project's keys without their namespace. Two loaders feed it:
+`from_stack_file` reads `Pulumi.<stack>.yaml` (for the render CLI, no Pulumi CLI needed) and
+`from_pulumi_config` reads the engine's config (for `pulumi up`). Secrets (`masterKey`) are never part
+of `Settings`: rendering never needs them, and the program reads them as Pulumi secrets.
+Checks that tie settings together (a route to an unknown service, say) live in `topology`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from .addresses import HostPort, require_hostname, require_loopback_bind, require_tailscale_ip
+from .errors import SettingsError
+from .images import CADDY_IMAGE, LITELLM_IMAGE, ImageRef, parse_image
+
+PROJECT = "tailnet-llm-gateway"
+# Keys the settings model does not hold, but a stack file may carry. They must be `secure:` values.
+SECRET_KEYS = frozenset({"masterKey"})
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
+
+
+def _image(text: str) -> str:
+    parse_image(text)
+    return text
+
+
+Image = Annotated[str, AfterValidator(_image)]
+
+
+class _Model(BaseModel):
+    # Unknown keys are errors: a typo must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+class TlsSettings(_Model):
+    """Certificate files that `tailscale cert` wrote into a directory on the Docker host."""
+
+    mode: Literal["tailscale-cert-files"] = "tailscale-cert-files"
+    cert_dir: str
+    cert_file: str = "tailnet.crt"
+    key_file: str = "tailnet.key"
+
+    @field_validator("cert_dir")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} must be an absolute path on the Docker host")
+        return value
+
+    @field_validator("cert_file", "key_file")
+    @classmethod
+    def _plain_file_name(cls, value: str) -> str:
+        if not value or "/" in value or value in (".", ".."):
+            raise ValueError(f"{value!r} must be a file name inside certDir")
+        return value
+
+
+class NetworkSettings(_Model):
+    subnet: str | None = None
+    # An existing network is looked up by name and never created or deleted by this stack.
+    existing: bool = False
+
+
+class ServiceSettings(_Model):
+    port: Port
+    networks: tuple[Name, ...] = Field(min_length=1)
+    # The name other containers resolve; Docker DNS answers for the service name by default.
+    host: str | None = None
+
+
+class ModelSettings(_Model):
+    backend: Name
+    model: str = Field(min_length=1)
+    api_path: str = "/v1"
+    timeout: int | None = Field(default=None, gt=0)
+    stream_timeout: int | None = Field(default=None, gt=0)
+
+
+AuthMode = Literal["sso", "bearer", "none"]
+
+
+class RouteSettings(_Model):
+    path: str
+    upstream: Name | None = None
+    respond: str | None = None
+    strip_prefix: bool = False
+    auth: AuthMode
+    # For bearer routes: the only sub-paths (after the prefix strip) the edge forwards.
+    allow_paths: tuple[str, ...] | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path_shape(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} must start with '/'")
+        body = value[:-2] if value.endswith("/*") else value
+        if "*" in body or any(c.isspace() or c in "{}\"'`#" for c in value) or "//" in value:
+            raise ValueError(f"{value!r} must be an exact path like /healthz or a prefix like /llm/*")
+        return value
+
+    @field_validator("allow_paths")
+    @classmethod
+    def _allow_paths_shape(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for path in value or ():
+            cls._path_shape(path)
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RouteSettings:
+        if (self.upstream is None) == (self.respond is None):
+            raise ValueError("set exactly one of 'upstream' and 'respond'")
+        if self.strip_prefix and not self.path.endswith("/*"):
+            raise ValueError("stripPrefix needs a prefix path ending in /*")
+        if self.respond is not None and self.auth != "none":
+            raise ValueError("a 'respond' route serves a fixed body; its auth must be 'none'")
+        if self.allow_paths is not None and self.auth != "bearer":
+            raise ValueError("allowPaths applies only to bearer routes")
+        return self
+
+    @property
+    def forwarded_paths(self) -> tuple[str, ...]:
+        # Bearer routes forward only the OpenAI-compatible API unless the settings say otherwise.
+        if self.auth != "bearer":
+            return ()
+        return self.allow_paths if self.allow_paths is not None else ("/v1/*",)
+
+
+class SsoSettings(_Model):
+    service: Name = "oauth2-proxy"
+    auth_path: str = "/oauth2/auth"
+    start_path: str = "/oauth2/start"
+    # SSO response header -> header the protected upstreams trust.
+    copy_headers: dict[str, str] = Field(
+        default_factory=lambda: {
+            "X-Auth-Request-Email": "X-Forwarded-Email",
+            "X-Auth-Request-User": "X-Forwarded-User",
+            "X-Auth-Request-Preferred-Username": "X-Forwarded-Preferred-Username",
+        }
+    )
+
+
+class ContainerLimits(_Model):
+    memory_mb: int = Field(default=512, ge=64)
+    pids: int = Field(default=256, ge=16)
+    # Non-root by default; `uid:gid` so the policy can check it without resolving names.
+    user: str = Field(default="65534:65534", pattern=r"^[1-9][0-9]*:[1-9][0-9]*$")
+
+
+class GatewaySettings(_Model):
+    service: Name = "model-gateway"
+    host_bind: str = "127.0.0.1:11435"
+    image: Image = LITELLM_IMAGE
+    limits: ContainerLimits = ContainerLimits(memory_mb=2048, pids=512)
+
+    @field_validator("host_bind")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        return str(require_loopback_bind(value))
+
+    @property
+    def bind(self) -> HostPort:
+        return require_loopback_bind(self.host_bind)
+
+    @property
+    def image_ref(self) -> ImageRef:
+        return parse_image(self.image)
+
+
+class EdgeSettings(_Model):
+    network: Name = "proxy-net"
+    https_port: Port = 443
+    image: Image = CADDY_IMAGE
+    limits: ContainerLimits = ContainerLimits(memory_mb=256, pids=128, user="65532:65532")
+
+    @property
+    def image_ref(self) -> ImageRef:
+        return parse_image(self.image)
+
+
+_TAG = r"^tag:[A-Za-z0-9][A-Za-z0-9-]*$"
+
+
+def _audience(value: str) -> str:
+    # Who may reach the gateway: never everyone. `*` and autogroup:danger-all include outsiders.
+    if value in ("*", "autogroup:danger-all") or value.startswith("autogroup:") and value != "autogroup:member":
+        raise ValueError(f"{value!r} is too broad; name groups, users or tags (or autogroup:member)")
+    if not (value.startswith(("group:", "tag:")) or "@" in value or value == "autogroup:member"):
+        raise ValueError(f"{value!r} is not a group:, tag:, user@domain or autogroup:member")
+    return value
+
+
+class TailnetPolicySettings(_Model):
+    """The gateway's part of the tailnet policy: its tag, the tag's owners, who may connect."""
+
+    tag: str = Field(default="tag:llm-gateway", pattern=_TAG)
+    owners: tuple[str, ...] = ("autogroup:admin",)
+    audiences: tuple[Annotated[str, AfterValidator(_audience)], ...] = Field(min_length=1)
+
+
+class TimeoutSettings(_Model):
+    request: int = Field(default=1800, gt=0)
+    stream: int = Field(default=1800, gt=0)
+
+
+class Settings(_Model):
+    """Everything a stack file says about the gateway, validated field by field."""
+
+    tailnet_host: str
+    tailnet_ip: str
+    tls: TlsSettings
+    networks: dict[Name, NetworkSettings] = Field(min_length=1)
+    services: dict[Name, ServiceSettings] = Field(min_length=1)
+    models: dict[str, ModelSettings] = Field(min_length=1)
+    routes: tuple[RouteSettings, ...] = Field(min_length=1)
+    gateway: GatewaySettings = GatewaySettings()
+    edge: EdgeSettings = EdgeSettings()
+    sso: SsoSettings = SsoSettings()
+    timeouts: TimeoutSettings = TimeoutSettings()
+    tailnet_policy: TailnetPolicySettings
+
+    @field_validator("tailnet_host")
+    @classmethod
+    def _hostname(cls, value: str) -> str:
+        return require_hostname(value)
+
+    @field_validator("tailnet_ip")
+    @classmethod
+    def _tailscale_ip(cls, value: str) -> str:
+        return require_tailscale_ip(value)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
+        """Validate un-namespaced settings; raise SettingsError naming the first bad setting."""
+        try:
+            return cls.model_validate(dict(values))
+        except ValidationError as error:
+            raise _settings_error(error) from None
+
+    @classmethod
+    def from_stack_file(cls, path: Path, project: str = PROJECT) -> Settings:
+        """Read `Pulumi.<stack>.yaml`: project-namespaced keys; `secure:` values are skipped."""
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as error:
+            raise SettingsError(str(path), f"cannot read the stack file ({error.strerror})") from None
+        except yaml.YAMLError as error:
+            raise SettingsError(str(path), f"is not valid YAML ({_first_line(error)})") from None
+        config = document.get("config") if isinstance(document, dict) else None
+        if config is None:
+            config = {}
+        if not isinstance(config, dict):
+            raise SettingsError(f"{path}: config", "must be a mapping of settings")
+        return cls.from_mapping(_project_values(config, project, is_secret=_is_secure_value))
+
+    @classmethod
+    def from_pulumi_config(cls, project: str = PROJECT) -> Settings:
+        """Read the engine's config for this project (every key, so unknown ones are caught)."""
+        from pulumi.runtime import config as runtime_config  # only the program needs Pulumi
+
+        # The engine hands the program its config as one JSON bag; explicit values (tests) win.
+        raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+        values = {key: _decode_config_value(value) for key, value in raw.items()}
+        return cls.from_mapping(
+            _project_values(values, project, is_secret=lambda key, _: runtime_config.is_config_secret(key))
+        )
+
+
+def _project_values(config: Mapping[str, Any], project: str, is_secret) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for full_key, value in config.items():
+        namespace, _, key = str(full_key).partition(":")
+        if not key:
+            raise SettingsError(str(full_key), f"config keys need a namespace, such as {project}:{full_key}")
+        if namespace != project:
+            continue  # provider settings such as docker:host or tailscale:tailnet
+        if key in SECRET_KEYS:
+            if not is_secret(full_key, value):
+                raise SettingsError(key, "must be a secret: pulumi config set --secret " + key)
+            continue
+        values[key] = value
+    return values
+
+
+def _is_secure_value(_key: str, value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"secure"}
+
+
+def _decode_config_value(value: Any) -> Any:
+    # The engine passes structured settings as JSON text and scalars as plain text.
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def _settings_error(error: ValidationError) -> SettingsError:
+    first = error.errors()[0]
+    setting = _setting_path(first["loc"])
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return SettingsError(setting, "unknown setting (a typo?); remove it or fix its name")
+    if kind == "missing":
+        return SettingsError(setting, "is required")
+    message = first["msg"].removeprefix("Value error, ")
+    if kind not in ("value_error", "assertion_error") and "input" in first:
+        message = f"{message} (got {first['input']!r})"
+    return SettingsError(setting, message)
+
+
+def _setting_path(loc: tuple[Any, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "(settings)"
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0]

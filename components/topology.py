@@ -1,0 +1,401 @@
+"""The one model of the gateway: services, networks, routes, models, and the edge's site.
+
+`build_topology` turns validated settings into this model and rejects every inconsistency the old
+hand-kept files drifted into: a route to a service nobody declared, an upstream Caddy cannot resolve
+because it shares no network with it, a model whose backend the gateway cannot reach. Renderers and
+components read only this model, never the settings.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from .addresses import HostPort, is_unspecified, parse_host_port
+from .errors import SettingsError
+from .settings import Settings
+
+# Inside the Caddy container: unprivileged ports, so Caddy needs no capability to bind them.
+EDGE_HTTPS_PORT = 8443
+EDGE_HEALTH_PORT = 8080
+CERT_MOUNT = "/etc/caddy/certs"
+# The environment variable that carries the master key into both containers.
+MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+# LiteLLM's run-time switches, the same in the container and in the live tests.
+GATEWAY_ENV = {
+    # The admin UI and Swagger are not needed behind the edge; serving less is safer.
+    "DISABLE_ADMIN_UI": "True",
+    "NO_DOCS": "True",
+    # Use the packaged model cost map instead of fetching one from the internet at start.
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+}
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    subnet: str | None
+    existing: bool
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    host: str
+    port: int
+    networks: tuple[str, ...]
+
+    @property
+    def address(self) -> str:
+        return str(HostPort(self.host, self.port))
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    backend: Service
+    model_id: str
+    api_path: str
+    timeout: int | None
+    stream_timeout: int | None
+
+    @property
+    def api_base(self) -> str:
+        return self.backend.url + self.api_path
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    auth: Literal["sso", "bearer", "none"]
+    upstream: Service | None
+    respond: str | None
+    strip_prefix: bool
+    forwarded_paths: tuple[str, ...]
+
+    @property
+    def is_catch_all(self) -> bool:
+        return self.path == "/*"
+
+    @property
+    def prefix(self) -> str:
+        """The path without its trailing `/*` (what handle_path strips)."""
+        return self.path[:-2] if self.path.endswith("/*") else self.path
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where the edge serves: the tailnet name over TLS, or a local plain-HTTP address for checks."""
+
+    tailnet_host: str
+    cert_file: str | None
+    key_file: str | None
+    listen: HostPort | None = None
+
+    @property
+    def address(self) -> str:
+        if self.listen is not None:
+            return f"http://{self.listen}"
+        return f"https://{self.tailnet_host}:{EDGE_HTTPS_PORT}"
+
+    @property
+    def public_base_url(self) -> str:
+        return f"http://{self.listen}" if self.listen is not None else f"https://{self.tailnet_host}"
+
+
+@dataclass(frozen=True)
+class Sso:
+    service: Service
+    auth_path: str
+    start_path: str
+    copy_headers: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """The LiteLLM container this stack runs."""
+
+    service: Service
+    host_bind: HostPort
+
+
+@dataclass(frozen=True)
+class TailnetAccess:
+    """Who on the tailnet may reach the edge, and the tag that names the gateway host."""
+
+    tag: str
+    owners: tuple[str, ...]
+    audiences: tuple[str, ...]
+    port: int
+
+
+@dataclass(frozen=True)
+class Topology:
+    site: Site
+    edge_network: str
+    networks: tuple[Network, ...]
+    services: tuple[Service, ...]
+    gateway: Gateway
+    models: tuple[Model, ...]
+    routes: tuple[Route, ...]
+    sso: Sso | None
+    request_timeout: int
+    stream_timeout: int
+    tailnet: TailnetAccess
+
+    def service(self, name: str) -> Service:
+        return next(s for s in self.services if s.name == name)
+
+    @property
+    def edge_upstreams(self) -> tuple[Service, ...]:
+        """Every service the Caddyfile names, in a stable order."""
+        names = {r.upstream.name for r in self.routes if r.upstream is not None}
+        if self.sso is not None and any(r.auth == "sso" for r in self.routes):
+            names.add(self.sso.service.name)
+        return tuple(s for s in self.services if s.name in names)
+
+    @property
+    def gateway_networks(self) -> tuple[str, ...]:
+        return self.gateway.service.networks
+
+    @property
+    def api_route(self) -> Route | None:
+        return next((r for r in self.routes if r.auth == "bearer"), None)
+
+    @property
+    def api_base_url(self) -> str | None:
+        route = self.api_route
+        if route is None:
+            return None
+        prefix = route.prefix if route.strip_prefix else ""
+        return f"{self.site.public_base_url}{prefix}/v1"
+
+    @property
+    def local_api_url(self) -> str:
+        return f"http://{self.gateway.host_bind}/v1"
+
+    def with_overrides(
+        self, upstreams: Mapping[str, HostPort] | None = None, listen: HostPort | None = None
+    ) -> Topology:
+        """The same topology with services moved to other addresses and/or a local listen address.
+
+        Used by the render CLI to run the real binaries on loopback; every place a service is named
+        (Caddy upstreams, LiteLLM api_base) follows the override, because all of them read `Service`.
+        """
+        upstreams = dict(upstreams or {})
+        for name in upstreams:
+            if name not in {s.name for s in self.services}:
+                raise SettingsError(f"--upstream {name}", "is not a declared service")
+        moved = {
+            s.name: replace(s, host=upstreams[s.name].host, port=upstreams[s.name].port) if s.name in upstreams else s
+            for s in self.services
+        }
+
+        def relocate(service: Service | None) -> Service | None:
+            return None if service is None else moved[service.name]
+
+        site = self.site
+        if listen is not None:
+            if is_unspecified(listen.host):
+                raise SettingsError("--listen", f"{listen} binds every interface; use 127.0.0.1")
+            site = replace(site, listen=listen)
+        return replace(
+            self,
+            site=site,
+            services=tuple(moved.values()),
+            gateway=replace(self.gateway, service=moved[self.gateway.service.name]),
+            models=tuple(replace(m, backend=moved[m.backend.name]) for m in self.models),
+            routes=tuple(replace(r, upstream=relocate(r.upstream)) for r in self.routes),
+            sso=None if self.sso is None else replace(self.sso, service=moved[self.sso.service.name]),
+        )
+
+
+def build_topology(settings: Settings) -> Topology:
+    """Cross-check the settings and build the model; raise SettingsError on the first inconsistency."""
+    networks = _networks(settings)
+    services = _services(settings, networks)
+    by_name = {s.name: s for s in services}
+
+    gateway_service = _known(by_name, settings.gateway.service, "gateway.service")
+    edge_network = settings.edge.network
+    if edge_network not in networks:
+        raise SettingsError("edge.network", f"{edge_network!r} is not in 'networks'")
+
+    models = tuple(_model(name, settings, by_name, gateway_service) for name in sorted(settings.models))
+    routes = _routes(settings, by_name, gateway_service, edge_network)
+
+    sso = None
+    if settings.sso.service in by_name:
+        sso = Sso(
+            service=by_name[settings.sso.service],
+            auth_path=settings.sso.auth_path,
+            start_path=settings.sso.start_path,
+            copy_headers=tuple(sorted(settings.sso.copy_headers.items())),
+        )
+    _check_sso(settings, routes, sso, edge_network)
+
+    return Topology(
+        site=Site(
+            tailnet_host=settings.tailnet_host,
+            cert_file=f"{CERT_MOUNT}/{settings.tls.cert_file}",
+            key_file=f"{CERT_MOUNT}/{settings.tls.key_file}",
+        ),
+        edge_network=edge_network,
+        networks=tuple(networks[name] for name in sorted(networks)),
+        services=services,
+        gateway=Gateway(service=gateway_service, host_bind=settings.gateway.bind),
+        models=models,
+        routes=routes,
+        sso=sso,
+        request_timeout=settings.timeouts.request,
+        stream_timeout=settings.timeouts.stream,
+        tailnet=TailnetAccess(
+            tag=settings.tailnet_policy.tag,
+            owners=settings.tailnet_policy.owners,
+            audiences=settings.tailnet_policy.audiences,
+            port=settings.edge.https_port,
+        ),
+    )
+
+
+def _networks(settings: Settings) -> dict[str, Network]:
+    networks = {}
+    for name, net in settings.networks.items():
+        if net.existing and net.subnet is not None:
+            raise SettingsError(f"networks.{name}.subnet", "an existing network keeps its own subnet; remove it")
+        networks[name] = Network(name=name, subnet=_subnet(name, net.subnet), existing=net.existing)
+    return networks
+
+
+def _subnet(name: str, subnet: str | None) -> str | None:
+    if subnet is None:
+        return None
+    try:
+        network = ipaddress.ip_network(subnet)
+    except ValueError:
+        raise SettingsError(f"networks.{name}.subnet", f"{subnet!r} is not a CIDR subnet") from None
+    if not network.is_private:
+        raise SettingsError(f"networks.{name}.subnet", f"{subnet} is not a private range")
+    return str(network)
+
+
+def _services(settings: Settings, networks: Mapping[str, Network]) -> tuple[Service, ...]:
+    services = []
+    for name in sorted(settings.services):
+        svc = settings.services[name]
+        for index, net in enumerate(svc.networks):
+            if net not in networks:
+                raise SettingsError(f"services.{name}.networks[{index}]", f"{net!r} is not in 'networks'")
+        host = svc.host or name
+        services.append(Service(name=name, host=host, port=svc.port, networks=tuple(sorted(set(svc.networks)))))
+    return tuple(services)
+
+
+def _known(by_name: Mapping[str, Service], name: str, setting: str) -> Service:
+    if name not in by_name:
+        raise SettingsError(setting, f"{name!r} is not a declared service (see 'services')")
+    return by_name[name]
+
+
+def _model(name: str, settings: Settings, by_name: Mapping[str, Service], gateway: Service) -> Model:
+    spec = settings.models[name]
+    backend = _known(by_name, spec.backend, f"models.{name}.backend")
+    if not set(backend.networks) & set(gateway.networks):
+        raise SettingsError(
+            f"models.{name}.backend",
+            f"{backend.name!r} shares no network with {gateway.name!r}; LiteLLM could not reach it",
+        )
+    if not spec.api_path.startswith("/"):
+        raise SettingsError(f"models.{name}.apiPath", f"{spec.api_path!r} must start with '/'")
+    return Model(
+        name=name,
+        backend=backend,
+        model_id=spec.model,
+        api_path=spec.api_path.rstrip("/"),
+        timeout=spec.timeout,
+        stream_timeout=spec.stream_timeout,
+    )
+
+
+def _routes(
+    settings: Settings, by_name: Mapping[str, Service], gateway: Service, edge_network: str
+) -> tuple[Route, ...]:
+    seen: dict[str, int] = {}
+    routes = []
+    for index, spec in enumerate(settings.routes):
+        where = f"routes[{index}]"
+        if spec.path in seen:
+            raise SettingsError(f"{where}.path", f"{spec.path} is already routed by routes[{seen[spec.path]}]")
+        seen[spec.path] = index
+        upstream = None
+        if spec.upstream is not None:
+            upstream = _known(by_name, spec.upstream, f"{where}.upstream")
+            if edge_network not in upstream.networks:
+                raise SettingsError(
+                    f"{where}.upstream",
+                    f"{upstream.name!r} is not on {edge_network!r}, the edge's network; Caddy could not resolve it",
+                )
+        if spec.auth == "bearer" and (upstream is None or upstream.name != gateway.name):
+            raise SettingsError(
+                f"{where}.upstream", f"a bearer route must go to the gateway service {gateway.name!r}"
+            )
+        if spec.auth == "none" and upstream is not None and upstream.name != settings.sso.service:
+            raise SettingsError(
+                f"{where}.auth",
+                f"'none' is only for health and SSO endpoints; {upstream.name!r} would be reachable without SSO",
+            )
+        routes.append(
+            Route(
+                path=spec.path,
+                auth=spec.auth,
+                upstream=upstream,
+                respond=spec.respond,
+                strip_prefix=spec.strip_prefix,
+                forwarded_paths=spec.forwarded_paths,
+            )
+        )
+    if sum(r.auth == "bearer" for r in routes) > 1:
+        raise SettingsError("routes", "only one bearer route may expose the gateway")
+    return tuple(sorted(routes, key=_route_order))
+
+
+def _route_order(route: Route) -> tuple[int, int, str]:
+    # Caddy's own handle order: exact paths, then longer prefixes first, the catch-all last.
+    if route.is_catch_all:
+        return (2, 0, route.path)
+    if route.path.endswith("/*"):
+        return (1, -len(route.path), route.path)
+    return (0, -len(route.path), route.path)
+
+
+def _check_sso(settings: Settings, routes: tuple[Route, ...], sso: Sso | None, edge_network: str) -> None:
+    if not any(r.auth == "sso" for r in routes):
+        return
+    if sso is None:
+        raise SettingsError("sso.service", f"{settings.sso.service!r} is not a declared service (see 'services')")
+    if edge_network not in sso.service.networks:
+        raise SettingsError(
+            "sso.service", f"{sso.service.name!r} is not on {edge_network!r}; forward_auth could not reach it"
+        )
+    # The sign-in redirect must land on a route that reaches the SSO service without SSO itself,
+    # or every protected page would redirect to another protected page.
+    start = sso.start_path
+    covering = [
+        r
+        for r in routes
+        if r.auth == "none"
+        and r.upstream is not None
+        and r.upstream.name == sso.service.name
+        and (r.path == start or (r.path.endswith("/*") and start.startswith(r.prefix + "/")))
+    ]
+    if not covering:
+        raise SettingsError(
+            "sso.startPath",
+            f"no route with auth 'none' sends {start} to {sso.service.name!r}; sign-in would loop",
+        )

@@ -1,0 +1,55 @@
+"""`caddy validate` with the real Caddy binary, for any rendered Caddyfile."""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from components.topology import CERT_MOUNT
+from tests.processes import binary
+
+
+def _self_signed(directory: Path, host: str) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tailnet.crt", directory / "tailnet.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def caddy_validate(caddyfile: str, work: Path, host: str = "gpu-box.tail0a1b2c.ts.net") -> subprocess.CompletedProcess:
+    """Validate the file as Caddy would load it; the cert mount is pointed at a throwaway cert."""
+    work.mkdir(parents=True, exist_ok=True)
+    certs = work / "certs"
+    certs.mkdir(exist_ok=True)
+    _self_signed(certs, host)
+    path = work / "Caddyfile"
+    path.write_text(caddyfile.replace(CERT_MOUNT + "/", f"{certs}/"))
+    return subprocess.run(
+        [str(binary("caddy")), "validate", "--config", str(path), "--adapter", "caddyfile"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"HOME": str(work), "XDG_DATA_HOME": str(work / "data"), "XDG_CONFIG_HOME": str(work / "config")},
+    )

@@ -1,0 +1,112 @@
+"""Shared fixtures: the dev stack's settings, and (once per session) the live local edge."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.settings import PROJECT, Settings
+from components.topology import GATEWAY_ENV, Topology, build_topology
+from tests import fakes
+from tests.processes import Process, free_port, render, start_caddy, start_litellm
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def stack_values(stack: str = "dev") -> dict:
+    """The project's settings from a stack file at the repository root, without namespaces."""
+    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+    prefix = f"{PROJECT}:"
+    return {k[len(prefix):]: v for k, v in document["config"].items() if k.startswith(prefix)}
+
+
+@pytest.fixture
+def dev_values() -> dict:
+    """A fresh, mutable copy of the dev stack's settings for a test to break."""
+    return copy.deepcopy(stack_values("dev"))
+
+
+@pytest.fixture
+def dev_topology() -> Topology:
+    return build_topology(Settings.from_mapping(stack_values("dev")))
+
+
+def write_stack(project_dir: Path, stack: str, values: dict, extra: dict | None = None) -> Path:
+    """Write a Pulumi.<stack>.yaml with namespaced keys (plus `extra` raw keys) into project_dir."""
+    config = {f"{PROJECT}:{k}": v for k, v in values.items()}
+    config.update(extra or {})
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    path.write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+    return path
+
+
+@dataclass
+class LocalEdge:
+    """The dev stack on loopback: real Caddy and LiteLLM, fake backend, SSO and protected upstreams."""
+
+    base_url: str
+    litellm_url: str
+    backend_url: str
+    key: str
+    out_dir: Path
+    log_dir: Path
+    upstream_ports: dict[str, int]
+    keyless_base_url: str
+    # The same edge, but with a header echo in place of LiteLLM, to see what the bypass forwards.
+    api_echo_base_url: str
+
+
+@pytest.fixture(scope="session")
+def local_edge(tmp_path_factory) -> LocalEdge:
+    work = tmp_path_factory.mktemp("edge")
+    log_dir = work / "logs"
+    log_dir.mkdir()
+    key = "sk-" + secrets.token_urlsafe(24)
+    ports = {
+        "llamacpp": free_port(),
+        "oauth2-proxy": free_port(),
+        "dashboard": free_port(),
+        "open-webui": free_port(),
+        "model-gateway": free_port(),
+    }
+    ports["llamacpp-embed"] = ports["llamacpp"]  # one fake answers for both backends
+    fake_servers = [
+        fakes.FakeServer(fakes.OpenAIBackendHandler, ports["llamacpp"], "llamacpp").start(),
+        fakes.FakeServer(fakes.FakeSsoHandler, ports["oauth2-proxy"], "oauth2-proxy").start(),
+        fakes.FakeServer(fakes.HeaderEchoHandler, ports["dashboard"], "dashboard").start(),
+        fakes.FakeServer(fakes.HeaderEchoHandler, ports["open-webui"], "open-webui").start(),
+    ]
+    api_echo_port = free_port()
+    fake_servers.append(fakes.FakeServer(fakes.HeaderEchoHandler, api_echo_port, "api-echo").start())
+    processes: list[Process] = []
+    try:
+        edge_port, keyless_port, echo_port = free_port(), free_port(), free_port()
+        out = render("dev", work / "rendered", ROOT, ports, edge_port)
+        keyless_out = render("dev", work / "rendered-keyless", ROOT, ports, keyless_port)
+        echo_out = render("dev", work / "rendered-echo", ROOT, {**ports, "model-gateway": api_echo_port}, echo_port)
+        processes.append(start_litellm(out / "litellm.yaml", ports["model-gateway"], log_dir, key, GATEWAY_ENV))
+        processes.append(start_caddy(out / "Caddyfile", edge_port, log_dir, key))
+        # The same edge with an empty key at run time: the bearer route must fail closed.
+        processes.append(start_caddy(keyless_out / "Caddyfile", keyless_port, log_dir, "", name="caddy-keyless"))
+        processes.append(start_caddy(echo_out / "Caddyfile", echo_port, log_dir, key, name="caddy-echo"))
+        yield LocalEdge(
+            base_url=f"http://127.0.0.1:{edge_port}",
+            litellm_url=f"http://127.0.0.1:{ports['model-gateway']}",
+            backend_url=f"http://127.0.0.1:{ports['llamacpp']}",
+            key=key,
+            out_dir=out,
+            log_dir=log_dir,
+            upstream_ports=ports,
+            keyless_base_url=f"http://127.0.0.1:{keyless_port}",
+            api_echo_base_url=f"http://127.0.0.1:{echo_port}",
+        )
+    finally:
+        for proc in reversed(processes):
+            proc.stop()
+        for server in fake_servers:
+            server.stop()

@@ -1,0 +1,63 @@
+"""Probes a client sends to the edge, shared by the live tests and the tests of those tests."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from urllib.parse import urlsplit
+
+import httpx
+
+from tests import fakes
+
+SPOOFED_IDENTITY = {
+    "X-Forwarded-Email": "mallory@evil.example",
+    "X-Forwarded-User": "mallory",
+    "X-Forwarded-Preferred-Username": "mallory",
+    "X-Auth-Request-Email": "mallory@evil.example",
+    "X-Auth-Request-User": "mallory",
+    "Remote-User": "mallory",
+    "X-Remote-User": "mallory",
+}
+SESSION = {"Cookie": f"{fakes.SESSION_COOKIE}={fakes.VALID_SESSION}"}
+
+
+def raw_get(base_url: str, raw_path: str, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
+    """GET a path exactly as written (no client-side normalisation of dots, slashes or escapes)."""
+    parts = urlsplit(base_url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("GET", raw_path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def received_headers(response: httpx.Response) -> dict[str, str]:
+    """The headers a header-echo upstream saw, with lower-case names."""
+    return {k.lower(): v for k, v in response.json()["headers"].items()}
+
+
+def assert_identity_not_spoofable(base_url: str, key: str) -> None:
+    """Spoofed identity headers reach no upstream; protected ones see only the SSO's values."""
+    headers = {**SPOOFED_IDENTITY, **SESSION}
+    protected = httpx.get(f"{base_url}/dash/x", headers=headers, timeout=30)
+    assert protected.status_code == 200, f"protected route with a session: {protected.status_code}"
+    seen = received_headers(protected)
+    assert seen.get("x-forwarded-email") == fakes.SSO_EMAIL, "a client could set X-Forwarded-Email on a protected route"
+    assert seen.get("x-forwarded-user") == fakes.SSO_USER, "a client could set X-Forwarded-User on a protected route"
+    for name in ("x-auth-request-email", "x-auth-request-user", "remote-user", "x-remote-user"):
+        assert name not in seen, f"{name} from the client reached the protected upstream"
+
+    bypass = httpx.get(f"{base_url}/oauth2/anything", headers=SPOOFED_IDENTITY, timeout=30)
+    seen = received_headers(bypass)
+    for name in SPOOFED_IDENTITY:
+        assert name.lower() not in seen, f"{name} from the client reached the SSO service on a bypass route"
+
+
+def is_json_error(response_body: bytes) -> bool:
+    try:
+        return "error" in json.loads(response_body)
+    except ValueError:
+        return False

@@ -1,0 +1,155 @@
+"""Stand-ins for the services around the gateway, for the live edge tests (loopback only).
+
+- `OpenAIBackend`: what llama.cpp serves: models, chat (plain and streamed), embeddings.
+- `FakeSso`: oauth2-proxy's `/oauth2/auth` (202 with X-Auth-Request-* for a valid session cookie,
+  401 otherwise) and a `/oauth2/start` page.
+- `HeaderEcho`: a protected upstream that answers with the path and headers it received.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+SESSION_COOKIE = "_oauth2_proxy"
+VALID_SESSION = "valid-session"
+SSO_EMAIL = "alice@example.com"
+SSO_USER = "alice"
+# The streamed reply: the first chunk comes at once, the rest only after this pause.
+STREAM_PAUSE_S = 1.0
+STREAM_WORDS = ("Hello", " from", " the", " fake", " backend")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    role: ClassVar[str] = ""
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+    def _send(self, status: int, body: object, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> dict:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"{}")
+
+
+class OpenAIBackendHandler(_Handler):
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/v1/models":
+            self._send(200, {"object": "list", "data": [{"id": "backend-model", "object": "model"}]})
+        else:
+            self._send(404, {"error": "not found"})
+
+    def do_POST(self) -> None:
+        body = self._body()
+        if self.path == "/v1/chat/completions":
+            if body.get("stream"):
+                self._stream(body)
+            else:
+                self._send(200, _completion(body.get("model", "m")))
+        elif self.path == "/v1/embeddings":
+            inputs = body.get("input")
+            count = len(inputs) if isinstance(inputs, list) else 1
+            data = [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(count)]
+            usage = {"prompt_tokens": 2, "total_tokens": 2}
+            self._send(200, {"object": "list", "data": data, "model": body.get("model"), "usage": usage})
+        else:
+            self._send(404, {"error": "not found"})
+
+    def _stream(self, body: dict) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        model = body.get("model", "m")
+        for index, word in enumerate(STREAM_WORDS):
+            chunk = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [{"index": 0, "delta": {"role": "assistant", "content": word}, "finish_reason": None}],
+            }
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+            if index == 0:
+                time.sleep(STREAM_PAUSE_S)
+        done = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+        }
+        self.wfile.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
+        self.wfile.flush()
+        self.close_connection = True
+
+
+def _completion(model: str) -> dict:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+class FakeSsoHandler(_Handler):
+    def do_GET(self) -> None:
+        if self.path.startswith("/oauth2/auth"):
+            if f"{SESSION_COOKIE}={VALID_SESSION}" in (self.headers.get("Cookie") or ""):
+                self.send_response(202)
+                self.send_header("X-Auth-Request-Email", SSO_EMAIL)
+                self.send_header("X-Auth-Request-User", SSO_USER)
+                self.send_header("X-Auth-Request-Preferred-Username", SSO_USER)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                self._send(401, {"error": "unauthorized"})
+        else:
+            self._send(200, {"sso": self.path, "headers": dict(self.headers.items())})
+
+
+class HeaderEchoHandler(_Handler):
+    def _echo(self) -> None:
+        self._send(200, {"upstream": self.server.name, "path": self.path, "headers": dict(self.headers.items())})
+
+    do_GET = do_POST = do_PUT = do_DELETE = _echo
+
+
+class FakeServer:
+    """One fake on 127.0.0.1:port, served from a daemon thread until `stop()`."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], port: int, name: str) -> None:
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd.daemon_threads = True
+        self.httpd.name = name
+        self.port = port
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name=name, daemon=True)
+
+    def start(self) -> FakeServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)

@@ -1,0 +1,114 @@
+"""Start and stop the real binaries for live tests: loopback only, free ports, bounded waits."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+BIN_DIR = Path(sys.executable).parent
+
+
+def binary(name: str) -> Path:
+    """A console script installed by the project's requirements into this interpreter's environment."""
+    path = BIN_DIR / name
+    if not path.exists():
+        raise RuntimeError(f"{name} is not installed next to {sys.executable}; install requirements-dev.txt")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """A child process whose output goes to a log file; `stop()` always reaps it."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None, cwd=None):
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "wb")
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
+        full_env.update(env or {})
+        self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def wait_http(self, url: str, timeout_s: float, ok=lambda r: r.status_code < 500) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
+            try:
+                if ok(httpx.get(url, timeout=2)):
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.name} not ready at {url} within {timeout_s}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10)
+        self._log.close()
+
+
+def render(stack: str, out: Path, project_dir: Path, upstreams: dict[str, int], listen_port: int) -> Path:
+    """Run the render CLI (the contract under test) onto loopback addresses."""
+    argv = [sys.executable, "-m", "components", "render", "--stack", stack, "--out", str(out)]
+    argv += ["--listen", f"127.0.0.1:{listen_port}"]
+    for service, port in sorted(upstreams.items()):
+        argv += ["--upstream", f"{service}=127.0.0.1:{port}"]
+    if project_dir is not None:
+        argv += ["--project-dir", str(project_dir)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
+    if result.returncode != 0:
+        raise RuntimeError(f"render failed: {result.stderr}")
+    return out
+
+
+def start_caddy(caddyfile: Path, port: int, log_dir: Path, key: str, name: str = "caddy") -> Process:
+    proc = Process(
+        name,
+        [str(binary("caddy")), "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
+        log_dir,
+        env={"LITELLM_MASTER_KEY": key, "HOME": str(log_dir), "XDG_DATA_HOME": str(log_dir / f"{name}-data"),
+             "XDG_CONFIG_HOME": str(log_dir / f"{name}-config")},
+    )
+    try:
+        proc.wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=20)
+    except Exception:
+        proc.stop()
+        raise
+    return proc
+
+
+def start_litellm(config: Path, port: int, log_dir: Path, key: str, env: dict[str, str]) -> Process:
+    proc = Process(
+        "litellm",
+        [str(binary("litellm")), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+        log_dir,
+        env={**env, "LITELLM_MASTER_KEY": key, "HOME": str(log_dir)},
+    )
+    try:
+        proc.wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout_s=90, ok=lambda r: r.status_code == 200)
+    except Exception:
+        proc.stop()
+        raise
+    return proc

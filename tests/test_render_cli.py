@@ -1,0 +1,71 @@
+"""The render CLI contract (design.md section 4): files, flags, and exit status 2 with one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import ROOT, write_stack
+
+
+def _render(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "components", "render", *args], capture_output=True, text=True, timeout=60, cwd=cwd
+    )
+
+
+def test_render_writes_the_three_files(tmp_path):
+    result = _render("--stack", "dev", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Caddyfile", "litellm.yaml", "tailnet-policy.hujson"]
+
+
+def test_render_is_deterministic_across_runs(tmp_path):
+    _render("--stack", "dev", "--out", str(tmp_path / "a"))
+    _render("--stack", "dev", "--out", str(tmp_path / "b"))
+    for name in ("Caddyfile", "litellm.yaml", "tailnet-policy.hujson"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), f"{name} is not stable"
+
+
+def test_upstream_and_listen_reach_every_file(tmp_path):
+    result = _render(
+        "--stack", "dev", "--out", str(tmp_path),
+        "--upstream", "llamacpp=127.0.0.1:9101", "--upstream", "model-gateway=127.0.0.1:9102",
+        "--listen", "127.0.0.1:9100",
+    )
+    assert result.returncode == 0, result.stderr
+    caddyfile = (tmp_path / "Caddyfile").read_text()
+    assert "http://127.0.0.1:9100 {" in caddyfile and "reverse_proxy 127.0.0.1:9102" in caddyfile
+    assert "api_base: http://127.0.0.1:9101/v1" in (tmp_path / "litellm.yaml").read_text()
+
+
+def test_bad_setting_exits_2_with_one_line_naming_it(tmp_path, dev_values):
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    dev_values["routes"][0]["upstream"] = "nobody"
+    write_stack(tmp_path, "broken", dev_values)
+    result = _render("--stack", "broken", "--out", str(tmp_path / "out"), "--project-dir", str(tmp_path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "routes[0].upstream" in lines[0], f"not one clear line: {result.stderr!r}"
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists(), "files were written for bad settings"
+
+
+def test_unknown_upstream_service_exits_2(tmp_path):
+    result = _render("--stack", "dev", "--out", str(tmp_path), "--upstream", "grafana=127.0.0.1:3000")
+    assert result.returncode == 2 and "grafana" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_wildcard_listen_exits_2(tmp_path):
+    result = _render("--stack", "dev", "--out", str(tmp_path), "--listen", "0.0.0.0:8080")
+    assert result.returncode == 2 and "every interface" in result.stderr, "a local check would listen on the LAN"
+
+
+def test_malformed_flag_exits_2_with_one_line(tmp_path):
+    result = _render("--stack", "dev", "--out", str(tmp_path), "--upstream", "llamacpp")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_missing_stack_file_exits_2(tmp_path):
+    result = _render("--stack", "nope", "--out", str(tmp_path))
+    assert result.returncode == 2 and "Pulumi.nope.yaml" in result.stderr

@@ -1,0 +1,198 @@
+"""Guarantees of the settings model: every bad setting fails before anything runs, naming the setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.errors import SettingsError
+from components.settings import Settings
+from components.topology import build_topology
+from tests.conftest import write_stack
+
+
+def _error(values: dict) -> SettingsError:
+    with pytest.raises(SettingsError) as caught:
+        build_topology(Settings.from_mapping(values))
+    return caught.value
+
+
+def test_dev_stack_settings_are_valid(dev_values):
+    settings = Settings.from_mapping(dev_values)
+    assert settings.tailnet_host == "gpu-box.tail0a1b2c.ts.net", "the dev stack no longer mirrors the replaced host"
+    assert settings.gateway.host_bind == "127.0.0.1:11435", "host apps would lose localhost:11435"
+
+
+def test_missing_tailnet_host_is_named(dev_values):
+    del dev_values["tailnetHost"]
+    error = _error(dev_values)
+    assert error.setting == "tailnetHost" and "required" in error.problem, "a stack without a host name would render"
+
+
+@pytest.mark.parametrize("address", ["192.168.1.20", "10.0.0.5", "8.8.8.8", "fd00::1", "not-an-ip"])
+def test_tailnet_ip_outside_tailscale_ranges_is_refused(dev_values, address):
+    dev_values["tailnetIp"] = address
+    error = _error(dev_values)
+    assert error.setting == "tailnetIp", f"Caddy would publish 443 on {address}, outside the tailnet"
+    assert "Tailscale address" in error.problem
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", ""])
+def test_tailnet_ip_that_binds_every_interface_is_refused(dev_values, address):
+    dev_values["tailnetIp"] = address
+    error = _error(dev_values)
+    assert error.setting == "tailnetIp" and "every interface" in error.problem, (
+        "an empty or wildcard bind would publish 443 on the LAN, as compose once did"
+    )
+
+
+def test_tailscale_ipv6_address_is_accepted(dev_values):
+    dev_values["tailnetIp"] = "fd7a:115c:a1e0::1234"
+    assert Settings.from_mapping(dev_values).tailnet_ip == "fd7a:115c:a1e0::1234"
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0:11435", "[::]:11435"])
+def test_gateway_bind_on_every_interface_is_refused(dev_values, bind):
+    dev_values["gateway"]["hostBind"] = bind
+    error = _error(dev_values)
+    assert error.setting == "gateway.hostBind", "LiteLLM would be reachable from the LAN"
+    assert "every interface" in error.problem
+
+
+def test_gateway_bind_on_a_lan_address_is_refused(dev_values):
+    dev_values["gateway"]["hostBind"] = "192.168.1.20:11435"
+    error = _error(dev_values)
+    assert error.setting == "gateway.hostBind" and "loopback" in error.problem, "LiteLLM would be reachable from the LAN"
+
+
+def test_route_to_unknown_service_is_refused(dev_values):
+    dev_values["routes"][3]["upstream"] = "grafana"
+    error = _error(dev_values)
+    assert error.setting == "routes[3].upstream" and "not a declared service" in error.problem, (
+        "Caddy would proxy to a name nothing answers"
+    )
+
+
+def test_two_routes_with_the_same_path_are_refused(dev_values):
+    dev_values["routes"].append({"path": "/dash/*", "upstream": "open-webui", "auth": "sso"})
+    error = _error(dev_values)
+    assert error.setting == "routes[5].path" and "routes[3]" in error.problem, "one of the two routes would be dead"
+
+
+def test_path_without_leading_slash_is_refused(dev_values):
+    dev_values["routes"][3]["path"] = "dash/*"
+    error = _error(dev_values)
+    assert error.setting == "routes[3].path" and "start with '/'" in error.problem
+
+
+def test_model_with_undeclared_backend_is_refused(dev_values):
+    dev_values["models"]["local-chat"]["backend"] = "vllm"
+    error = _error(dev_values)
+    assert error.setting == "models.local-chat.backend", "LiteLLM would send requests to a name nothing answers"
+
+
+def test_model_backend_unreachable_from_the_gateway_is_refused(dev_values):
+    dev_values["services"]["llamacpp"]["networks"] = ["proxy-net"]
+    dev_values["services"]["model-gateway"]["networks"] = ["frontend", "backend"]
+    dev_values["routes"] = [r for r in dev_values["routes"] if r.get("upstream") != "model-gateway"]
+    error = _error(dev_values)
+    assert error.setting == "models.local-chat.backend" and "shares no network" in error.problem
+
+
+def test_upstream_not_on_the_edge_network_is_refused(dev_values):
+    dev_values["services"]["model-gateway"]["networks"] = ["frontend", "backend"]
+    error = _error(dev_values)
+    assert error.setting == "routes[2].upstream" and "proxy-net" in error.problem, (
+        "Caddy could not resolve model-gateway, the replaced system's outage"
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "key"),
+    [((), "tailnetHosts"), (("gateway",), "hostbind"), (("routes", 0), "stripprefix"), (("services", "llamacpp"), "prot")],
+)
+def test_unknown_settings_key_is_refused(dev_values, where, key):
+    target = dev_values
+    for part in where:
+        target = target[part]
+    target[key] = "x"
+    error = _error(dev_values)
+    assert key in error.setting and "unknown setting" in error.problem, f"the typo {key!r} would be silently ignored"
+
+
+def test_plain_text_master_key_is_refused(tmp_path, dev_values):
+    path = write_stack(tmp_path, "leaky", dev_values, {"tailnet-llm-gateway:masterKey": "sk-plaintext"})
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_stack_file(path)
+    assert caught.value.setting == "masterKey", "the master key would sit in plaintext in the stack file"
+
+
+def test_secure_master_key_is_not_needed_to_render(tmp_path, dev_values):
+    path = write_stack(tmp_path, "sealed", dev_values, {"tailnet-llm-gateway:masterKey": {"secure": "v1:abc"}})
+    assert Settings.from_stack_file(path) == Settings.from_mapping(dev_values), "a secure: value broke rendering"
+
+
+def test_other_namespaces_are_left_to_their_providers(tmp_path, dev_values):
+    path = write_stack(tmp_path, "prov", dev_values, {"docker:host": "unix:///var/run/docker.sock"})
+    assert Settings.from_stack_file(path) == Settings.from_mapping(dev_values)
+
+
+def test_key_without_namespace_is_refused(tmp_path, dev_values):
+    path = write_stack(tmp_path, "bare", dev_values, {"tailnetHost": "x"})
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_stack_file(path)
+    assert caught.value.setting == "tailnetHost" and "namespace" in caught.value.problem
+
+
+def test_malformed_yaml_is_a_settings_error(tmp_path):
+    path = tmp_path / "Pulumi.bad.yaml"
+    path.write_text("config: [unclosed\n")
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_stack_file(path)
+    assert "not valid YAML" in caught.value.problem
+
+
+def test_pulumi_config_and_stack_file_give_the_same_settings(dev_values, monkeypatch):
+    """The engine passes structured values as JSON text and scalars as text; both loaders agree."""
+    import json
+
+    from pulumi.runtime import config as runtime_config
+
+    bag = {
+        f"tailnet-llm-gateway:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in dev_values.items()
+    }
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(bag))
+    runtime_config.set_all_config({}, [])
+    assert Settings.from_pulumi_config() == Settings.from_mapping(dev_values)
+
+
+def test_pulumi_config_refuses_a_master_key_that_is_not_secret(dev_values, monkeypatch):
+    import json
+
+    from pulumi.runtime import config as runtime_config
+
+    bag = {f"tailnet-llm-gateway:{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in dev_values.items()}
+    bag["tailnet-llm-gateway:masterKey"] = "sk-plain"
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(bag))
+    runtime_config.set_all_config({}, [])
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_pulumi_config()
+    assert caught.value.setting == "masterKey"
+
+
+@pytest.mark.parametrize("image", ["caddy", "caddy:latest", "caddy:2", "caddy:2.11", "ghcr.io/berriai/litellm:main-stable"])
+def test_floating_image_tags_are_refused(dev_values, image):
+    dev_values["edge"]["image"] = image
+    error = _error(dev_values)
+    assert error.setting == "edge.image", f"{image} would move under the stack between deploys"
+
+
+def test_pinned_digest_image_is_accepted(dev_values):
+    dev_values["edge"]["image"] = "caddy:2.11.7@sha256:" + "a" * 64
+    assert Settings.from_mapping(dev_values).edge.image_ref.digest == "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize("audience", ["*", "autogroup:danger-all", "autogroup:internet"])
+def test_tailnet_audience_may_not_be_everyone(dev_values, audience):
+    dev_values["tailnetPolicy"]["audiences"] = [audience]
+    error = _error(dev_values)
+    assert error.setting.startswith("tailnetPolicy.audiences"), f"{audience} would open the gateway to everyone"
