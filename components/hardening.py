@@ -1,0 +1,45 @@
+"""The hardening every container of this stack gets, in one place (security.md section 1).
+
+Both containers call `hardened_container_args`; a test asserts each property on both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi_docker as docker
+
+from .settings import ContainerLimits
+
+LOG_OPTS = {"max-size": "10m", "max-file": "3"}
+
+
+def hardened_container_args(
+    limits: ContainerLimits, tmpfs: dict[str, str], health_test: list[str], start_period: str
+) -> dict[str, Any]:
+    """Keyword arguments for docker.Container that make it least-privileged and bounded."""
+    return {
+        "user": limits.user,
+        # Nothing in the image can be changed at run time; the app writes only to its tmpfs.
+        "read_only": True,
+        "tmpfs": tmpfs,
+        # Neither container needs any capability: both listen on unprivileged ports.
+        "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+        "security_opts": ["no-new-privileges:true"],
+        "privileged": False,
+        "memory": limits.memory_mb,
+        # No swap beyond the memory limit: a leak ends in an OOM restart, not a thrashing host.
+        "memory_swap": limits.memory_mb,
+        # pulumi-docker 5.2.0 has no pids_limit argument; RLIMIT_NPROC for the container's own uid is
+        # the process limit it can set (counted per uid, hence a uid of its own for each container).
+        "ulimits": [docker.ContainerUlimitArgs(name="nproc", soft=limits.pids, hard=limits.pids)],
+        "restart": "unless-stopped",
+        "log_driver": "json-file",
+        "log_opts": LOG_OPTS,
+        "healthcheck": docker.ContainerHealthcheckArgs(
+            tests=health_test, interval="30s", timeout="10s", retries=3, start_period=start_period
+        ),
+        # `pulumi up` fails (instead of reporting success) when the container never gets healthy.
+        "wait": True,
+        "wait_timeout": 180,
+    }

@@ -1,0 +1,96 @@
+"""The LiteLLM container (`model-gateway`)."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+
+from .hardening import hardened_container_args
+from .networks import GatewayNetworks
+from .pinned_image import PinnedImage
+from .settings import ContainerLimits
+from .topology import GATEWAY_ENV, MASTER_KEY_ENV, Topology
+
+CONFIG_DIR = "/etc/litellm"
+CONFIG_PATH = f"{CONFIG_DIR}/config.yaml"
+
+
+class ModelGateway(pulumi.ComponentResource):
+    """Runs LiteLLM with the rendered config, reachable by other containers and by host apps only.
+
+    Guarantees:
+    - its host port binds 127.0.0.1 (or the loopback address the settings give) and nothing else;
+    - it is on exactly the networks the topology says, with the service name as its alias on each,
+      so Caddy resolves it on the edge network and it resolves its model backends;
+    - the uploaded config is the renderer's output byte for byte; the master key arrives only as a
+      secret environment variable;
+    - hardened as `hardening.py` says; healthcheck on `/health/liveliness`;
+    - a change to the config, image, healthcheck or tmpfs replaces the container.
+    """
+
+    container: docker.Container
+    local_url: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        topology: Topology,
+        config_yaml: str,
+        master_key: pulumi.Input[str],
+        networks: GatewayNetworks,
+        image: PinnedImage,
+        limits: ContainerLimits,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("tailnet-llm-gateway:docker:ModelGateway", name, {}, opts)
+        service = topology.gateway.service
+        bind = topology.gateway.host_bind
+
+        # Docker refuses uploads into a read-only root filesystem unless the path is a volume mount.
+        config_volume = docker.Volume(
+            f"{name}-config", name=f"{service.name}-config", opts=pulumi.ResourceOptions(parent=self)
+        )
+        envs = pulumi.Output.secret(
+            pulumi.Output.concat(f"{MASTER_KEY_ENV}=", master_key).apply(
+                lambda key_env: [key_env] + [f"{k}={v}" for k, v in sorted(GATEWAY_ENV.items())]
+            )
+        )
+        liveliness = f"http://127.0.0.1:{service.port}/health/liveliness"
+        self.container = docker.Container(
+            name,
+            name=service.name,
+            image=image.ref,
+            # The image's entrypoint runs `litellm "$@"`. 0.0.0.0 is the container's own namespace:
+            # the host side is limited by `ports` below.
+            command=["--config", CONFIG_PATH, "--host", "0.0.0.0", "--port", str(service.port)],
+            envs=envs,
+            ports=[docker.ContainerPortArgs(internal=service.port, external=bind.port, ip=bind.host)],
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(name=networks.names[net], aliases=[service.name])
+                for net in service.networks
+            ],
+            volumes=[docker.ContainerVolumeArgs(volume_name=config_volume.name, container_path=CONFIG_DIR)],
+            uploads=[docker.ContainerUploadArgs(file=CONFIG_PATH, content=config_yaml, permissions="0444")],
+            **hardened_container_args(
+                limits,
+                tmpfs={"/tmp": "rw,noexec,nosuid,size=256m"},
+                health_test=[
+                    "CMD",
+                    "python3",
+                    "-c",
+                    f"import urllib.request; urllib.request.urlopen('{liveliness}', timeout=5)",
+                ],
+                start_period="40s",
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[image.image],
+                # The provider neither replaces nor updates these in place (reference, pulumi.md 1).
+                replace_on_changes=["healthcheck", "tmpfs"],
+                additional_secret_outputs=["envs"],
+                # The container name and host port are unique: the old one must go first.
+                delete_before_replace=True,
+            ),
+        )
+        self.local_url = pulumi.Output.from_input(topology.local_api_url)
+        self.register_outputs({"container": self.container.name, "localUrl": self.local_url})

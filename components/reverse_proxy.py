@@ -1,0 +1,89 @@
+"""The Caddy container: the tailnet-facing edge."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+
+from .hardening import hardened_container_args
+from .networks import GatewayNetworks
+from .pinned_image import PinnedImage
+from .settings import ContainerLimits
+from .topology import CERT_MOUNT, EDGE_HEALTH_PORT, EDGE_HTTPS_PORT, MASTER_KEY_ENV, Topology
+
+CONFIG_DIR = "/etc/caddy/rendered"
+CADDYFILE_PATH = f"{CONFIG_DIR}/Caddyfile"
+
+
+class ReverseProxy(pulumi.ComponentResource):
+    """Runs Caddy with the rendered Caddyfile, published on the host's tailnet address only.
+
+    Guarantees:
+    - port 443 is published on the tailnet IP and nowhere else (never 0.0.0.0, `::` or empty);
+    - Caddy is on the edge network only: a second network would make Docker DNS hand out the other
+      network's addresses for the same names;
+    - the uploaded Caddyfile is the renderer's output byte for byte, and it is part of the container's
+      definition, so any change to it replaces the container on the next `pulumi up` (no stale config
+      in a running Caddy);
+    - the Tailscale cert directory is mounted read-only; Caddy's data lives in a named volume; the key
+      the edge checks arrives only as a secret environment variable;
+    - hardened as `hardening.py` says, with a healthcheck on a container-loopback listener.
+    """
+
+    container: docker.Container
+
+    def __init__(
+        self,
+        name: str,
+        topology: Topology,
+        caddyfile: str,
+        master_key: pulumi.Input[str],
+        networks: GatewayNetworks,
+        image: PinnedImage,
+        limits: ContainerLimits,
+        tailnet_ip: str,
+        https_port: int,
+        cert_dir: str,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("tailnet-llm-gateway:docker:ReverseProxy", name, {}, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        data_volume = docker.Volume(f"{name}-data", name="tailnet-edge-data", opts=child)
+        # Docker refuses uploads into a read-only root filesystem unless the path is a volume mount.
+        config_volume = docker.Volume(f"{name}-config", name="tailnet-edge-config", opts=child)
+        envs = pulumi.Output.secret(
+            pulumi.Output.concat(f"{MASTER_KEY_ENV}=", master_key).apply(
+                lambda key_env: [key_env, "XDG_CONFIG_HOME=/config", "XDG_DATA_HOME=/data"]
+            )
+        )
+        self.container = docker.Container(
+            name,
+            name="tailnet-edge",
+            image=image.ref,
+            command=["caddy", "run", "--config", CADDYFILE_PATH, "--adapter", "caddyfile"],
+            envs=envs,
+            # Caddy listens on an unprivileged port inside; the host side is the tailnet IP only.
+            ports=[docker.ContainerPortArgs(internal=EDGE_HTTPS_PORT, external=https_port, ip=tailnet_ip)],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=networks.names[topology.edge_network])],
+            volumes=[
+                docker.ContainerVolumeArgs(volume_name=data_volume.name, container_path="/data"),
+                docker.ContainerVolumeArgs(volume_name=config_volume.name, container_path=CONFIG_DIR),
+                docker.ContainerVolumeArgs(host_path=cert_dir, container_path=CERT_MOUNT, read_only=True),
+            ],
+            uploads=[docker.ContainerUploadArgs(file=CADDYFILE_PATH, content=caddyfile, permissions="0444")],
+            **hardened_container_args(
+                limits,
+                # Caddy autosaves its adapted config under XDG_CONFIG_HOME; nothing there must persist.
+                tmpfs={"/config": "rw,noexec,nosuid,size=16m", "/tmp": "rw,noexec,nosuid,size=16m"},
+                health_test=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{EDGE_HEALTH_PORT}/healthz"],
+                start_period="10s",
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[image.image],
+                replace_on_changes=["healthcheck", "tmpfs"],
+                additional_secret_outputs=["envs"],
+                delete_before_replace=True,
+            ),
+        )
+        self.register_outputs({"container": self.container.name})

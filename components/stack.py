@@ -1,0 +1,87 @@
+"""The whole gateway, wired from one topology."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_random as random
+
+from .model_gateway import ModelGateway
+from .networks import GatewayNetworks
+from .pinned_image import PinnedImage
+from .render.caddyfile import render_caddyfile
+from .render.litellm_config import render_litellm_config
+from .reverse_proxy import ReverseProxy
+from .settings import Settings
+from .topology import Topology, build_topology
+
+
+class GatewayStack(pulumi.ComponentResource):
+    """Networks, images, LiteLLM and Caddy for one stack's settings.
+
+    Guarantees: every artifact comes from the renderers for the topology built from these settings
+    (so the containers run exactly what `python -m components render` writes); the master key is the
+    `masterKey` secret or, when that is unset, a generated 48-character key; it is a secret output and
+    reaches the containers only as a secret.
+    """
+
+    topology: Topology
+    api_base_url: pulumi.Output[str]
+    local_api_url: pulumi.Output[str]
+    models: pulumi.Output[list[str]]
+    master_key: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        stack: str,
+        master_key: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        # Cross-checks first: bad settings fail before any resource is registered.
+        self.topology = topology = build_topology(settings)
+        super().__init__("tailnet-llm-gateway:index:GatewayStack", name, {}, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        if master_key is None:
+            # LiteLLM expects keys to start with sk-; special characters would need quoting in headers.
+            generated = random.RandomPassword(f"{name}-master-key", length=48, special=False, opts=child)
+            master_key = pulumi.Output.concat("sk-", generated.result)
+        self.master_key = pulumi.Output.secret(master_key)
+
+        self.networks = GatewayNetworks(f"{name}-networks", topology.networks, opts=child)
+        self.gateway = ModelGateway(
+            f"{name}-model-gateway",
+            topology,
+            render_litellm_config(topology, stack),
+            self.master_key,
+            self.networks,
+            PinnedImage(f"{name}-litellm-image", settings.gateway.image_ref, opts=child),
+            settings.gateway.limits,
+            opts=child,
+        )
+        self.proxy = ReverseProxy(
+            f"{name}-edge",
+            topology,
+            render_caddyfile(topology, stack),
+            self.master_key,
+            self.networks,
+            PinnedImage(f"{name}-caddy-image", settings.edge.image_ref, opts=child),
+            settings.edge.limits,
+            tailnet_ip=settings.tailnet_ip,
+            https_port=settings.edge.https_port,
+            cert_dir=settings.tls.cert_dir,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gateway]),
+        )
+
+        self.api_base_url = pulumi.Output.from_input(topology.api_base_url or "")
+        self.local_api_url = pulumi.Output.from_input(topology.local_api_url)
+        self.models = pulumi.Output.from_input([m.name for m in topology.models])
+        self.register_outputs(
+            {
+                "apiBaseUrl": self.api_base_url,
+                "localApiUrl": self.local_api_url,
+                "models": self.models,
+                "masterKey": self.master_key,
+            }
+        )

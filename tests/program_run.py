@@ -1,0 +1,144 @@
+"""Run the Pulumi program (`__main__.py`) under mocks and record what it registers.
+
+No Pulumi CLI: `pulumi.runtime.set_mocks` stands in for the engine, and invokes are answered here
+(the registry digest lookup, existing-network lookups) the way the Docker provider would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import runpy
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
+from pulumi.runtime.stack import run_pulumi_func
+from pulumi.runtime.sync_await import _sync_await
+
+from components.settings import PROJECT
+from tests.conftest import ROOT
+
+
+def fake_digest(name: str) -> str:
+    """What the registry would answer for a tag: stable per tag, different between tags."""
+    return "sha256:" + hashlib.sha256(name.encode()).hexdigest()
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    custom: bool
+    opts: pulumi.ResourceOptions | None = None
+
+
+@dataclass
+class ProgramRun:
+    resources: list[Registered] = field(default_factory=list)
+    invokes: list[tuple[str, dict]] = field(default_factory=list)
+    exports: dict[str, Any] = field(default_factory=dict)
+    secret_exports: set[str] = field(default_factory=set)
+    log: list[logging.LogRecord] = field(default_factory=list)
+    python_warnings: list[warnings.WarningMessage] = field(default_factory=list)
+
+    def of_type(self, type_: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == type_]
+
+    def one(self, type_: str, name: str) -> Registered:
+        matches = [r for r in self.resources if r.type == type_ and r.name == name]
+        assert len(matches) == 1, f"expected one {type_} named {name}, found {len(matches)}"
+        return matches[0]
+
+    @property
+    def containers(self) -> dict[str, Registered]:
+        """Containers by their Docker container name."""
+        return {r.inputs["name"]: r for r in self.of_type("docker:index/container:Container")}
+
+
+class _RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self, run: ProgramRun) -> None:
+        self.run = run
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.run.resources.append(Registered(args.typ, args.name, dict(args.inputs), bool(args.custom)))
+        state = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = "x" * int(args.inputs.get("length", 16))
+        if args.typ == "docker:index/remoteImage:RemoteImage":
+            state["repoDigest"] = args.inputs["name"]
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        self.run.invokes.append((args.token, dict(args.args)))
+        if args.token == "docker:index/getRegistryImage:getRegistryImage":
+            return {"name": args.args["name"], "sha256Digest": fake_digest(args.args["name"])}
+        if args.token == "docker:index/getNetwork:getNetwork":
+            return {"name": args.args["name"], "id": f"{args.args['name']}-id", "driver": "bridge"}
+        raise AssertionError(f"unexpected invoke {args.token}")
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def run_program(
+    values: dict[str, Any],
+    secrets: dict[str, str] | None = None,
+    stack: str = "dev",
+    preview: bool = False,
+) -> ProgramRun:
+    """Run __main__.py for these (un-namespaced) settings; raise what the program raises."""
+    run = ProgramRun()
+    logger = logging.getLogger(f"pulumi-mocks-{id(run)}")
+    logger.propagate = False
+    logger.addHandler(_ListHandler(run.log))
+    runtime_settings.ROOT.set(None)  # a fresh root stack for every run
+    pulumi.runtime.set_mocks(_RecordingMocks(run), project=PROJECT, stack=stack, preview=preview, logger=logger)
+    config = {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+    config.update({f"{PROJECT}:{k}": v for k, v in (secrets or {}).items()})
+    pulumi.runtime.set_all_config(config, [f"{PROJECT}:{k}" for k in (secrets or {})])
+
+    async def collect_exports() -> None:
+        root = runtime_settings.get_root_resource()
+        for name, value in root.outputs.items():
+            output = pulumi.Output.from_input(value)
+            run.exports[name] = await output.future()
+            if await output.is_secret():
+                run.secret_exports.add(name)
+
+    options: dict[tuple[str, str], pulumi.ResourceOptions] = {}
+
+    def record_options(args: pulumi.ResourceTransformationArgs) -> None:
+        # Mocks never see resource options; a stack transformation does (replace_on_changes, parent).
+        options[(args.type_, args.name)] = args.opts
+
+    def program():
+        pulumi.runtime.register_stack_transformation(record_options)
+        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        return collect_exports()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _sync_await(run_pulumi_func(program))
+    run.python_warnings = list(caught)
+    for resource in run.resources:
+        resource.opts = options.get((resource.type, resource.name))
+    return run
+
+
+def unwrap(value: Any) -> tuple[Any, bool]:
+    """An input value and whether it arrived as a secret."""
+    if is_rpc_secret(value):
+        return unwrap_rpc_secret(value), True
+    return value, False

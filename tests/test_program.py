@@ -1,0 +1,273 @@
+"""Guarantees of the Pulumi program, asserted on the inputs it registers under mocks."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+import pulumi
+import pytest
+
+from components.images import CADDY_IMAGE, LITELLM_IMAGE
+from components.render.caddyfile import render_caddyfile
+from components.render.litellm_config import render_litellm_config
+from components.settings import Settings
+from components.topology import build_topology
+from tests.conftest import stack_values
+from tests.program_run import ProgramRun, fake_digest, run_program, unwrap
+
+CONTAINER = "docker:index/container:Container"
+NETWORK = "docker:index/network:Network"
+USER_KEY = "sk-user-chosen-key-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def dev_run() -> ProgramRun:
+    return run_program(stack_values("dev"))
+
+
+@pytest.fixture(scope="module")
+def keyed_run() -> ProgramRun:
+    return run_program(stack_values("dev"), secrets={"masterKey": USER_KEY})
+
+
+def _upload(container, path_suffix: str) -> str:
+    uploads = [u for u in container.inputs["uploads"] if u["file"].endswith(path_suffix)]
+    assert len(uploads) == 1, f"expected one upload ending in {path_suffix}"
+    return uploads[0]["content"]
+
+
+def test_program_registers_the_expected_resources_without_warnings(dev_run):
+    registered = sorted((r.type, r.name) for r in dev_run.resources)
+    assert registered == sorted(
+        [
+            ("tailnet-llm-gateway:index:GatewayStack", "gateway"),
+            ("tailnet-llm-gateway:docker:Networks", "gateway-networks"),
+            (NETWORK, "proxy-net"),
+            (NETWORK, "backend"),
+            (NETWORK, "frontend"),
+            ("random:index/randomPassword:RandomPassword", "gateway-master-key"),
+            ("tailnet-llm-gateway:docker:PinnedImage", "gateway-litellm-image"),
+            ("tailnet-llm-gateway:docker:PinnedImage", "gateway-caddy-image"),
+            ("docker:index/remoteImage:RemoteImage", "gateway-litellm-image"),
+            ("docker:index/remoteImage:RemoteImage", "gateway-caddy-image"),
+            ("tailnet-llm-gateway:docker:ModelGateway", "gateway-model-gateway"),
+            ("docker:index/volume:Volume", "gateway-model-gateway-config"),
+            (CONTAINER, "gateway-model-gateway"),
+            ("tailnet-llm-gateway:docker:ReverseProxy", "gateway-edge"),
+            ("docker:index/volume:Volume", "gateway-edge-data"),
+            ("docker:index/volume:Volume", "gateway-edge-config"),
+            (CONTAINER, "gateway-edge"),
+        ]
+    ), "the program no longer creates exactly the dev topology"
+    warnings = [r.getMessage() for r in dev_run.log if r.levelno >= 30] + [str(w.message) for w in dev_run.python_warnings]
+    assert warnings == [], f"the program warns: {warnings}"
+
+
+def test_every_resource_is_owned_by_a_component(dev_run):
+    for resource in dev_run.resources:
+        if resource.type == "tailnet-llm-gateway:index:GatewayStack":
+            continue
+        assert resource.opts is not None and resource.opts.parent is not None, (
+            f"{resource.type} {resource.name} has no parent: the component does not own it"
+        )
+
+
+def test_every_published_port_binds_loopback_or_the_tailnet_ip(dev_run):
+    for name, container in dev_run.containers.items():
+        for port in container.inputs.get("ports", []):
+            ip = port.get("ip")
+            assert ip, f"{name} publishes {port} on every interface (an empty ip means 0.0.0.0)"
+            address = ipaddress.ip_address(ip)
+            assert not address.is_unspecified, f"{name} publishes on {ip}: reachable from the LAN"
+            assert address.is_loopback or ip == "100.101.102.103", f"{name} publishes on {ip}, off the tailnet"
+
+
+def test_gateway_port_binds_loopback_only(dev_run):
+    ports = dev_run.containers["model-gateway"].inputs["ports"]
+    assert ports == [{"internal": 11435.0, "external": 11435.0, "ip": "127.0.0.1"}], (
+        "LiteLLM would be reachable from the LAN, or host apps would lose localhost:11435"
+    )
+
+
+def test_caddy_publishes_443_on_the_tailnet_ip_only(dev_run):
+    ports = dev_run.containers["tailnet-edge"].inputs["ports"]
+    assert ports == [{"internal": 8443.0, "external": 443.0, "ip": "100.101.102.103"}], (
+        "Caddy would be reachable outside the tailnet"
+    )
+
+
+def test_caddy_is_only_on_the_edge_network(dev_run):
+    networks = [n["name"] for n in dev_run.containers["tailnet-edge"].inputs["networksAdvanced"]]
+    assert networks == ["proxy-net"], "a second network would make Docker DNS hand Caddy other networks' addresses"
+
+
+def test_caddy_shares_a_network_with_every_upstream_its_caddyfile_names(dev_run):
+    caddy = dev_run.containers["tailnet-edge"]
+    caddy_networks = {n["name"] for n in caddy.inputs["networksAdvanced"]}
+    caddyfile = _upload(caddy, "/Caddyfile")
+    upstream_hosts = set(re.findall(r"(?:reverse_proxy|forward_auth) ([a-z0-9.-]+):\d+", caddyfile))
+    assert upstream_hosts == {"oauth2-proxy", "model-gateway", "dashboard", "open-webui"}
+    settings = stack_values("dev")["services"]
+    for host in upstream_hosts:
+        if host in dev_run.containers:  # a container this stack runs: trust what is registered
+            attached = {n["name"] for n in dev_run.containers[host].inputs["networksAdvanced"] if host in n["aliases"]}
+        else:  # a service run elsewhere: the settings say where it is
+            attached = set(settings[host]["networks"])
+        assert attached & caddy_networks, f"Caddy could not resolve {host}: no shared network"
+
+
+def test_litellm_reaches_every_model_backend(dev_run):
+    gateway_networks = {n["name"] for n in dev_run.containers["model-gateway"].inputs["networksAdvanced"]}
+    values = stack_values("dev")
+    for model, spec in values["models"].items():
+        backend_networks = set(values["services"][spec["backend"]]["networks"])
+        assert backend_networks & gateway_networks, f"LiteLLM could not reach {spec['backend']} for {model}"
+
+
+def test_gateway_has_its_alias_on_the_edge_network(dev_run):
+    attachments = dev_run.containers["model-gateway"].inputs["networksAdvanced"]
+    assert {"name": "proxy-net", "aliases": ["model-gateway"]} in attachments, "Caddy could not resolve model-gateway"
+
+
+def test_uploaded_files_are_exactly_the_renderers_output(dev_run):
+    topology = build_topology(Settings.from_mapping(stack_values("dev")))
+    assert _upload(dev_run.containers["tailnet-edge"], "/Caddyfile") == render_caddyfile(topology, "dev"), (
+        "Caddy would run something other than what `render` shows"
+    )
+    assert _upload(dev_run.containers["model-gateway"], "/config.yaml") == render_litellm_config(topology, "dev"), (
+        "LiteLLM would run something other than what `render` shows"
+    )
+
+
+def test_each_container_runs_the_uploaded_config(dev_run):
+    assert dev_run.containers["model-gateway"].inputs["command"][:2] == ["--config", "/etc/litellm/config.yaml"]
+    assert dev_run.containers["tailnet-edge"].inputs["command"][3] == "/etc/caddy/rendered/Caddyfile"
+
+
+@pytest.mark.parametrize("run_name", ["dev_run", "keyed_run"])
+def test_master_key_reaches_the_containers_only_as_a_secret(request, run_name):
+    run = request.getfixturevalue(run_name)
+    key = run.exports["masterKey"]
+    assert "masterKey" in run.secret_exports, "the master key would be a plaintext stack output"
+    for name, container in run.containers.items():
+        envs, secret = unwrap(container.inputs["envs"])
+        assert secret, f"{name}'s environment (with the key) would be plaintext in state"
+        assert f"LITELLM_MASTER_KEY={key}" in envs, f"{name} would not get the key"
+        others = {k: v for k, v in container.inputs.items() if k != "envs"}
+        assert key not in repr(others), f"the key leaked into another input of {name}"
+        assert container.opts.additional_secret_outputs == ["envs"]
+
+
+def test_set_master_key_is_used_as_given(keyed_run):
+    assert keyed_run.exports["masterKey"] == USER_KEY
+    assert not keyed_run.of_type("random:index/randomPassword:RandomPassword"), "a key was generated anyway"
+
+
+def test_generated_master_key_is_strong(dev_run):
+    (password,) = dev_run.of_type("random:index/randomPassword:RandomPassword")
+    assert password.inputs["length"] >= 32, "a short generated key could be guessed"
+    assert dev_run.exports["masterKey"].startswith("sk-"), "LiteLLM expects master keys to start with sk-"
+
+
+@pytest.mark.parametrize(("container", "tag"), [("model-gateway", LITELLM_IMAGE), ("tailnet-edge", CADDY_IMAGE)])
+def test_images_run_from_the_digest_resolved_for_their_exact_tag(dev_run, container, tag):
+    image = dev_run.containers[container].inputs["image"]
+    assert image == f"{tag}@{fake_digest(tag)}", f"{container} would run a floating tag, not the resolved digest"
+    pulled = {r.inputs["name"] for r in dev_run.of_type("docker:index/remoteImage:RemoteImage")}
+    assert image in pulled, "the image the container runs is not the one pulled"
+    assert ("docker:index/getRegistryImage:getRegistryImage", {"name": tag}) in dev_run.invokes
+
+
+def test_a_digest_pinned_in_settings_is_used_without_a_lookup():
+    values = stack_values("dev")
+    pinned = f"{CADDY_IMAGE}@sha256:{'b' * 64}"
+    values["edge"]["image"] = pinned
+    run = run_program(values)
+    assert run.containers["tailnet-edge"].inputs["image"] == pinned
+    assert ("docker:index/getRegistryImage:getRegistryImage", {"name": CADDY_IMAGE}) not in run.invokes
+
+
+@pytest.mark.parametrize("container", ["model-gateway", "tailnet-edge"])
+def test_container_is_hardened(dev_run, container):
+    inputs = dev_run.containers[container].inputs
+    uid = inputs["user"].split(":")[0]
+    assert uid.isdigit() and int(uid) > 0, f"{container} would run as root"
+    assert inputs["readOnly"] is True, f"{container} could modify its own image at run time"
+    assert inputs["capabilities"] == {"drops": ["ALL"]}, f"{container} keeps Linux capabilities it does not need"
+    assert "no-new-privileges:true" in inputs["securityOpts"], f"{container} could gain privileges via setuid"
+    assert inputs.get("privileged") is False
+    assert "networkMode" not in inputs, f"{container} would share the host network"
+    assert inputs["memory"] > 0 and inputs["memorySwap"] == inputs["memory"], f"{container} has no memory limit"
+    assert any(u["name"] == "nproc" and u["hard"] > 0 for u in inputs["ulimits"]), f"{container} has no process limit"
+    assert inputs["restart"] == "unless-stopped"
+    assert inputs["logDriver"] == "json-file" and inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}, (
+        f"{container}'s logs could fill the disk"
+    )
+    assert inputs["tmpfs"] and "/tmp" in inputs["tmpfs"], f"{container} has nowhere to write temp files"
+    assert inputs["healthcheck"]["tests"][0] == "CMD", f"{container} has no healthcheck"
+    mounts = repr(inputs.get("volumes", [])) + repr(inputs.get("mounts", []))
+    assert "docker.sock" not in mounts, f"{container} could control the Docker host"
+    replace_on = dev_run.containers[container].opts.replace_on_changes
+    assert {"healthcheck", "tmpfs"} <= set(replace_on), "the provider would silently ignore healthcheck/tmpfs edits"
+
+
+def test_gateway_healthcheck_hits_liveliness(dev_run):
+    check = dev_run.containers["model-gateway"].inputs["healthcheck"]
+    assert "http://127.0.0.1:11435/health/liveliness" in check["tests"][-1]
+    assert (check["interval"], check["timeout"], check["retries"]) == ("30s", "10s", 3.0)
+
+
+def test_caddy_mounts_tailscale_certs_read_only_and_keeps_data_in_a_volume(dev_run):
+    volumes = dev_run.containers["tailnet-edge"].inputs["volumes"]
+    assert {"hostPath": "/srv/caddy/certs", "containerPath": "/etc/caddy/certs", "readOnly": True} in volumes, (
+        "Caddy could not read the Tailscale cert, or could write to it"
+    )
+    assert {"volumeName": "tailnet-edge-data", "containerPath": "/data"} in volumes
+
+
+def test_managed_network_is_created_with_its_subnet(dev_run):
+    proxy = dev_run.one(NETWORK, "proxy-net")
+    assert proxy.inputs["ipamConfigs"] == [{"subnet": "172.24.0.0/16"}], "proxy-net would get a random subnet"
+
+
+def test_existing_network_is_looked_up_not_created():
+    values = stack_values("dev")
+    values["networks"]["backend"] = {"existing": True}
+    run = run_program(values)
+    assert not [r for r in run.of_type(NETWORK) if r.inputs["name"] == "backend"], (
+        "an existing network would be created, and deleted by `pulumi destroy`"
+    )
+    assert ("docker:index/getNetwork:getNetwork", {"name": "backend"}) in run.invokes
+    assert {"name": "backend", "aliases": ["model-gateway"]} in run.containers["model-gateway"].inputs["networksAdvanced"]
+
+
+def test_a_caddyfile_change_changes_what_replaces_caddy(dev_run):
+    values = stack_values("dev")
+    values["routes"] = [r for r in values["routes"] if r["path"] != "/dash/*"]
+    changed = run_program(values)
+    before = dev_run.containers["tailnet-edge"].inputs["uploads"]
+    after = changed.containers["tailnet-edge"].inputs["uploads"]
+    # `uploads` is ForceNew in the Docker provider: a different Caddyfile is a new container.
+    assert before != after, "a Caddyfile edit would not reach the running Caddy"
+    assert dev_run.containers["model-gateway"].inputs == changed.containers["model-gateway"].inputs, (
+        "an edge-only change would needlessly replace LiteLLM"
+    )
+
+
+def test_stack_outputs_what_a_client_needs(dev_run):
+    exports = dict(dev_run.exports)
+    del exports["masterKey"]
+    assert exports == {
+        "apiBaseUrl": "https://gpu-box.tail0a1b2c.ts.net/llm/v1",
+        "localApiUrl": "http://127.0.0.1:11435/v1",
+        "models": ["local-chat", "local-embed"],
+    }
+
+
+def test_bad_settings_fail_before_anything_is_registered():
+    values = stack_values("dev")
+    values["routes"][0]["upstream"] = "grafana"
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(values)
+    assert "routes[0].upstream" in str(caught.value)
