@@ -1,5 +1,7 @@
 """Pulumi program: read the stack settings, build the gateway, export what a client needs."""
 
+from pathlib import Path
+
 import pulumi
 
 from components.errors import SettingsError
@@ -9,7 +11,11 @@ from components.stack import GatewayStack
 try:
     settings = Settings.from_pulumi_config(pulumi.get_project())
     gateway = GatewayStack(
-        "gateway", settings, pulumi.get_stack(), master_key=pulumi.Config().get_secret("masterKey")
+        "gateway",
+        settings,
+        pulumi.get_stack(),
+        project_dir=Path(__file__).resolve().parent,
+        master_key=pulumi.Config().get_secret("masterKey"),
     )
 except SettingsError as error:
     # One line naming the setting, before anything is provisioned; no traceback.

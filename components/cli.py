@@ -16,6 +16,8 @@ from .errors import SettingsError
 from .render.files import render_all
 from .settings import Settings
 from .smoke import run_checks
+from .tailnet_check import Outcome
+from .tailnet_policy import merged_policy, read_policy_base, require_tests_pass
 from .topology import MASTER_KEY_ENV, Topology, build_topology
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -87,12 +89,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def _render(args: argparse.Namespace) -> int:
     topology = load_topology(args.stack, args.project_dir)
+    policy = merged_policy(topology, *read_policy_base(topology, args.project_dir))
     topology = topology.with_overrides(dict(args.upstream), args.listen)
-    files = render_all(topology, args.stack)
+    files = render_all(topology, args.stack, policy)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         (args.out / name).write_text(content, encoding="utf-8")
     print(f"wrote {', '.join(sorted(files))} to {args.out}")
+    # Written first, so a failing policy test can be read in the file it names.
+    for assertion in require_tests_pass(policy):
+        if assertion.outcome is Outcome.NOT_EVALUATED:
+            print(f"note: {assertion.line()}", file=sys.stderr)
     return 0
 
 

@@ -208,12 +208,46 @@ def _audience(value: str) -> str:
     return value
 
 
+def _identity(value: str) -> str:
+    # A test identity is one principal: a user or a tag, as Tailscale's policy `tests` expect.
+    if not (value.startswith("tag:") or "@" in value):
+        raise ValueError(f"{value!r} is not a user@domain or tag:name to test with")
+    return value
+
+
+Identity = Annotated[str, AfterValidator(_identity)]
+
+
+class PolicyTestSettings(_Model):
+    """Who the policy's own `tests` check: members must reach 443, outsiders must not."""
+
+    members: tuple[Identity, ...] = Field(min_length=1)
+    outsiders: tuple[Identity, ...] = Field(min_length=1)
+
+
 class TailnetPolicySettings(_Model):
-    """The gateway's part of the tailnet policy: its tag, the tag's owners, who may connect."""
+    """The gateway's part of the tailnet policy and how it is applied."""
 
     tag: str = Field(default="tag:llm-gateway", pattern=_TAG)
     owners: tuple[str, ...] = ("autogroup:admin",)
     audiences: tuple[Annotated[str, AfterValidator(_audience)], ...] = Field(min_length=1)
+    tests: PolicyTestSettings
+    # The user's own policy file (HuJSON, in this repository, relative to Pulumi.yaml); everything in
+    # it is kept, and the gateway's entries are merged in.
+    base: str | None = None
+    # Apply the merged policy with the Tailscale provider. Off: render and check it only.
+    manage: bool = False
+    # The first apply refuses to replace a policy that was ever edited, unless this is set.
+    overwrite_existing: bool = False
+    # Also tag the gateway host (the device named tailnetHost) with `tag`.
+    tag_device: bool = False
+
+    @field_validator("base")
+    @classmethod
+    def _relative(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith("/") or ".." in value.split("/")):
+            raise ValueError(f"{value!r} must be a path inside the repository, relative to Pulumi.yaml")
+        return value
 
 
 class TimeoutSettings(_Model):

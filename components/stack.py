@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pulumi
 import pulumi_random as random
 
@@ -12,6 +14,8 @@ from .render.caddyfile import render_caddyfile
 from .render.litellm_config import render_litellm_config
 from .reverse_proxy import ReverseProxy
 from .settings import Settings
+from .tailnet_acl import TailnetPolicy
+from .tailnet_policy import merged_policy, read_policy_base, require_tests_pass
 from .topology import Topology, build_topology
 
 
@@ -19,7 +23,9 @@ class GatewayStack(pulumi.ComponentResource):
     """Networks, images, LiteLLM and Caddy for one stack's settings.
 
     Guarantees: every artifact comes from the renderers for the topology built from these settings
-    (so the containers run exactly what `python -m components render` writes); the master key is the
+    (so the containers run exactly what `python -m components render` writes); the tailnet policy is
+    the merged policy whose own tests pass offline, applied only when `tailnetPolicy.manage` is on
+    (otherwise no Tailscale resource and no Tailscale credentials are needed); the master key is the
     `masterKey` secret or, when that is unset, a generated 48-character key; it is a secret output and
     reaches the containers only as a secret.
     """
@@ -35,11 +41,14 @@ class GatewayStack(pulumi.ComponentResource):
         name: str,
         settings: Settings,
         stack: str,
+        project_dir: Path,
         master_key: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        # Cross-checks first: bad settings fail before any resource is registered.
+        # Cross-checks first: bad settings or a failing policy test stop before any resource exists.
         self.topology = topology = build_topology(settings)
+        self.tailnet_policy = merged_policy(topology, *read_policy_base(topology, project_dir))
+        require_tests_pass(self.tailnet_policy)
         super().__init__("tailnet-llm-gateway:index:GatewayStack", name, {}, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -73,6 +82,17 @@ class GatewayStack(pulumi.ComponentResource):
             cert_dir=settings.tls.cert_dir,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gateway]),
         )
+
+        policy = settings.tailnet_policy
+        if policy.manage:
+            self.tailnet = TailnetPolicy(
+                f"{name}-tailnet-policy",
+                self.tailnet_policy,
+                overwrite_existing=policy.overwrite_existing,
+                device_name=settings.tailnet_host if policy.tag_device else None,
+                device_tag=policy.tag if policy.tag_device else None,
+                opts=child,
+            )
 
         self.api_base_url = pulumi.Output.from_input(topology.api_base_url or "")
         self.local_api_url = pulumi.Output.from_input(topology.local_api_url)

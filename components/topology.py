@@ -133,6 +133,12 @@ class TailnetAccess:
     owners: tuple[str, ...]
     audiences: tuple[str, ...]
     port: int
+    # Ports on the gateway host that no one on the tailnet may reach (checked by the policy tests).
+    closed_ports: tuple[int, ...]
+    members: tuple[str, ...]
+    outsiders: tuple[str, ...]
+    # The user's policy file to merge into, relative to the project directory.
+    base_path: str | None
 
 
 @dataclass(frozen=True)
@@ -260,6 +266,10 @@ def build_topology(settings: Settings) -> Topology:
             owners=settings.tailnet_policy.owners,
             audiences=settings.tailnet_policy.audiences,
             port=settings.edge.https_port,
+            closed_ports=tuple(sorted({22, 80, settings.gateway.bind.port} - {settings.edge.https_port})),
+            members=settings.tailnet_policy.tests.members,
+            outsiders=settings.tailnet_policy.tests.outsiders,
+            base_path=settings.tailnet_policy.base,
         ),
     )
 

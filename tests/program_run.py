@@ -78,6 +78,8 @@ class _RecordingMocks(pulumi.runtime.Mocks):
         self.run.invokes.append((args.token, dict(args.args)))
         if args.token == "docker:index/getRegistryImage:getRegistryImage":
             return {"name": args.args["name"], "sha256Digest": fake_digest(args.args["name"])}
+        if args.token == "tailscale:index/getDevice:getDevice":
+            return {"name": args.args["name"], "nodeId": f"node-{args.args['name']}", "id": "legacy-id"}
         if args.token == "docker:index/getNetwork:getNetwork":
             return {"name": args.args["name"], "id": f"{args.args['name']}-id", "driver": "bridge"}
         raise AssertionError(f"unexpected invoke {args.token}")

@@ -26,6 +26,7 @@ def mutant_edge(local_edge, tmp_path):
         project = tmp_path / f"project{len(started)}"
         project.mkdir()
         shutil.copy(ROOT / "Pulumi.yaml", project)
+        shutil.copytree(ROOT / "tailnet", project / "tailnet")
         write_stack(project, "mutant", values or stack_values("dev"))
         port = free_port()
         out = render("mutant", project / "out", project, local_edge.upstream_ports, port)

@@ -18,6 +18,7 @@ from tests.program_run import ProgramRun, fake_digest, run_program, unwrap
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
+ACL = "tailscale:index/acl:Acl"
 USER_KEY = "sk-user-chosen-key-0123456789abcdef"
 
 
@@ -58,6 +59,8 @@ def test_program_registers_the_expected_resources_without_warnings(dev_run):
             ("docker:index/volume:Volume", "gateway-edge-data"),
             ("docker:index/volume:Volume", "gateway-edge-config"),
             (CONTAINER, "gateway-edge"),
+            ("tailnet-llm-gateway:tailscale:TailnetPolicy", "gateway-tailnet-policy"),
+            (ACL, "gateway-tailnet-policy"),
         ]
     ), "the program no longer creates exactly the dev topology"
     warnings = [r.getMessage() for r in dev_run.log if r.levelno >= 30] + [str(w.message) for w in dev_run.python_warnings]
@@ -271,3 +274,59 @@ def test_bad_settings_fail_before_anything_is_registered():
     with pytest.raises(pulumi.RunError) as caught:
         run_program(values)
     assert "routes[0].upstream" in str(caught.value)
+
+
+def test_applied_policy_is_the_merged_policy_that_render_writes(dev_run, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    subprocess.run([sys.executable, "-m", "components", "render", "--stack", "dev", "--out", str(tmp_path)],
+                   check=True, capture_output=True, timeout=60, cwd=ROOT)
+    (acl,) = dev_run.of_type(ACL)
+    assert acl.inputs["acl"] == (tmp_path / "tailnet-policy.hujson").read_text(), (
+        "Tailscale would get a different policy than the one rendered and checked"
+    )
+
+
+def test_policy_apply_never_overwrites_or_resets_by_default(dev_run):
+    (acl,) = dev_run.of_type(ACL)
+    assert acl.inputs["overwriteExistingContent"] is False, "the first apply would wipe the user's policy"
+    assert acl.inputs["resetAclOnDestroy"] is False, "pulumi destroy would reset the tailnet policy"
+    assert acl.opts.retain_on_delete is True, "pulumi destroy would delete the tailnet policy"
+
+
+def test_overwrite_is_an_explicit_opt_in():
+    values = stack_values("dev")
+    values["tailnetPolicy"]["overwriteExisting"] = True
+    (acl,) = run_program(values).of_type(ACL)
+    assert acl.inputs["overwriteExistingContent"] is True
+
+
+def test_tailscale_part_is_skipped_when_the_stack_disables_it():
+    values = stack_values("dev")
+    values["tailnetPolicy"]["manage"] = False
+    run = run_program(values)
+    assert not [r for r in run.resources if r.type.startswith("tailscale:") or ":tailscale:" in r.type], (
+        "a stack without Tailscale credentials would fail"
+    )
+    assert not [token for token, _ in run.invokes if token.startswith("tailscale:")]
+
+
+def test_gateway_device_is_tagged_when_asked():
+    values = stack_values("dev")
+    values["tailnetPolicy"]["tagDevice"] = True
+    run = run_program(values)
+    (tags,) = run.of_type("tailscale:index/deviceTags:DeviceTags")
+    assert tags.inputs == {"deviceId": "node-gpu-box.tail0a1b2c.ts.net", "tags": ["tag:llm-gateway"]}
+    looked_up = [args["name"] for token, args in run.invokes if token == "tailscale:index/getDevice:getDevice"]
+    assert looked_up == ["gpu-box.tail0a1b2c.ts.net"], "the wrong device would be tagged"
+
+
+def test_failing_policy_test_stops_the_program_before_anything_is_registered():
+    values = stack_values("dev")
+    values["tailnetPolicy"]["tests"]["outsiders"] = ["bob@example.com"]  # bob is in group:llm-users
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(values)
+    assert "policy test fails" in str(caught.value) and "bob@example.com" in str(caught.value)

@@ -69,3 +69,23 @@ def test_malformed_flag_exits_2_with_one_line(tmp_path):
 def test_missing_stack_file_exits_2(tmp_path):
     result = _render("--stack", "nope", "--out", str(tmp_path))
     assert result.returncode == 2 and "Pulumi.nope.yaml" in result.stderr
+
+
+def test_failing_policy_test_exits_2_after_writing_the_policy(tmp_path, dev_values):
+    import shutil
+
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    shutil.copytree(ROOT / "tailnet", tmp_path / "tailnet")
+    dev_values["tailnetPolicy"]["tests"]["outsiders"] = ["bob@example.com"]  # a member of group:llm-users
+    write_stack(tmp_path, "leaky", dev_values)
+    result = _render("--stack", "leaky", "--out", str(tmp_path / "out"), "--project-dir", str(tmp_path))
+    assert result.returncode == 2, "a policy whose own tests fail would be accepted"
+    assert "bob@example.com deny tag:llm-gateway:443: failed" in result.stderr
+    assert (tmp_path / "out" / "tailnet-policy.hujson").exists(), "the failing policy is not there to read"
+
+
+def test_rendered_policy_keeps_the_base_and_adds_the_gateway(tmp_path):
+    _render("--stack", "dev", "--out", str(tmp_path))
+    policy = (tmp_path / "tailnet-policy.hujson").read_text()
+    assert "// Admins can reach everything on port 22 of tagged servers." in policy, "the user's comments were lost"
+    assert '"dst": ["tag:llm-gateway"], "ip": ["tcp:443"]' in policy

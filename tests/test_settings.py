@@ -196,3 +196,17 @@ def test_tailnet_audience_may_not_be_everyone(dev_values, audience):
     dev_values["tailnetPolicy"]["audiences"] = [audience]
     error = _error(dev_values)
     assert error.setting.startswith("tailnetPolicy.audiences"), f"{audience} would open the gateway to everyone"
+
+
+@pytest.mark.parametrize("identity", ["group:llm-users", "autogroup:member", "alice"])
+def test_policy_test_identities_are_users_or_tags(dev_values, identity):
+    dev_values["tailnetPolicy"]["tests"]["members"] = [identity]
+    error = _error(dev_values)
+    assert error.setting.startswith("tailnetPolicy.tests.members"), f"{identity} cannot be a test source"
+
+
+@pytest.mark.parametrize("path", ["/etc/tailscale/policy.hujson", "../outside.hujson"])
+def test_policy_base_stays_inside_the_repository(dev_values, path):
+    dev_values["tailnetPolicy"]["base"] = path
+    error = _error(dev_values)
+    assert error.setting == "tailnetPolicy.base", "the policy base could come from outside the reviewed repository"

@@ -1,35 +1,37 @@
-"""Topology -> the gateway's part of the Tailscale policy file (HuJSON). Pure and deterministic.
+"""Topology -> the gateway's part of the Tailscale policy file. Pure and deterministic.
 
-The edge binds only the tailnet, so this is what decides who reaches it: the configured audiences may
-connect to the gateway's tag on the HTTPS port, and on nothing else.
+The edge binds only the tailnet, so this decides who reaches it: the configured audiences may connect
+to the gateway's tag on the HTTPS port and nothing else, and the policy's own `tests` say so, so
+Tailscale refuses to apply a merged policy that breaks it.
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from typing import Any
 
-from ..topology import Topology
+from ..topology import TailnetAccess
 
 
-def tailnet_policy(topology: Topology) -> dict[str, Any]:
-    access = topology.tailnet
-    return {
-        "tagOwners": {access.tag: list(access.owners)},
-        "grants": [
-            {
-                "src": list(access.audiences),
-                "dst": [access.tag],
-                # Only the edge's port: LiteLLM's 11435 and SSH stay unreachable from the tailnet.
-                "ip": [f"tcp:{access.port}"],
-            }
-        ],
-    }
+@dataclass(frozen=True)
+class GatewayPolicy:
+    """The entries this project owns in each section of the policy file."""
+
+    tag_owners: dict[str, list[str]]
+    grants: list[dict[str, Any]]
+    tests: list[dict[str, Any]]
 
 
-def render_tailnet_policy(topology: Topology, stack: str) -> str:
-    header = (
-        f"// Rendered by tailnet-llm-gateway from Pulumi.{stack}.yaml: the gateway's part of the\n"
-        "// tailnet policy. Do not edit: change the stack settings and render again.\n"
+def gateway_policy(access: TailnetAccess) -> GatewayPolicy:
+    tag = access.tag
+    closed = [f"{tag}:{port}" for port in access.closed_ports]
+    tests: list[dict[str, Any]] = [
+        {"src": member, "accept": [f"{tag}:{access.port}"], "deny": closed} for member in access.members
+    ]
+    tests += [{"src": outsider, "deny": [f"{tag}:{access.port}"]} for outsider in access.outsiders]
+    return GatewayPolicy(
+        tag_owners={tag: list(access.owners)},
+        # Only the edge's port: LiteLLM's host port and SSH stay unreachable from the tailnet.
+        grants=[{"src": list(access.audiences), "dst": [tag], "ip": [f"tcp:{access.port}"]}],
+        tests=tests,
     )
-    return header + json.dumps(tailnet_policy(topology), indent=2) + "\n"

@@ -1,0 +1,86 @@
+"""Guarantees of the offline policy-test check: passes, failures and the unknowable, each reported right."""
+
+from __future__ import annotations
+
+import json5
+
+from components.render.tailnet_policy import gateway_policy
+from components.tailnet_check import Outcome, check_policy_tests
+from components.tailnet_merge import merge_policy
+from tests.conftest import ROOT
+
+GROUPS = {"group:llm-users": ["alice@example.com"], "group:ops": ["olga@example.com"]}
+
+
+def _outcomes(policy: dict) -> list[Outcome]:
+    return [a.outcome for a in check_policy_tests(policy)]
+
+
+def test_merged_dev_policy_passes_all_its_tests(dev_topology):
+    base = (ROOT / "tailnet" / "dev-base.hujson").read_text()
+    policy = json5.loads(merge_policy(base, gateway_policy(dev_topology.tailnet)))
+    results = check_policy_tests(policy)
+    assert results and all(a.outcome is Outcome.PASSED for a in results), [a.line() for a in results]
+
+
+def test_grant_on_a_port_accepts_that_port_and_no_other():
+    policy = {
+        "groups": GROUPS,
+        "grants": [{"src": ["group:llm-users"], "dst": ["tag:gw"], "ip": ["tcp:443"]}],
+        "tests": [{"src": "alice@example.com", "accept": ["tag:gw:443"], "deny": ["tag:gw:22", "tag:gw:11435"]},
+                  {"src": "olga@example.com", "deny": ["tag:gw:443"]}],
+    }
+    assert _outcomes(policy) == [Outcome.PASSED] * 4
+
+
+def test_a_wildcard_acl_fails_the_deny_tests():
+    policy = {
+        "groups": GROUPS,
+        "acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+        "tests": [{"src": "olga@example.com", "deny": ["tag:gw:443"]},
+                  {"src": "alice@example.com", "deny": ["tag:gw:11435"]}],
+    }
+    results = check_policy_tests(policy)
+    assert [a.outcome for a in results] == [Outcome.FAILED, Outcome.FAILED], "a policy open to everyone passed"
+    assert "acls[0]" in results[0].reason
+
+
+def test_missing_grant_fails_the_accept_test():
+    policy = {"groups": GROUPS, "tests": [{"src": "alice@example.com", "accept": ["tag:gw:443"]}]}
+    assert _outcomes(policy) == [Outcome.FAILED]
+
+
+def test_port_lists_and_ranges_in_acls():
+    policy = {
+        "acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["tag:gw:80,8000-8100"]}],
+        "tests": [{"src": "alice@example.com", "accept": ["tag:gw:80", "tag:gw:8050"], "deny": ["tag:gw:443"]},
+                  {"src": "tag:robot", "deny": ["tag:gw:80"]}],
+    }
+    assert _outcomes(policy) == [Outcome.PASSED] * 4
+
+
+def test_hosts_resolve_to_addresses():
+    policy = {
+        "hosts": {"nas": "100.90.1.2", "lan": "100.90.0.0/16"},
+        "acls": [{"action": "accept", "src": ["alice@example.com"], "dst": ["lan:22"]}],
+        "tests": [{"src": "alice@example.com", "accept": ["nas:22"], "deny": ["100.64.0.1:22"]}],
+    }
+    assert _outcomes(policy) == [Outcome.PASSED, Outcome.PASSED]
+
+
+def test_unknowable_constructs_are_not_evaluated_never_passed():
+    policy = {
+        "acls": [{"action": "accept", "src": ["100.64.0.0/10"], "dst": ["tag:gw:443"]}],
+        "grants": [{"src": ["alice@example.com"], "dst": ["100.90.1.2"], "ip": ["22"]}],
+        "tests": [{"src": "alice@example.com", "deny": ["tag:gw:443"], "accept": ["tag:gw:22"]}],
+    }
+    results = check_policy_tests(policy)
+    assert [a.outcome for a in results] == [Outcome.NOT_EVALUATED, Outcome.NOT_EVALUATED], [a.line() for a in results]
+
+
+def test_via_grants_are_not_evaluated():
+    policy = {
+        "grants": [{"src": ["autogroup:member"], "dst": ["tag:gw"], "ip": ["*"], "via": ["tag:exit"]}],
+        "tests": [{"src": "alice@example.com", "accept": ["tag:gw:443"]}],
+    }
+    assert _outcomes(policy) == [Outcome.NOT_EVALUATED]

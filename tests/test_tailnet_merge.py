@@ -1,0 +1,105 @@
+"""Guarantees of the policy merge: the user's policy survives; the gateway's entries are in, once."""
+
+from __future__ import annotations
+
+import json5
+import pytest
+
+from components.errors import SettingsError
+from components.render.tailnet_policy import gateway_policy
+from components.tailnet_merge import MARKER, merge_policy
+from tests.conftest import ROOT
+
+BASE = (ROOT / "tailnet" / "dev-base.hujson").read_text()
+
+
+@pytest.fixture
+def gateway(dev_topology):
+    return gateway_policy(dev_topology.tailnet)
+
+
+def test_every_comment_and_rule_of_the_base_survives(gateway):
+    merged = merge_policy(BASE, gateway)
+    kept = [line for line in merged.splitlines() if MARKER not in line and "tag:llm-gateway" not in line]
+    assert kept == BASE.splitlines(), "the merge changed, dropped or reordered a line of the user's policy"
+
+
+def test_base_sections_all_come_back(gateway):
+    base, merged = json5.loads(BASE), json5.loads(merge_policy(BASE, gateway))
+    for section in ("groups", "hosts", "acls", "ssh"):
+        assert merged[section] == base[section], f"the user's {section} changed"
+    assert merged["grants"][: len(base["grants"])] == base["grants"]
+    assert merged["tests"][: len(base["tests"])] == base["tests"]
+    assert merged["tagOwners"]["tag:server"] == base["tagOwners"]["tag:server"]
+
+
+def test_gateway_entries_are_added(gateway):
+    merged = json5.loads(merge_policy(BASE, gateway))
+    assert merged["tagOwners"]["tag:llm-gateway"] == ["autogroup:admin"]
+    assert {"src": ["group:llm-users"], "dst": ["tag:llm-gateway"], "ip": ["tcp:443"]} in merged["grants"]
+    assert {"src": "guest@example.com", "deny": ["tag:llm-gateway:443"]} in merged["tests"]
+
+
+def test_gateway_grants_only_the_https_port_to_the_audiences(gateway):
+    assert gateway.grants == [{"src": ["group:llm-users"], "dst": ["tag:llm-gateway"], "ip": ["tcp:443"]}], (
+        "the tailnet could reach more than the edge"
+    )
+    member_test = gateway.tests[0]
+    assert member_test["accept"] == ["tag:llm-gateway:443"]
+    assert {"tag:llm-gateway:11435", "tag:llm-gateway:22"} <= set(member_test["deny"]), (
+        "the tests would not notice LiteLLM or SSH becoming reachable"
+    )
+
+
+def test_merging_twice_gives_the_same_bytes(gateway):
+    once = merge_policy(BASE, gateway)
+    assert merge_policy(once, gateway) == once, "every render would change the policy"
+
+
+def test_changed_settings_replace_the_gateway_entries_in_place(dev_values, gateway):
+    from components.settings import Settings
+    from components.topology import build_topology
+
+    once = merge_policy(BASE, gateway)
+    dev_values["tailnetPolicy"]["audiences"] = ["group:admins"]
+    other = gateway_policy(build_topology(Settings.from_mapping(dev_values)).tailnet)
+    again = json5.loads(merge_policy(once, other))
+    grants = [g for g in again["grants"] if g.get("dst") == ["tag:llm-gateway"]]
+    assert grants == [{"src": ["group:admins"], "dst": ["tag:llm-gateway"], "ip": ["tcp:443"]}], (
+        "an old audience would keep access"
+    )
+
+
+def test_missing_sections_and_empty_base_are_created(gateway):
+    for base in (None, "", "{}", '{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}'):
+        merged = merge_policy(base, gateway)
+        data = json5.loads(merged)
+        assert set(data) >= {"tagOwners", "grants", "tests"}, f"sections missing for base {base!r}"
+        assert merge_policy(merged, gateway) == merged
+
+
+def test_one_line_base_stays_valid(gateway):
+    base = '{"grants": [], "tests": [{"src": "a@example.com", "accept": ["tag:x:1"]}] /* c */}'
+    merged = merge_policy(base, gateway)
+    data = json5.loads(merged)
+    assert data["tests"][0] == {"src": "a@example.com", "accept": ["tag:x:1"]} and "/* c */" in merged
+    assert merge_policy(merged, gateway) == merged
+
+
+def test_tag_defined_with_other_owners_is_a_conflict_naming_both_sides(gateway):
+    base = '{"tagOwners": {"tag:llm-gateway": ["group:ops"]}}'
+    with pytest.raises(SettingsError) as caught:
+        merge_policy(base, gateway)
+    assert "group:ops" in caught.value.problem and "autogroup:admin" in caught.value.problem
+
+
+def test_tag_defined_with_the_same_owners_is_kept_as_the_user_wrote_it(gateway):
+    base = '{"tagOwners": {"tag:llm-gateway": ["autogroup:admin"]}}'
+    merged = merge_policy(base, gateway)
+    assert json5.loads(merged)["tagOwners"] == {"tag:llm-gateway": ["autogroup:admin"]}, "a duplicate key was added"
+
+
+def test_invalid_base_is_a_settings_error(gateway):
+    with pytest.raises(SettingsError) as caught:
+        merge_policy('{"acls": [', gateway, "tailnet/broken.hujson")
+    assert caught.value.setting == "tailnetPolicy.base" and "tailnet/broken.hujson" in caught.value.problem
