@@ -12,13 +12,16 @@ import pulumi_docker as docker
 from .settings import ContainerLimits
 
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
+# The policy pack tells the gateway from the edge by this label.
+ROLE_LABEL = "tailnet-llm-gateway.role"
 
 
 def hardened_container_args(
-    limits: ContainerLimits, tmpfs: dict[str, str], health_test: list[str], start_period: str
+    role: str, limits: ContainerLimits, tmpfs: dict[str, str], health_test: list[str], start_period: str
 ) -> dict[str, Any]:
     """Keyword arguments for docker.Container that make it least-privileged and bounded."""
     return {
+        "labels": [docker.ContainerLabelArgs(label=ROLE_LABEL, value=role)],
         "user": limits.user,
         # Nothing in the image can be changed at run time; the app writes only to its tmpfs.
         "read_only": True,

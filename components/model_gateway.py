@@ -72,6 +72,7 @@ class ModelGateway(pulumi.ComponentResource):
             volumes=[docker.ContainerVolumeArgs(volume_name=config_volume.name, container_path=CONFIG_DIR)],
             uploads=[docker.ContainerUploadArgs(file=CONFIG_PATH, content=config_yaml, permissions="0444")],
             **hardened_container_args(
+                "model-gateway",
                 limits,
                 tmpfs={"/tmp": "rw,noexec,nosuid,size=256m"},
                 health_test=[

@@ -72,6 +72,7 @@ class ReverseProxy(pulumi.ComponentResource):
             ],
             uploads=[docker.ContainerUploadArgs(file=CADDYFILE_PATH, content=caddyfile, permissions="0444")],
             **hardened_container_args(
+                "edge",
                 limits,
                 # Caddy autosaves its adapted config under XDG_CONFIG_HOME; nothing there must persist.
                 tmpfs={"/config": "rw,noexec,nosuid,size=16m", "/tmp": "rw,noexec,nosuid,size=16m"},

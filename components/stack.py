@@ -49,7 +49,15 @@ class GatewayStack(pulumi.ComponentResource):
         self.topology = topology = build_topology(settings)
         self.tailnet_policy = merged_policy(topology, *read_policy_base(topology, project_dir))
         require_tests_pass(self.tailnet_policy)
-        super().__init__("tailnet-llm-gateway:index:GatewayStack", name, {}, opts)
+        # What the settings declare, for the policy pack: it cannot see settings, only resources.
+        declared = {
+            "routes": [{"path": r.path, "auth": r.auth, "upstream": r.upstream.name if r.upstream else None}
+                       for r in topology.routes],
+            "services": {s.name: list(s.networks) for s in topology.services},
+            "edgeNetwork": topology.edge_network,
+            "tailnet": {"tag": topology.tailnet.tag, "audiences": list(topology.tailnet.audiences)},
+        }
+        super().__init__("tailnet-llm-gateway:index:GatewayStack", name, declared, opts)
         child = pulumi.ResourceOptions(parent=self)
 
         if master_key is None:

@@ -10,8 +10,10 @@ import hashlib
 import json
 import logging
 import runpy
+import shutil
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -62,13 +64,15 @@ class ProgramRun:
 
 
 class _RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self, run: ProgramRun) -> None:
+    def __init__(self, run: ProgramRun, preview: bool) -> None:
         self.run = run
+        self.preview = preview
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.run.resources.append(Registered(args.typ, args.name, dict(args.inputs), bool(args.custom)))
         state = dict(args.inputs)
-        if args.typ == "random:index/randomPassword:RandomPassword":
+        if args.typ == "random:index/randomPassword:RandomPassword" and not self.preview:
+            # During preview a new password is unknown, as the engine would have it.
             state["result"] = "x" * int(args.inputs.get("length", 16))
         if args.typ == "docker:index/remoteImage:RemoteImage":
             state["repoDigest"] = args.inputs["name"]
@@ -99,17 +103,31 @@ def run_program(
     secrets: dict[str, str] | None = None,
     stack: str = "dev",
     preview: bool = False,
+    project_dir: Path = ROOT,
 ) -> ProgramRun:
-    """Run __main__.py for these (un-namespaced) settings; raise what the program raises."""
+    """Run __main__.py for these (un-namespaced) settings; raise what the program raises.
+
+    `project_dir` is where the program runs from (its files, such as the tailnet base policy, are
+    relative to it); the repository's __main__.py is copied there when it is another directory.
+    """
+    main = project_dir / "__main__.py"
+    if not main.exists():
+        shutil.copy(ROOT / "__main__.py", main)
     run = ProgramRun()
     logger = logging.getLogger(f"pulumi-mocks-{id(run)}")
     logger.propagate = False
     logger.addHandler(_ListHandler(run.log))
     runtime_settings.ROOT.set(None)  # a fresh root stack for every run
-    pulumi.runtime.set_mocks(_RecordingMocks(run), project=PROJECT, stack=stack, preview=preview, logger=logger)
+    pulumi.runtime.set_mocks(_RecordingMocks(run, preview), project=PROJECT, stack=stack, preview=preview, logger=logger)
+    secrets = dict(secrets or {})
+    # A stack file's `secure:` values cannot be decrypted here: stand in a test value, still a secret.
+    for key, value in list(values.items()):
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            secrets.setdefault(key, f"sk-test-{key}-0123456789abcdef")
+    values = {k: v for k, v in values.items() if k not in secrets}
     config = {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
-    config.update({f"{PROJECT}:{k}": v for k, v in (secrets or {}).items()})
-    pulumi.runtime.set_all_config(config, [f"{PROJECT}:{k}" for k in (secrets or {})])
+    config.update({f"{PROJECT}:{k}": v for k, v in secrets.items()})
+    pulumi.runtime.set_all_config(config, [f"{PROJECT}:{k}" for k in secrets])
 
     async def collect_exports() -> None:
         root = runtime_settings.get_root_resource()
@@ -127,7 +145,7 @@ def run_program(
 
     def program():
         pulumi.runtime.register_stack_transformation(record_options)
-        runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
+        runpy.run_path(str(main), run_name="__main__")
         return collect_exports()
 
     with warnings.catch_warnings(record=True) as caught:

@@ -1,0 +1,383 @@
+"""CrossGuard rules for tailnet-llm-gateway stacks. Imported by `__main__.py` and by the tests.
+
+Rules read only what the program registers: container and image inputs, the uploaded Caddyfile, the
+tailnet policy, and the declarations the `GatewayStack` component carries (routes, services, the
+tailnet audiences). They are meant to catch what a reviewer cannot see in a diff of a stack file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import json5
+from pulumi_policy import (
+    EnforcementLevel,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+CONTAINER = "docker:index/container:Container"
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+ACL = "tailscale:index/acl:Acl"
+GATEWAY_STACK = "tailnet-llm-gateway:index:GatewayStack"
+ROLE_LABEL = "tailnet-llm-gateway.role"
+# A container that must run as root says why in this label (an explicit, reviewable exception).
+ROOT_EXCEPTION_LABEL = "tailnet-llm-gateway.runs-as-root-because"
+TAILSCALE_RANGES = (ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("fd7a:115c:a1e0::/48"))
+SENSITIVE_EXACT = {"/", "/etc", "/root", "/home", "/usr", "/lib", "/bin", "/sbin", "/var", "/var/lib", "/run"}
+SENSITIVE_PREFIXES = ("/proc", "/sys", "/dev", "/boot", "/var/run", "/run/", "/var/lib/docker", "/etc/docker")
+RELEASE_TAG = re.compile(r":v?\d+\.\d+\.\d+([.+-][A-Za-z0-9.+-]+)?@sha256:[0-9a-f]{64}$")
+KEY_LITERAL = re.compile(r"sk-[A-Za-z0-9_-]{16,}")
+UPSTREAM = re.compile(r"^\s*(?:reverse_proxy|forward_auth)\s+([^\s:{}]+):\d+", re.M)
+TOO_BROAD = {"*", "autogroup:danger-all"}
+
+MANDATORY = EnforcementLevel.MANDATORY
+ADVISORY = EnforcementLevel.ADVISORY
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+
+def _role(props: Mapping[str, Any]) -> str | None:
+    for label in props.get("labels") or []:
+        if label.get("label") == ROLE_LABEL:
+            return label.get("value")
+    return None
+
+
+def _label(props: Mapping[str, Any], name: str) -> str | None:
+    for label in props.get("labels") or []:
+        if label.get("label") == name:
+            return label.get("value")
+    return None
+
+
+def _address(text: str | None):
+    try:
+        return ipaddress.ip_address(text or "")
+    except ValueError:
+        return None
+
+
+def _containers(resources) -> list:
+    return [r for r in resources if r.resource_type == CONTAINER]
+
+
+def _caddyfile(props: Mapping[str, Any]) -> str:
+    for upload in props.get("uploads") or []:
+        if str(upload.get("file", "")).endswith("/Caddyfile"):
+            return upload.get("content") or ""
+    return ""
+
+
+def _site_blocks(caddyfile: str) -> list[tuple[str, str]]:
+    """(opening line, body) of each `handle`/`handle_path` block directly inside a site."""
+    blocks, current, depth, body = [], None, 0, []
+    for line in caddyfile.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            if current is not None:
+                body.append(line)
+            continue
+        if depth == 1 and current is None and re.match(r"^handle(_path)?\b.*\{$", stripped):
+            current, body = stripped[:-1].strip(), []
+        elif current is not None:
+            body.append(line)
+        depth += stripped.count("{") - stripped.count("}")
+        if current is not None and depth == 1:
+            blocks.append((current, "\n".join(body)))
+            current = None
+    return blocks
+
+
+def _declared(resources) -> Mapping[str, Any] | None:
+    stacks = [r for r in resources if r.resource_type == GATEWAY_STACK]
+    return stacks[0].props if stacks else None
+
+
+# ---- single-container rules -----------------------------------------------------------------------
+
+
+def _container_only(validate):
+    def run(args: ResourceValidationArgs, report: ReportViolation) -> None:
+        if args.resource_type == CONTAINER:
+            validate(args.props, report)
+
+    return run
+
+
+@_container_only
+def _no_wildcard_ports(props, report):
+    for port in props.get("ports") or []:
+        address = _address(port.get("ip"))
+        if address is None or address.is_unspecified:
+            report(f"port {port.get('external')} is published on {port.get('ip') or 'every interface'!r}")
+
+
+@_container_only
+def _gateway_loopback(props, report):
+    if _role(props) != "model-gateway":
+        return
+    for port in props.get("ports") or []:
+        address = _address(port.get("ip"))
+        if address is None or not address.is_loopback:
+            report(f"the model gateway publishes {port.get('external')} on {port.get('ip')!r}, not loopback")
+
+
+@_container_only
+def _edge_tailnet(props, report):
+    if _role(props) != "edge":
+        return
+    for port in props.get("ports") or []:
+        address = _address(port.get("ip"))
+        if address is None or not any(address in net for net in TAILSCALE_RANGES):
+            report(f"the edge publishes {port.get('external')} on {port.get('ip')!r}, not a Tailscale address")
+
+
+@_container_only
+def _no_host_namespaces(props, report):
+    if props.get("privileged"):
+        report("the container is privileged")
+    for field in ("networkMode", "pidMode", "ipcMode", "usernsMode"):
+        if str(props.get(field) or "").lower() == "host":
+            report(f"{field} is host")
+
+
+def _host_paths(props) -> Iterable[str]:
+    for volume in props.get("volumes") or []:
+        if volume.get("hostPath"):
+            yield volume.get("hostPath")
+    for mount in props.get("mounts") or []:
+        if mount.get("type") == "bind" and mount.get("source"):
+            yield mount.get("source")
+    for device in props.get("devices") or []:
+        yield device.get("hostPath") or ""
+
+
+@_container_only
+def _no_sensitive_mounts(props, report):
+    for path in _host_paths(props):
+        clean = "/" + path.strip("/")
+        if "docker.sock" in path or clean in SENSITIVE_EXACT or clean.startswith(SENSITIVE_PREFIXES):
+            report(f"the host path {path} is mounted")
+
+
+@_container_only
+def _capabilities_dropped(props, report):
+    caps = props.get("capabilities") or {}
+    if "ALL" not in [str(c).upper() for c in caps.get("drops") or []]:
+        report("capabilities are not dropped (drops must include ALL)")
+    extra = [c for c in caps.get("adds") or [] if str(c).upper() not in ("NET_BIND_SERVICE", "CAP_NET_BIND_SERVICE")]
+    if extra:
+        report(f"capabilities added back: {extra}")
+
+
+@_container_only
+def _no_new_privileges(props, report):
+    if not any(str(o).replace("=", ":") in ("no-new-privileges", "no-new-privileges:true") for o in props.get("securityOpts") or []):
+        report("no-new-privileges is not set")
+
+
+@_container_only
+def _read_only_root(props, report):
+    if props.get("readOnly") is not True:
+        report("the root filesystem is writable")
+
+
+@_container_only
+def _non_root(props, report):
+    user = str(props.get("user") or "")
+    name = user.split(":")[0]
+    if name in ("", "0", "root") and not _label(props, ROOT_EXCEPTION_LABEL):
+        report(f"runs as {'the image default (root)' if not user else user}; set a uid or label {ROOT_EXCEPTION_LABEL}")
+
+
+@_container_only
+def _resource_limits(props, report):
+    if not props.get("memory"):
+        report("no memory limit")
+    nproc = [u for u in props.get("ulimits") or [] if u.get("name") == "nproc" and (u.get("hard") or 0) > 0]
+    if not nproc:
+        report("no process limit (pulumi-docker has no pids_limit: set the nproc ulimit)")
+
+
+def _images_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type == CONTAINER:
+        image = str(args.props.get("image") or "")
+    elif args.resource_type == REMOTE_IMAGE:
+        image = str(args.props.get("name") or "")
+    else:
+        return
+    if not RELEASE_TAG.search(image):
+        report(f"{image!r} is not an exact release tag run by digest (repo:X.Y.Z@sha256:...)")
+
+
+@_container_only
+def _no_secrets_in_files_or_commands(props, report):
+    secrets = []
+    for env in props.get("envs") or []:
+        name, _, value = str(env).partition("=")
+        if value and any(word in name.upper() for word in ("KEY", "SECRET", "TOKEN", "PASSWORD")):
+            secrets.append(value)
+    places = {"command": " ".join(map(str, props.get("command") or [])),
+              "entrypoint": " ".join(map(str, props.get("entrypoints") or []))}
+    for upload in props.get("uploads") or []:
+        places[f"upload {upload.get('file')}"] = str(upload.get("content") or "")
+    for label in props.get("labels") or []:
+        places[f"label {label.get('label')}"] = str(label.get("value") or "")
+    for where, text in places.items():
+        if any(secret in text for secret in secrets) or KEY_LITERAL.search(text):
+            report(f"a secret value appears in the {where}")
+
+
+@_container_only
+def _healthcheck(props, report):
+    tests = (props.get("healthcheck") or {}).get("tests") or []
+    if not tests or str(tests[0]).upper() == "NONE":
+        report("no healthcheck")
+
+
+@_container_only
+def _advisory_restart(props, report):
+    if props.get("restart") not in ("unless-stopped", "always"):
+        report(f"restart is {props.get('restart') or 'no'}; the gateway would stay down after a crash or reboot")
+
+
+@_container_only
+def _advisory_logs(props, report):
+    if props.get("logDriver") == "json-file" and not (props.get("logOpts") or {}).get("max-size"):
+        report("json-file logs without max-size can fill the disk")
+
+
+@_container_only
+def _advisory_cpu(props, report):
+    if not props.get("cpus") and not props.get("cpuShares"):
+        report("no CPU limit: a runaway request can starve the host (a recommendation)")
+
+
+# ---- rules across resources -------------------------------------------------------------------------
+
+
+def _edge(resources):
+    return [r for r in _containers(resources) if _role(r.props) == "edge"]
+
+
+def _upstreams_share_a_network(args: StackValidationArgs, report: ReportViolation) -> None:
+    declared = _declared(args.resources) or {}
+    services = declared.get("services") or {}
+    for edge in _edge(args.resources):
+        edge_networks = {n.get("name") for n in edge.props.get("networksAdvanced") or []}
+        for host in sorted(set(UPSTREAM.findall(_caddyfile(edge.props)))):
+            reachable = set()
+            for container in _containers(args.resources):
+                for attachment in container.props.get("networksAdvanced") or []:
+                    if host in (attachment.get("aliases") or []) or container.props.get("name") == host:
+                        reachable.add(attachment.get("name"))
+            if host in services and not any(c.props.get("name") == host for c in _containers(args.resources)):
+                reachable |= set(services[host])
+            if not reachable & edge_networks:
+                report(f"the Caddyfile names {host}, which shares no network with the edge {sorted(edge_networks)}",
+                       edge.urn)
+
+
+def _bypasses_declared(args: StackValidationArgs, report: ReportViolation) -> None:
+    declared = _declared(args.resources)
+    routes = (declared or {}).get("routes") or []
+    bypass = {r.get("path"): r.get("auth") for r in routes if r.get("auth") in ("none", "bearer")}
+    for edge in _edge(args.resources):
+        for head, body in _site_blocks(_caddyfile(edge.props)):
+            if "import sso" in body or "forward_auth" in body:
+                continue
+            parts = head.split()
+            path = parts[1] if len(parts) > 1 else "/*"
+            if path not in bypass:
+                report(f"`{head}` skips SSO but the settings declare no bypass route for {path}", edge.urn)
+
+
+def _api_bypass_forwards_only_the_api(args: StackValidationArgs, report: ReportViolation) -> None:
+    declared = _declared(args.resources)
+    bearer = [r.get("path") for r in (declared or {}).get("routes") or [] if r.get("auth") == "bearer"]
+    for edge in _edge(args.resources):
+        for head, body in _site_blocks(_caddyfile(edge.props)):
+            parts = head.split()
+            if len(parts) < 2 or parts[1] not in bearer:
+                continue
+            proxy_at = body.find("reverse_proxy")
+            guard = re.search(r"@(\w+) not path ([^\n]+)", body)
+            allowed = guard.group(2).split() if guard else []
+            answered = guard and re.search(rf"respond @{guard.group(1)}\b[^\n]* 404", body)
+            # The allowed paths must be narrower than everything under the prefix.
+            narrow = allowed and not any(p.rstrip("*").rstrip("/") in ("", "*") for p in allowed)
+            if not (guard and answered and narrow and guard.start() < proxy_at and answered.start() < proxy_at):
+                report(f"`{head}` forwards more than the API: no `not path` guard answering 404 before the proxy",
+                       edge.urn)
+
+
+def _tailnet_policy_tested_and_scoped(args: StackValidationArgs, report: ReportViolation) -> None:
+    declared = (_declared(args.resources) or {}).get("tailnet") or {}
+    tag = declared.get("tag")
+    audiences = set(declared.get("audiences") or [])
+    for acl in [r for r in args.resources if r.resource_type == ACL]:
+        try:
+            policy = json5.loads(acl.props.get("acl") or "")
+        except Exception:  # noqa: BLE001 - any parse failure is the finding
+            report("the tailnet policy is not valid HuJSON", acl.urn)
+            continue
+        if not policy.get("tests"):
+            report("the tailnet policy has no tests", acl.urn)
+        rules = [("grants", g, g.get("dst") or []) for g in policy.get("grants") or []]
+        rules += [("acls", a, [str(d).rpartition(":")[0] for d in a.get("dst") or []]) for a in policy.get("acls") or []]
+        for kind, rule, hosts in rules:
+            sources = set(rule.get("src") or [])
+            if tag and (tag in hosts or "*" in hosts):
+                if sources & TOO_BROAD:
+                    report(f"{kind} lets {sorted(sources & TOO_BROAD)} reach the gateway ({tag})", acl.urn)
+                elif tag in hosts and not sources <= audiences:
+                    report(f"{kind} lets {sorted(sources - audiences)} reach {tag}; the settings allow {sorted(audiences)}",
+                           acl.urn)
+
+
+def _policy(name: str, description: str, validate, level=MANDATORY) -> ResourceValidationPolicy:
+    return ResourceValidationPolicy(name=name, description=description, validate=validate, enforcement_level=level)
+
+
+def _stack_policy(name: str, description: str, validate, level=MANDATORY) -> StackValidationPolicy:
+    return StackValidationPolicy(name=name, description=description, validate=validate, enforcement_level=level)
+
+
+POLICIES = [
+    _policy("no-wildcard-host-ports", "No port is published on 0.0.0.0, :: or an empty host IP.", _no_wildcard_ports),
+    _policy("gateway-port-loopback-only", "The model gateway's host port binds loopback only.", _gateway_loopback),
+    _policy("edge-port-tailnet-only", "The edge publishes ports only on a Tailscale address.", _edge_tailnet),
+    _policy("no-privileged-or-host-namespaces", "No privileged container, host network, PID, IPC or user namespace.",
+            _no_host_namespaces),
+    _policy("no-sensitive-host-mounts", "No Docker socket or sensitive host path is mounted.", _no_sensitive_mounts),
+    _policy("capabilities-dropped", "All capabilities are dropped (only NET_BIND_SERVICE may be added back).",
+            _capabilities_dropped),
+    _policy("no-new-privileges", "Containers set no-new-privileges.", _no_new_privileges),
+    _policy("read-only-root", "Containers have a read-only root filesystem.", _read_only_root),
+    _policy("non-root-user", "Containers run as a non-root uid, or carry a documented exception label.", _non_root),
+    _policy("resource-limits", "Containers have memory and process limits.", _resource_limits),
+    _policy("images-pinned-by-digest", "Images are exact release tags run by digest.", _images_pinned),
+    _policy("no-secrets-in-files-or-commands", "No secret value in a rendered file, a command or a label.",
+            _no_secrets_in_files_or_commands),
+    _policy("healthcheck-required", "Every long-running container has a healthcheck.", _healthcheck),
+    _stack_policy("edge-upstreams-share-a-network", "Every Caddy upstream shares a network with Caddy.",
+                  _upstreams_share_a_network),
+    _stack_policy("sso-bypasses-declared", "Every route that skips SSO is a declared bypass with its own auth mode.",
+                  _bypasses_declared),
+    _stack_policy("api-bypass-forwards-only-the-api", "The bearer bypass forwards only the API paths.",
+                  _api_bypass_forwards_only_the_api),
+    _stack_policy("tailnet-policy-tested-and-scoped",
+                  "The tailnet policy carries tests and grants the gateway only to the configured audiences.",
+                  _tailnet_policy_tested_and_scoped),
+    _policy("restart-unless-stopped", "Containers restart after crashes and reboots.", _advisory_restart, ADVISORY),
+    _policy("log-rotation", "json-file logs are capped.", _advisory_logs, ADVISORY),
+    _policy("cpu-limit", "Containers have a CPU limit.", _advisory_cpu, ADVISORY),
+]
