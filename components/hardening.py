@@ -14,15 +14,28 @@ from .settings import ContainerLimits
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
 # The policy pack tells the gateway from the edge by this label.
 ROLE_LABEL = "tailnet-llm-gateway.role"
+# The policy pack accepts uid 0 only with a reason in this label.
+ROOT_EXCEPTION_LABEL = "tailnet-llm-gateway.runs-as-root-because"
 
 
 def hardened_container_args(
-    role: str, limits: ContainerLimits, tmpfs: dict[str, str], health_test: list[str], start_period: str
+    role: str,
+    limits: ContainerLimits,
+    tmpfs: dict[str, str],
+    health_test: list[str],
+    start_period: str,
+    root_because: str | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for docker.Container that make it least-privileged and bounded."""
+    """Keyword arguments for docker.Container that make it least-privileged and bounded.
+
+    `root_because` runs the container as uid 0 (still with no capabilities) and records why.
+    """
+    labels = [docker.ContainerLabelArgs(label=ROLE_LABEL, value=role)]
+    if root_because:
+        labels.append(docker.ContainerLabelArgs(label=ROOT_EXCEPTION_LABEL, value=root_because))
     return {
-        "labels": [docker.ContainerLabelArgs(label=ROLE_LABEL, value=role)],
-        "user": limits.user,
+        "labels": labels,
+        "user": "0:0" if root_because else limits.user,
         # Nothing in the image can be changed at run time; the app writes only to its tmpfs.
         "read_only": True,
         "tmpfs": tmpfs,

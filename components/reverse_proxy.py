@@ -9,23 +9,25 @@ from .hardening import hardened_container_args
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
 from .settings import ContainerLimits
-from .topology import CERT_MOUNT, EDGE_HEALTH_PORT, EDGE_HTTPS_PORT, MASTER_KEY_ENV, Topology
+from .topology import CERT_MOUNT, EDGE_CONTAINER, EDGE_HEALTH_PORT, EDGE_HTTPS_PORT, MASTER_KEY_ENV, Topology
 
 CONFIG_DIR = "/etc/caddy/rendered"
 CADDYFILE_PATH = f"{CONFIG_DIR}/Caddyfile"
 
 
 class ReverseProxy(pulumi.ComponentResource):
-    """Runs Caddy with the rendered Caddyfile, published on the host's tailnet address only.
+    """Runs Caddy with the rendered Caddyfile, reachable from the tailnet and nowhere else.
 
     Guarantees:
-    - port 443 is published on the tailnet IP and nowhere else (never 0.0.0.0, `::` or empty);
+    - host-bind: port 443 is published on the tailnet IP and nowhere else (never 0.0.0.0, `::` or
+      empty), with the Tailscale cert directory mounted read-only; tailnet-node: no port is
+      published at all, and the gateway's Tailscale node reaches Caddy over the edge network;
     - Caddy is on the edge network only: a second network would make Docker DNS hand out the other
       network's addresses for the same names;
     - the uploaded Caddyfile is the renderer's output byte for byte, and it is part of the container's
       definition, so any change to it replaces the container on the next `pulumi up` (no stale config
       in a running Caddy);
-    - the Tailscale cert directory is mounted read-only; Caddy's data lives in a named volume; the key
+    - Caddy's data lives in a named volume; the key
       the edge checks arrives only as a secret environment variable;
     - hardened as `hardening.py` says, with a healthcheck on a container-loopback listener.
     """
@@ -41,9 +43,7 @@ class ReverseProxy(pulumi.ComponentResource):
         networks: GatewayNetworks,
         image: PinnedImage,
         limits: ContainerLimits,
-        tailnet_ip: str,
         https_port: int,
-        cert_dir: str,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tailnet-llm-gateway:docker:ReverseProxy", name, {}, opts)
@@ -56,20 +56,29 @@ class ReverseProxy(pulumi.ComponentResource):
                 lambda key_env: [key_env, "XDG_CONFIG_HOME=/config", "XDG_DATA_HOME=/data"]
             )
         )
+        site = topology.site
+        ports, volumes = [], [
+            docker.ContainerVolumeArgs(volume_name=data_volume.name, container_path="/data"),
+            docker.ContainerVolumeArgs(volume_name=config_volume.name, container_path=CONFIG_DIR),
+        ]
+        if site.exposure == "host-bind":
+            # Caddy listens on an unprivileged port inside; the host side is the tailnet IP only.
+            ports.append(docker.ContainerPortArgs(internal=EDGE_HTTPS_PORT, external=https_port, ip=site.tailnet_ip))
+            volumes.append(
+                docker.ContainerVolumeArgs(host_path=site.cert_dir, container_path=CERT_MOUNT, read_only=True)
+            )
+        # tailnet-node: no port at all; the node reaches Caddy over the edge network.
         self.container = docker.Container(
             name,
-            name="tailnet-edge",
+            name=EDGE_CONTAINER,
             image=image.ref,
             command=["caddy", "run", "--config", CADDYFILE_PATH, "--adapter", "caddyfile"],
             envs=envs,
-            # Caddy listens on an unprivileged port inside; the host side is the tailnet IP only.
-            ports=[docker.ContainerPortArgs(internal=EDGE_HTTPS_PORT, external=https_port, ip=tailnet_ip)],
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=networks.names[topology.edge_network])],
-            volumes=[
-                docker.ContainerVolumeArgs(volume_name=data_volume.name, container_path="/data"),
-                docker.ContainerVolumeArgs(volume_name=config_volume.name, container_path=CONFIG_DIR),
-                docker.ContainerVolumeArgs(host_path=cert_dir, container_path=CERT_MOUNT, read_only=True),
+            ports=ports,
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(name=networks.names[topology.edge_network], aliases=[EDGE_CONTAINER])
             ],
+            volumes=volumes,
             uploads=[docker.ContainerUploadArgs(file=CADDYFILE_PATH, content=caddyfile, permissions="0444")],
             **hardened_container_args(
                 "edge",

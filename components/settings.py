@@ -28,7 +28,7 @@ from pydantic.alias_generators import to_camel
 
 from .addresses import HostPort, require_hostname, require_loopback_bind, require_tailscale_ip
 from .errors import SettingsError
-from .images import CADDY_IMAGE, LITELLM_IMAGE, ImageRef, parse_image
+from .images import CADDY_IMAGE, LITELLM_IMAGE, TAILSCALE_IMAGE, ImageRef, parse_image
 
 PROJECT = "tailnet-llm-gateway"
 # Keys the settings model does not hold, but a stack file may carry. They must be `secure:` values.
@@ -250,6 +250,21 @@ class TailnetPolicySettings(_Model):
         return value
 
 
+class NodeSettings(_Model):
+    """The Tailscale container that joins the tailnet as the gateway's own node (tailnet-node mode)."""
+
+    image: Image = TAILSCALE_IMAGE
+    # A reusable key could join more machines under the gateway's tag if it leaked; off unless needed.
+    auth_key_reusable: bool = False
+    auth_key_expiry_days: int = Field(default=90, ge=1, le=90)
+    memory_mb: int = Field(default=256, ge=64)
+    pids: int = Field(default=256, ge=16)
+
+    @property
+    def image_ref(self) -> ImageRef:
+        return parse_image(self.image)
+
+
 class TimeoutSettings(_Model):
     request: int = Field(default=1800, gt=0)
     stream: int = Field(default=1800, gt=0)
@@ -258,9 +273,15 @@ class TimeoutSettings(_Model):
 class Settings(_Model):
     """Everything a stack file says about the gateway, validated field by field."""
 
+    # host-bind: Caddy publishes 443 on the host's tailnet IP with `tailscale cert` files.
+    # tailnet-node: a Tailscale container is the gateway's own node; no host port faces the tailnet.
+    exposure: Literal["host-bind", "tailnet-node"] = "tailnet-node"
+    # host-bind: the host's tailnet name. tailnet-node: the node's name (its first label is the
+    # node's hostname), e.g. llm.tail0a1b2c.ts.net.
     tailnet_host: str
-    tailnet_ip: str
-    tls: TlsSettings
+    tailnet_ip: str | None = None
+    tls: TlsSettings | None = None
+    node: NodeSettings = NodeSettings()
     networks: dict[Name, NetworkSettings] = Field(min_length=1)
     services: dict[Name, ServiceSettings] = Field(min_length=1)
     models: dict[str, ModelSettings] = Field(min_length=1)
@@ -278,8 +299,8 @@ class Settings(_Model):
 
     @field_validator("tailnet_ip")
     @classmethod
-    def _tailscale_ip(cls, value: str) -> str:
-        return require_tailscale_ip(value)
+    def _tailscale_ip(cls, value: str | None) -> str | None:
+        return None if value is None else require_tailscale_ip(value)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:

@@ -14,7 +14,9 @@ from .render.caddyfile import render_caddyfile
 from .render.litellm_config import render_litellm_config
 from .reverse_proxy import ReverseProxy
 from .settings import Settings
+from .render.tailscale_serve import render_serve_config
 from .tailnet_acl import TailnetPolicy
+from .tailnet_node import TailnetNode
 from .tailnet_policy import merged_policy, read_policy_base, require_tests_pass
 from .topology import Topology, build_topology
 
@@ -56,6 +58,8 @@ class GatewayStack(pulumi.ComponentResource):
             "services": {s.name: list(s.networks) for s in topology.services},
             "edgeNetwork": topology.edge_network,
             "tailnet": {"tag": topology.tailnet.tag, "audiences": list(topology.tailnet.audiences)},
+            "exposure": topology.site.exposure,
+            "authKeyReusable": settings.node.auth_key_reusable,
         }
         super().__init__("tailnet-llm-gateway:index:GatewayStack", name, declared, opts)
         child = pulumi.ResourceOptions(parent=self)
@@ -85,9 +89,7 @@ class GatewayStack(pulumi.ComponentResource):
             self.networks,
             PinnedImage(f"{name}-caddy-image", settings.edge.image_ref, opts=child),
             settings.edge.limits,
-            tailnet_ip=settings.tailnet_ip,
             https_port=settings.edge.https_port,
-            cert_dir=settings.tls.cert_dir,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gateway]),
         )
 
@@ -100,6 +102,19 @@ class GatewayStack(pulumi.ComponentResource):
                 device_name=settings.tailnet_host if policy.tag_device else None,
                 device_tag=policy.tag if policy.tag_device else None,
                 opts=child,
+            )
+
+        if topology.site.exposure == "tailnet-node":
+            # The node's auth key carries the gateway tag, which the policy must own first.
+            after_policy = [self.tailnet.acl] if policy.manage else []
+            self.node = TailnetNode(
+                f"{name}-node",
+                topology,
+                render_serve_config(topology),
+                settings.node,
+                self.networks,
+                PinnedImage(f"{name}-tailscale-image", settings.node.image_ref, opts=child),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, *after_policy]),
             )
 
         self.api_base_url = pulumi.Output.from_input(topology.api_base_url or "")

@@ -20,6 +20,9 @@ from .settings import Settings
 # Inside the Caddy container: unprivileged ports, so Caddy needs no capability to bind them.
 EDGE_HTTPS_PORT = 8443
 EDGE_HEALTH_PORT = 8080
+# tailnet-node mode: Tailscale terminates TLS and proxies plain HTTP here, over the edge network.
+EDGE_NODE_PORT = 8081
+EDGE_CONTAINER = "tailnet-edge"
 CERT_MOUNT = "/etc/caddy/certs"
 # The environment variable that carries the master key into both containers.
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
@@ -91,18 +94,46 @@ class Route:
 
 @dataclass(frozen=True)
 class Site:
-    """Where the edge serves: the tailnet name over TLS, or a local plain-HTTP address for checks."""
+    """Where and how the edge serves.
 
+    host-bind: Caddy terminates TLS for the host's tailnet name with `tailscale cert` files, and the
+    host publishes 443 on its tailnet IP. tailnet-node: the Tailscale container terminates TLS for the
+    node's name and proxies plain HTTP to Caddy over the edge network. `listen` (render --listen)
+    overrides both with plain HTTP on a local address, for checks.
+    """
+
+    exposure: Literal["host-bind", "tailnet-node"]
     tailnet_host: str
-    cert_file: str | None
-    key_file: str | None
+    tailnet_ip: str | None = None
+    cert_dir: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
     listen: HostPort | None = None
 
     @property
     def address(self) -> str:
         if self.listen is not None:
             return f"http://{self.listen}"
+        if self.exposure == "tailnet-node":
+            # Any Host: only the Tailscale container can reach this port, and it serves one name.
+            return f"http://:{EDGE_NODE_PORT}"
         return f"https://{self.tailnet_host}:{EDGE_HTTPS_PORT}"
+
+    @property
+    def terminates_tls(self) -> bool:
+        return self.listen is None and self.exposure == "host-bind"
+
+    @property
+    def redirect_base(self) -> str:
+        """The scheme and host of URLs sent back to browsers (the SSO redirect)."""
+        if self.listen is None and self.exposure == "tailnet-node":
+            # Caddy sees plain HTTP from the node; browsers only ever see the node's HTTPS name.
+            return f"https://{self.tailnet_host}"
+        return "{scheme}://{hostport}"
+
+    @property
+    def node_hostname(self) -> str:
+        return self.tailnet_host.split(".")[0]
 
     @property
     def public_base_url(self) -> str:
@@ -247,11 +278,7 @@ def build_topology(settings: Settings) -> Topology:
     _check_sso(settings, routes, sso, edge_network)
 
     return Topology(
-        site=Site(
-            tailnet_host=settings.tailnet_host,
-            cert_file=f"{CERT_MOUNT}/{settings.tls.cert_file}",
-            key_file=f"{CERT_MOUNT}/{settings.tls.key_file}",
-        ),
+        site=_site(settings),
         edge_network=edge_network,
         networks=tuple(networks[name] for name in sorted(networks)),
         services=services,
@@ -271,6 +298,26 @@ def build_topology(settings: Settings) -> Topology:
             outsiders=settings.tailnet_policy.tests.outsiders,
             base_path=settings.tailnet_policy.base,
         ),
+    )
+
+
+def _site(settings: Settings) -> Site:
+    if settings.exposure == "tailnet-node":
+        for name, value in (("tailnetIp", settings.tailnet_ip), ("tls", settings.tls)):
+            if value is not None:
+                raise SettingsError(name, "applies only to exposure host-bind; the node has its own address and certs")
+        return Site(exposure="tailnet-node", tailnet_host=settings.tailnet_host)
+    if settings.tailnet_ip is None:
+        raise SettingsError("tailnetIp", "is required when exposure is host-bind (Caddy publishes 443 there)")
+    if settings.tls is None:
+        raise SettingsError("tls", "is required when exposure is host-bind (Caddy serves the tailscale cert files)")
+    return Site(
+        exposure="host-bind",
+        tailnet_host=settings.tailnet_host,
+        tailnet_ip=settings.tailnet_ip,
+        cert_dir=settings.tls.cert_dir,
+        cert_file=f"{CERT_MOUNT}/{settings.tls.cert_file}",
+        key_file=f"{CERT_MOUNT}/{settings.tls.key_file}",
     )
 
 

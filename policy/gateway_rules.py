@@ -25,6 +25,7 @@ from pulumi_policy import (
 CONTAINER = "docker:index/container:Container"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 ACL = "tailscale:index/acl:Acl"
+TAILNET_KEY = "tailscale:index/tailnetKey:TailnetKey"
 GATEWAY_STACK = "tailnet-llm-gateway:index:GatewayStack"
 ROLE_LABEL = "tailnet-llm-gateway.role"
 # A container that must run as root says why in this label (an explicit, reviewable exception).
@@ -343,6 +344,32 @@ def _tailnet_policy_tested_and_scoped(args: StackValidationArgs, report: ReportV
                            acl.urn)
 
 
+def _node_mode_loopback_only(args: StackValidationArgs, report: ReportViolation) -> None:
+    containers = _containers(args.resources)
+    if not any(_role(c.props) == "tailnet-node" for c in containers):
+        return
+    for container in containers:
+        for port in container.props.get("ports") or []:
+            address = _address(port.get("ip"))
+            if address is None or not address.is_loopback:
+                report(f"{container.props.get('name')} publishes {port.get('external')} on {port.get('ip')!r}; "
+                       "with its own tailnet node the gateway needs no host port off loopback", container.urn)
+
+
+def _auth_key_safe(args: StackValidationArgs, report: ReportViolation) -> None:
+    declared = _declared(args.resources) or {}
+    tag = (declared.get("tailnet") or {}).get("tag")
+    for key in [r for r in args.resources if r.resource_type == TAILNET_KEY]:
+        props = key.props
+        if props.get("preauthorized") is not True:
+            report("the node's auth key is not pre-authorized", key.urn)
+        tags = list(props.get("tags") or [])
+        if not tags or (tag and tags != [tag]):
+            report(f"the node's auth key carries the tags {tags}, not [{tag}]", key.urn)
+        if props.get("reusable") and not declared.get("authKeyReusable"):
+            report("the node's auth key is reusable but the settings do not ask for it", key.urn)
+
+
 def _policy(name: str, description: str, validate, level=MANDATORY) -> ResourceValidationPolicy:
     return ResourceValidationPolicy(name=name, description=description, validate=validate, enforcement_level=level)
 
@@ -377,6 +404,12 @@ POLICIES = [
     _stack_policy("tailnet-policy-tested-and-scoped",
                   "The tailnet policy carries tests and grants the gateway only to the configured audiences.",
                   _tailnet_policy_tested_and_scoped),
+    _stack_policy("tailnet-node-loopback-only",
+                  "With its own tailnet node, no container publishes a port on anything but loopback.",
+                  _node_mode_loopback_only),
+    _stack_policy("tailnet-node-auth-key-safe",
+                  "The node's auth key is pre-authorized, carries only the gateway tag, and is single-use "
+                  "unless the settings say otherwise.", _auth_key_safe),
     _policy("restart-unless-stopped", "Containers restart after crashes and reboots.", _advisory_restart, ADVISORY),
     _policy("log-rotation", "json-file logs are capped.", _advisory_logs, ADVISORY),
     _policy("cpu-limit", "Containers have a CPU limit.", _advisory_cpu, ADVISORY),

@@ -61,9 +61,11 @@ class LocalEdge:
     api_echo_base_url: str
 
 
-@pytest.fixture(scope="session")
-def local_edge(tmp_path_factory) -> LocalEdge:
-    work = tmp_path_factory.mktemp("edge")
+@pytest.fixture(scope="session", params=["dev", "dev-node"])
+def local_edge(request, tmp_path_factory) -> LocalEdge:
+    """The edge of each exposure mode's dev stack (host-bind and tailnet-node), rendered with --listen."""
+    stack = request.param
+    work = tmp_path_factory.mktemp(f"edge-{stack}")
     log_dir = work / "logs"
     log_dir.mkdir()
     key = "sk-" + secrets.token_urlsafe(24)
@@ -86,9 +88,9 @@ def local_edge(tmp_path_factory) -> LocalEdge:
     processes: list[Process] = []
     try:
         edge_port, keyless_port, echo_port = free_port(), free_port(), free_port()
-        out = render("dev", work / "rendered", ROOT, ports, edge_port)
-        keyless_out = render("dev", work / "rendered-keyless", ROOT, ports, keyless_port)
-        echo_out = render("dev", work / "rendered-echo", ROOT, {**ports, "model-gateway": api_echo_port}, echo_port)
+        out = render(stack, work / "rendered", ROOT, ports, edge_port)
+        keyless_out = render(stack, work / "rendered-keyless", ROOT, ports, keyless_port)
+        echo_out = render(stack, work / "rendered-echo", ROOT, {**ports, "model-gateway": api_echo_port}, echo_port)
         processes.append(start_litellm(out / "litellm.yaml", ports["model-gateway"], log_dir, key, GATEWAY_ENV))
         processes.append(start_caddy(out / "Caddyfile", edge_port, log_dir, key))
         # The same edge with an empty key at run time: the bearer route must fail closed.

@@ -135,11 +135,18 @@ class HeaderEchoHandler(_Handler):
     do_GET = do_POST = do_PUT = do_DELETE = _echo
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # clients that hang up early (probes, cancelled streams) are not failures of the fake
+
+
 class FakeServer:
     """One fake on 127.0.0.1:port, served from a daemon thread until `stop()`."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], port: int, name: str) -> None:
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd = _QuietServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
         self.httpd.name = name
         self.port = port

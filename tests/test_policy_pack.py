@@ -58,11 +58,19 @@ def test_a_new_stack_file_is_checked_and_named(tmp_path, dev_values):
     assert "tailnet-policy-tested-and-scoped" in violations[0] and "tailscale:index/acl:Acl" in violations[0]
 
 
+def _values(stack: str) -> dict:
+    config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("tailnet-llm-gateway:")}
+
+
 @pytest.fixture(scope="module")
-def dev_run() -> ProgramRun:
-    return run_program(yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text()) and {
-        k.split(":", 1)[1]: v for k, v in yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"].items()
-    })
+def runs() -> dict[str, ProgramRun]:
+    return {stack: run_program(_values(stack), stack=stack) for stack in ("dev", "dev-node")}
+
+
+@pytest.fixture(scope="module")
+def dev_run(runs) -> ProgramRun:
+    return runs["dev"]
 
 
 def _editable(run: ProgramRun) -> ProgramRun:
@@ -133,6 +141,11 @@ VIOLATIONS = {
     "api-bypass-forwards-only-the-api": _caddyfile_edit("@not_api not path /v1/*", "@not_api not path /*"),
     "tailnet-policy-tested-and-scoped": _acl_edit('"src": ["group:llm-users"], "dst": ["tag:llm-gateway"]',
                                                   '"src": ["*"], "dst": ["tag:llm-gateway"]'),
+    # These two hold in tailnet-node mode, so they break the dev-node stack.
+    "tailnet-node-loopback-only": ("dev-node", _set("edge", "ports",
+                                                    [{"internal": 8081.0, "external": 8081.0, "ip": "100.101.102.103"}])),
+    "tailnet-node-auth-key-safe": ("dev-node", lambda run: _of_type(run, "tailscale:index/tailnetKey:TailnetKey").update(
+        reusable=True, preauthorized=False)),
 }
 
 
@@ -141,16 +154,18 @@ def test_every_mandatory_rule_has_a_violating_case():
 
 
 @pytest.mark.parametrize("rule", MANDATORY_RULES)
-def test_rule_catches_a_stack_that_breaks_it(dev_run, rule):
-    broken = _editable(dev_run)
-    VIOLATIONS[rule](broken)
+def test_rule_catches_a_stack_that_breaks_it(runs, rule):
+    stack, mutate = VIOLATIONS[rule] if isinstance(VIOLATIONS[rule], tuple) else ("dev", VIOLATIONS[rule])
+    broken = _editable(runs[stack])
+    mutate(broken)
     caught = {v.policy for v in mandatory(evaluate_pack(broken)[0])}
     assert rule in caught, f"{rule} let a violating stack through"
 
 
+@pytest.mark.parametrize("stack", ["dev", "dev-node"])
 @pytest.mark.parametrize("rule", MANDATORY_RULES)
-def test_dev_stack_passes_the_rule(dev_run, rule):
-    caught = [v for v in mandatory(evaluate_pack(dev_run)[0]) if v.policy == rule]
+def test_dev_stacks_pass_the_rule(runs, rule, stack):
+    caught = [v for v in mandatory(evaluate_pack(runs[stack])[0]) if v.policy == rule]
     assert not caught, caught
 
 
@@ -173,7 +188,6 @@ def test_rule_on_an_unknown_value_is_not_run_and_not_passed(dev_run):
 
 def test_pack_runs_on_a_preview_without_mandatory_violations():
     """During preview the generated key is unknown: rules that need it are not run, never failed."""
-    values = {k.split(":", 1)[1]: v for k, v in yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"].items()}
-    violations, not_run = evaluate_pack(run_program(values, preview=True))
+    violations, not_run = evaluate_pack(run_program(_values("dev"), preview=True))
     assert not mandatory(violations), [v.describe("Pulumi.dev.yaml") for v in mandatory(violations)]
     assert "no-secrets-in-files-or-commands" in not_run, "the unknown key was treated as known"

@@ -210,3 +210,32 @@ def test_policy_base_stays_inside_the_repository(dev_values, path):
     dev_values["tailnetPolicy"]["base"] = path
     error = _error(dev_values)
     assert error.setting == "tailnetPolicy.base", "the policy base could come from outside the reviewed repository"
+
+
+def test_host_bind_needs_the_tailnet_ip(dev_values):
+    del dev_values["tailnetIp"]
+    error = _error(dev_values)
+    assert error.setting == "tailnetIp" and "host-bind" in error.problem, "Caddy would publish 443 on no address"
+
+
+def test_host_bind_needs_the_cert_files(dev_values):
+    del dev_values["tls"]
+    error = _error(dev_values)
+    assert error.setting == "tls", "Caddy would start without a certificate"
+
+
+def test_tailnet_node_refuses_host_bind_settings(dev_values):
+    dev_values["exposure"] = "tailnet-node"
+    error = _error(dev_values)
+    assert error.setting == "tailnetIp" and "host-bind" in error.problem, "a setting with no effect would be accepted"
+
+
+def test_new_stacks_default_to_tailnet_node(dev_values):
+    for key in ("exposure", "tailnetIp", "tls"):
+        del dev_values[key]
+    assert Settings.from_mapping(dev_values).exposure == "tailnet-node"
+
+
+def test_unknown_exposure_is_refused(dev_values):
+    dev_values["exposure"] = "funnel"
+    assert _error(dev_values).setting == "exposure", "the gateway could be put on the public internet by a typo"

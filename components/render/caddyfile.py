@@ -85,12 +85,14 @@ def render_caddyfile(topology: Topology, stack: str) -> str:
         w.close()
     w.line()
     w.open(topology.site.address)
-    if topology.site.listen is None:
+    if topology.site.listen is not None:
+        w.line("# Local check mode (--listen): plain HTTP on a loopback address, no certificates.")
+        w.line(f"bind {topology.site.listen.host}")
+    elif topology.site.terminates_tls:
         w.line("# Certificate files from `tailscale cert`, mounted read-only.")
         w.line(f"tls {topology.site.cert_file} {topology.site.key_file}")
     else:
-        w.line("# Local check mode (--listen): plain HTTP on a loopback address, no certificates.")
-        w.line(f"bind {topology.site.listen.host}")
+        w.line("# The gateway's Tailscale node terminates TLS and proxies here; no host port leads here.")
     for route in topology.routes:
         w.line()
         _route(w, route)
@@ -109,6 +111,7 @@ def _identity_snippet(w: _Writer) -> None:
 def _sso_snippet(w: _Writer, topology: Topology) -> None:
     sso = topology.sso
     assert sso is not None
+    base = topology.site.redirect_base
     w.line(f"# Ask {sso.service.name} whether the session cookie is valid; copy only its identity headers.")
     w.open("(sso)")
     w.open(f"forward_auth {sso.service.address}")
@@ -118,7 +121,7 @@ def _sso_snippet(w: _Writer, topology: Topology) -> None:
     w.line("@unauthenticated status 401")
     w.open("handle_response @unauthenticated")
     w.line(
-        f"redir * {{scheme}}://{{hostport}}{sso.start_path}?rd={{scheme}}://{{hostport}}{{http.request.orig_uri}} 302"
+        f"redir * {base}{sso.start_path}?rd={base}{{http.request.orig_uri}} 302"
     )
     w.close()
     w.close()

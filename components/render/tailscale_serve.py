@@ -1,0 +1,28 @@
+"""Topology -> the serve config of the gateway's Tailscale node (tailnet-node mode). Pure.
+
+The node answers HTTPS on 443 for its own name (Tailscale issues the certificate) and proxies every
+request to Caddy over the edge network. No Funnel: the gateway is never on the public internet.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..topology import EDGE_CONTAINER, EDGE_NODE_PORT, Topology
+
+# containerboot replaces this with the node's own name when it loads the file.
+CERT_DOMAIN = "${TS_CERT_DOMAIN}"
+
+
+def serve_config(topology: Topology) -> dict[str, Any]:
+    site = f"{CERT_DOMAIN}:{topology.tailnet.port}"
+    return {
+        "TCP": {str(topology.tailnet.port): {"HTTPS": True}},
+        "Web": {site: {"Handlers": {"/": {"Proxy": f"http://{EDGE_CONTAINER}:{EDGE_NODE_PORT}"}}}},
+        "AllowFunnel": {site: False},
+    }
+
+
+def render_serve_config(topology: Topology) -> str:
+    return json.dumps(serve_config(topology), indent=2, sort_keys=True) + "\n"

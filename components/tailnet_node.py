@@ -1,0 +1,110 @@
+"""The gateway's own Tailscale node (tailnet-node mode)."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_tailscale as tailscale
+
+from .hardening import hardened_container_args
+from .networks import GatewayNetworks
+from .pinned_image import PinnedImage
+from .settings import ContainerLimits, NodeSettings
+from .topology import Topology
+
+STATE_DIR = "/var/lib/tailscale"
+SERVE_DIR = "/etc/tailscale-serve"
+SERVE_PATH = f"{SERVE_DIR}/serve.json"
+HEALTH_ADDR = "127.0.0.1:9002"
+
+
+class TailnetNode(pulumi.ComponentResource):
+    """A Tailscale container that joins the tailnet as the gateway's node and serves HTTPS to Caddy.
+
+    Guarantees:
+    - it joins with a pre-authorized auth key tagged with the gateway tag, created for it by
+      `tailscale.TailnetKey`; the key is a secret, reaches the container only as a secret
+      environment variable, is single-use unless the settings say otherwise, and is never in a file;
+    - its state lives in a named volume, so a restarted or replaced container is the same node;
+    - it serves the rendered serve config (HTTPS on 443 for its own name, proxied to Caddy over the
+      edge network, no Funnel) and publishes no host port;
+    - userspace networking: no TUN device and no capabilities; hardened as `hardening.py` says.
+    """
+
+    container: docker.Container
+
+    def __init__(
+        self,
+        name: str,
+        topology: Topology,
+        serve_json: str,
+        node: NodeSettings,
+        networks: GatewayNetworks,
+        image: PinnedImage,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("tailnet-llm-gateway:tailscale:TailnetNode", name, {}, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tag = topology.tailnet.tag
+        self.auth_key = tailscale.TailnetKey(
+            f"{name}-auth-key",
+            reusable=node.auth_key_reusable,
+            ephemeral=False,
+            preauthorized=True,
+            tags=[tag],
+            expiry=node.auth_key_expiry_days * 86400,
+            description="tailnet-llm-gateway node",
+            # An expired key is replaced on the next `up`; the node itself keeps its state volume.
+            recreate_if_invalid="always",
+            opts=child,
+        )
+        state = docker.Volume(f"{name}-state", name="tailnet-node-state", opts=child)
+        # Docker refuses uploads into a read-only root filesystem unless the path is a volume mount.
+        serve_volume = docker.Volume(f"{name}-serve", name="tailnet-node-serve", opts=child)
+        settings_env = {
+            "TS_HOSTNAME": topology.site.node_hostname,
+            "TS_STATE_DIR": STATE_DIR,
+            # The key is needed only to join; later starts use the state volume.
+            "TS_AUTH_ONCE": "true",
+            "TS_USERSPACE": "true",
+            "TS_SERVE_CONFIG": SERVE_PATH,
+            "TS_EXTRA_ARGS": f"--advertise-tags={tag}",
+            "TS_ENABLE_HEALTH_CHECK": "true",
+            "TS_LOCAL_ADDR_PORT": HEALTH_ADDR,
+        }
+        envs = pulumi.Output.secret(
+            pulumi.Output.concat("TS_AUTHKEY=", self.auth_key.key).apply(
+                lambda key_env: [key_env] + [f"{k}={v}" for k, v in sorted(settings_env.items())]
+            )
+        )
+        limits = ContainerLimits(memory_mb=node.memory_mb, pids=node.pids, user="65534:65534")
+        self.container = docker.Container(
+            name,
+            name="tailnet-node",
+            image=image.ref,
+            envs=envs,
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=networks.names[topology.edge_network])],
+            volumes=[
+                docker.ContainerVolumeArgs(volume_name=state.name, container_path=STATE_DIR),
+                docker.ContainerVolumeArgs(volume_name=serve_volume.name, container_path=SERVE_DIR),
+            ],
+            uploads=[docker.ContainerUploadArgs(file=SERVE_PATH, content=serve_json, permissions="0444")],
+            **hardened_container_args(
+                "tailnet-node",
+                limits,
+                tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
+                health_test=["CMD", "wget", "-q", "-O", "/dev/null", f"http://{HEALTH_ADDR}/healthz"],
+                start_period="30s",
+                # The image's containerboot runs tailscaled as root and keeps node state in a
+                # root-owned volume; it still gets no capabilities and no TUN device (userspace).
+                root_because="tailscaled state volume is root-owned; no capabilities, userspace networking",
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[image.image],
+                replace_on_changes=["healthcheck", "tmpfs"],
+                additional_secret_outputs=["envs"],
+                delete_before_replace=True,
+            ),
+        )
+        self.register_outputs({"container": self.container.name})
