@@ -62,7 +62,10 @@ class ModelGateway(pulumi.ComponentResource):
             image=image.ref,
             # The image's entrypoint runs `litellm "$@"`. 0.0.0.0 is the container's own namespace:
             # the host side is limited by `ports` below.
-            command=["--config", CONFIG_PATH, "--host", "0.0.0.0", "--port", str(service.port)],
+            command=[
+                "--config", CONFIG_PATH, "--host", "0.0.0.0", "--port", str(service.port),
+                "--num_workers", str(topology.gateway.workers),
+            ],
             envs=envs,
             ports=[docker.ContainerPortArgs(internal=service.port, external=bind.port, ip=bind.host)],
             networks_advanced=[

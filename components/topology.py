@@ -154,6 +154,7 @@ class Gateway:
 
     service: Service
     host_bind: HostPort
+    workers: int
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,7 @@ def build_topology(settings: Settings) -> Topology:
         edge_network=edge_network,
         networks=tuple(networks[name] for name in sorted(networks)),
         services=services,
-        gateway=Gateway(service=gateway_service, host_bind=settings.gateway.bind),
+        gateway=Gateway(service=gateway_service, host_bind=settings.gateway.bind, workers=settings.gateway.workers),
         models=models,
         routes=routes,
         sso=sso,

@@ -25,6 +25,8 @@ STREAM_WORDS = ("Hello", " from", " the", " fake", " backend")
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without this, Nagle and delayed ACKs add ~40 ms.
+    disable_nagle_algorithm = True
     role: ClassVar[str] = ""
 
     def log_message(self, *args) -> None:  # keep test output quiet
@@ -46,6 +48,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class OpenAIBackendHandler(_Handler):
+    # The benchmark sets these to model a real backend's time to answer.
+    reply_delay_s: ClassVar[float] = 0.0
+    stream_pause_s: ClassVar[float] = STREAM_PAUSE_S
+
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/v1/models":
             self._send(200, {"object": "list", "data": [{"id": "backend-model", "object": "model"}]})
@@ -58,6 +64,7 @@ class OpenAIBackendHandler(_Handler):
             if body.get("stream"):
                 self._stream(body)
             else:
+                time.sleep(self.reply_delay_s)
                 self._send(200, _completion(body.get("model", "m")))
         elif self.path == "/v1/embeddings":
             inputs = body.get("input")
@@ -86,7 +93,7 @@ class OpenAIBackendHandler(_Handler):
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
             if index == 0:
-                time.sleep(STREAM_PAUSE_S)
+                time.sleep(self.stream_pause_s)
         done = {
             "id": "chatcmpl-fake",
             "object": "chat.completion.chunk",
@@ -137,6 +144,7 @@ class HeaderEchoHandler(_Handler):
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # the benchmark opens 16+ connections at once
 
     def handle_error(self, request, client_address) -> None:
         pass  # clients that hang up early (probes, cancelled streams) are not failures of the fake
@@ -160,3 +168,26 @@ class FakeServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+
+def main() -> None:
+    """Run the fake backend in its own process (the benchmark keeps it off the client's GIL)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="fake OpenAI-compatible backend on 127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="time to answer a chat completion")
+    parser.add_argument("--stream-pause-ms", type=float, default=STREAM_PAUSE_S * 1000)
+    args = parser.parse_args()
+    handler = type("BenchBackend", (OpenAIBackendHandler,), {
+        "reply_delay_s": args.delay_ms / 1000, "stream_pause_s": args.stream_pause_ms / 1000})
+    server = _QuietServer(("127.0.0.1", args.port), handler)
+    server.name = "llamacpp"
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

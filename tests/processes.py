@@ -99,10 +99,13 @@ def start_caddy(caddyfile: Path, port: int, log_dir: Path, key: str, name: str =
     return proc
 
 
-def start_litellm(config: Path, port: int, log_dir: Path, key: str, env: dict[str, str]) -> Process:
+def start_litellm(
+    config: Path, port: int, log_dir: Path, key: str, env: dict[str, str], workers: int = 1
+) -> Process:
     proc = Process(
         "litellm",
-        [str(binary("litellm")), "--config", str(config), "--host", "127.0.0.1", "--port", str(port)],
+        [str(binary("litellm")), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+         "--num_workers", str(workers)],
         log_dir,
         env={**env, "LITELLM_MASTER_KEY": key, "HOME": str(log_dir)},
     )

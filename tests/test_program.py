@@ -143,6 +143,11 @@ def test_uploaded_files_are_exactly_the_renderers_output(dev_run):
     )
 
 
+def test_gateway_runs_the_configured_workers(dev_run):
+    command = dev_run.containers["model-gateway"].inputs["command"]
+    assert command[command.index("--num_workers") + 1] == "2", "LiteLLM would serve on one core only"
+
+
 def test_each_container_runs_the_uploaded_config(dev_run):
     assert dev_run.containers["model-gateway"].inputs["command"][:2] == ["--config", "/etc/litellm/config.yaml"]
     assert dev_run.containers["tailnet-edge"].inputs["command"][3] == "/etc/caddy/rendered/Caddyfile"

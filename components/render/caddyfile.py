@@ -171,7 +171,8 @@ def _bearer_route(w: _Writer, route: Route) -> None:
     w.open("route")
     w.line("import strip_client_identity")
     w.line("# Fail closed: with an empty key, 'Bearer ' would match a request with an empty token.")
-    w.line(f"@no_key_configured expression `{KEY_PLACEHOLDER} == \"\"`")
+    # `vars` with a placeholder key compares the run-time value; cheaper per request than a CEL expression.
+    w.line(f'@no_key_configured vars {KEY_PLACEHOLDER} ""')
     w.line("header @no_key_configured Content-Type application/json")
     w.line(f"respond @no_key_configured `{_json_error('The gateway has no API key configured.', 'no_key_configured', 503)}` 503")
     w.line(f"# Only the API: {name}'s docs, admin UI and other key-less pages stay off the tailnet.")

@@ -1,0 +1,33 @@
+"""Large generated stacks, to measure how rendering and program evaluation grow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from components.render.files import render_all
+from components.settings import Settings
+from components.tailnet_policy import merged_policy, read_policy_base
+from components.topology import build_topology
+from tests.conftest import stack_values
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def generated_values(routes: int, models: int, backends: int = 10) -> dict:
+    """The dev stack plus `routes` protected services and `models` models over `backends` backends."""
+    values = stack_values("dev")
+    for i in range(routes):
+        values["services"][f"app{i}"] = {"port": 8000 + i, "networks": ["proxy-net"]}
+        values["routes"].append({"path": f"/app{i}/*", "upstream": f"app{i}", "stripPrefix": True, "auth": "sso"})
+    for b in range(backends):
+        values["services"][f"backend{b}"] = {"port": 8080, "networks": ["backend"]}
+    for m in range(models):
+        values["models"][f"model-{m}"] = {"backend": f"backend{m % backends}", "model": f"model-{m}"}
+    return values
+
+
+def render_stack(values: dict) -> dict[str, str]:
+    """What `python -m components render` does, in-process: settings -> topology -> files."""
+    topology = build_topology(Settings.from_mapping(values))
+    policy = merged_policy(topology, *read_policy_base(topology, ROOT))
+    return render_all(topology, "bench", policy)
