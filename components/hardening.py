@@ -5,8 +5,10 @@ Both containers call `hardened_container_args`; a test asserts each property on 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import pulumi
 import pulumi_docker as docker
 
 from .settings import ContainerLimits
@@ -59,3 +61,25 @@ def hardened_container_args(
         "wait": True,
         "wait_timeout": 180,
     }
+
+
+def secret_environment(name: str, secret: pulumi.Input[str], plain: Mapping[str, str]) -> pulumi.Output[list[str]]:
+    """`envs` with one secret variable: the whole list is a secret, so state never holds it in plain."""
+    return pulumi.Output.secret(
+        pulumi.Output.concat(f"{name}=", secret).apply(
+            lambda secret_env: [secret_env] + [f"{k}={v}" for k, v in sorted(plain.items())]
+        )
+    )
+
+
+def container_options(parent: pulumi.Resource, image_resource: pulumi.Resource) -> pulumi.ResourceOptions:
+    """Options every container of this stack needs."""
+    return pulumi.ResourceOptions(
+        parent=parent,
+        depends_on=[image_resource],
+        # The provider neither replaces nor updates these in place (reference, pulumi.md 1).
+        replace_on_changes=["healthcheck", "tmpfs"],
+        additional_secret_outputs=["envs"],
+        # Container names and host ports are unique: the old container must go first.
+        delete_before_replace=True,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from .hardening import hardened_container_args
+from .hardening import container_options, hardened_container_args, secret_environment
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
 from .settings import ContainerLimits
@@ -50,11 +50,7 @@ class ModelGateway(pulumi.ComponentResource):
         config_volume = docker.Volume(
             f"{name}-config", name=f"{service.name}-config", opts=pulumi.ResourceOptions(parent=self)
         )
-        envs = pulumi.Output.secret(
-            pulumi.Output.concat(f"{MASTER_KEY_ENV}=", master_key).apply(
-                lambda key_env: [key_env] + [f"{k}={v}" for k, v in sorted(GATEWAY_ENV.items())]
-            )
-        )
+        envs = secret_environment(MASTER_KEY_ENV, master_key, GATEWAY_ENV)
         liveliness = f"http://127.0.0.1:{service.port}/health/liveliness"
         self.container = docker.Container(
             name,
@@ -86,15 +82,7 @@ class ModelGateway(pulumi.ComponentResource):
                 ],
                 start_period="40s",
             ),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[image.image],
-                # The provider neither replaces nor updates these in place (reference, pulumi.md 1).
-                replace_on_changes=["healthcheck", "tmpfs"],
-                additional_secret_outputs=["envs"],
-                # The container name and host port are unique: the old one must go first.
-                delete_before_replace=True,
-            ),
+            opts=container_options(self, image.image),
         )
         self.local_url = pulumi.Output.from_input(topology.local_api_url)
         self.register_outputs({"container": self.container.name, "localUrl": self.local_url})

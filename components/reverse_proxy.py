@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from .hardening import hardened_container_args
+from .hardening import container_options, hardened_container_args, secret_environment
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
 from .settings import ContainerLimits
@@ -51,11 +51,7 @@ class ReverseProxy(pulumi.ComponentResource):
         data_volume = docker.Volume(f"{name}-data", name="tailnet-edge-data", opts=child)
         # Docker refuses uploads into a read-only root filesystem unless the path is a volume mount.
         config_volume = docker.Volume(f"{name}-config", name="tailnet-edge-config", opts=child)
-        envs = pulumi.Output.secret(
-            pulumi.Output.concat(f"{MASTER_KEY_ENV}=", master_key).apply(
-                lambda key_env: [key_env, "XDG_CONFIG_HOME=/config", "XDG_DATA_HOME=/data"]
-            )
-        )
+        envs = secret_environment(MASTER_KEY_ENV, master_key, {"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"})
         site = topology.site
         ports, volumes = [], [
             docker.ContainerVolumeArgs(volume_name=data_volume.name, container_path="/data"),
@@ -88,12 +84,6 @@ class ReverseProxy(pulumi.ComponentResource):
                 health_test=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{EDGE_HEALTH_PORT}/healthz"],
                 start_period="10s",
             ),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[image.image],
-                replace_on_changes=["healthcheck", "tmpfs"],
-                additional_secret_outputs=["envs"],
-                delete_before_replace=True,
-            ),
+            opts=container_options(self, image.image),
         )
         self.register_outputs({"container": self.container.name})

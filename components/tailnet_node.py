@@ -6,7 +6,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_tailscale as tailscale
 
-from .hardening import hardened_container_args
+from .hardening import container_options, hardened_container_args, secret_environment
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
 from .settings import ContainerLimits, NodeSettings
@@ -72,11 +72,7 @@ class TailnetNode(pulumi.ComponentResource):
             "TS_ENABLE_HEALTH_CHECK": "true",
             "TS_LOCAL_ADDR_PORT": HEALTH_ADDR,
         }
-        envs = pulumi.Output.secret(
-            pulumi.Output.concat("TS_AUTHKEY=", self.auth_key.key).apply(
-                lambda key_env: [key_env] + [f"{k}={v}" for k, v in sorted(settings_env.items())]
-            )
-        )
+        envs = secret_environment("TS_AUTHKEY", self.auth_key.key, settings_env)
         limits = ContainerLimits(memory_mb=node.memory_mb, pids=node.pids, user="65534:65534")
         self.container = docker.Container(
             name,
@@ -99,12 +95,6 @@ class TailnetNode(pulumi.ComponentResource):
                 # root-owned volume; it still gets no capabilities and no TUN device (userspace).
                 root_because="tailscaled state volume is root-owned; no capabilities, userspace networking",
             ),
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[image.image],
-                replace_on_changes=["healthcheck", "tmpfs"],
-                additional_secret_outputs=["envs"],
-                delete_before_replace=True,
-            ),
+            opts=container_options(self, image.image),
         )
         self.register_outputs({"container": self.container.name})

@@ -121,24 +121,23 @@ def _no_wildcard_ports(props, report):
             report(f"port {port.get('external')} is published on {port.get('ip') or 'every interface'!r}")
 
 
-@_container_only
-def _gateway_loopback(props, report):
-    if _role(props) != "model-gateway":
-        return
-    for port in props.get("ports") or []:
-        address = _address(port.get("ip"))
-        if address is None or not address.is_loopback:
-            report(f"the model gateway publishes {port.get('external')} on {port.get('ip')!r}, not loopback")
+def _ports_only_on(role: str, allowed, what: str):
+    """A rule: the container with this role publishes ports only on addresses `allowed` accepts."""
+
+    @_container_only
+    def validate(props, report):
+        if _role(props) != role:
+            return
+        for port in props.get("ports") or []:
+            address = _address(port.get("ip"))
+            if address is None or not allowed(address):
+                report(f"the {role} container publishes {port.get('external')} on {port.get('ip')!r}, not {what}")
+
+    return validate
 
 
-@_container_only
-def _edge_tailnet(props, report):
-    if _role(props) != "edge":
-        return
-    for port in props.get("ports") or []:
-        address = _address(port.get("ip"))
-        if address is None or not any(address in net for net in TAILSCALE_RANGES):
-            report(f"the edge publishes {port.get('external')} on {port.get('ip')!r}, not a Tailscale address")
+_gateway_loopback = _ports_only_on("model-gateway", lambda a: a.is_loopback, "loopback")
+_edge_tailnet = _ports_only_on("edge", lambda a: any(a in net for net in TAILSCALE_RANGES), "a Tailscale address")
 
 
 @_container_only
