@@ -12,9 +12,9 @@ from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
 from .render.caddyfile import render_caddyfile
 from .render.litellm_config import render_litellm_config
+from .render.tailscale_serve import render_serve_config
 from .reverse_proxy import ReverseProxy
 from .settings import Settings
-from .render.tailscale_serve import render_serve_config
 from .tailnet_acl import TailnetPolicy
 from .tailnet_node import TailnetNode
 from .tailnet_policy import merged_policy, read_policy_base, require_tests_pass
@@ -22,7 +22,8 @@ from .topology import Topology, build_topology
 
 
 class GatewayStack(pulumi.ComponentResource):
-    """Networks, images, LiteLLM and Caddy for one stack's settings.
+    """Networks, images, LiteLLM, Caddy, the tailnet policy and (tailnet-node mode) the gateway's
+    Tailscale node, for one stack's settings.
 
     Guarantees: every artifact comes from the renderers for the topology built from these settings
     (so the containers run exactly what `python -m components render` writes); the tailnet policy is
