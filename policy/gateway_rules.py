@@ -46,10 +46,7 @@ ADVISORY = EnforcementLevel.ADVISORY
 
 
 def _role(props: Mapping[str, Any]) -> str | None:
-    for label in props.get("labels") or []:
-        if label.get("label") == ROLE_LABEL:
-            return label.get("value")
-    return None
+    return _label(props, ROLE_LABEL)
 
 
 def _label(props: Mapping[str, Any], name: str) -> str | None:
