@@ -72,6 +72,22 @@ def secret_environment(name: str, secret: pulumi.Input[str], plain: Mapping[str,
     )
 
 
+def rendered_file(
+    parent: pulumi.Resource, resource_name: str, volume_name: str, directory: str, file_name: str, content: str
+) -> tuple[docker.ContainerVolumeArgs, docker.ContainerUploadArgs]:
+    """A rendered config file for a container with a read-only root filesystem.
+
+    Docker refuses uploads into a read-only root filesystem unless the path is a volume mount, so the
+    file goes into a named volume of its own. The upload is part of the container's definition
+    (ForceNew in the provider): new content means a new container, never a stale config.
+    """
+    volume = docker.Volume(resource_name, name=volume_name, opts=pulumi.ResourceOptions(parent=parent))
+    return (
+        docker.ContainerVolumeArgs(volume_name=volume.name, container_path=directory),
+        docker.ContainerUploadArgs(file=f"{directory}/{file_name}", content=content, permissions="0444"),
+    )
+
+
 def container_options(parent: pulumi.Resource, image_resource: pulumi.Resource) -> pulumi.ResourceOptions:
     """Options every container of this stack needs."""
     return pulumi.ResourceOptions(

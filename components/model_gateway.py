@@ -5,14 +5,15 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from .hardening import container_options, hardened_container_args, secret_environment
+from .hardening import container_options, hardened_container_args, rendered_file, secret_environment
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
 from .settings import ContainerLimits
 from .topology import GATEWAY_ENV, MASTER_KEY_ENV, Topology
 
 CONFIG_DIR = "/etc/litellm"
-CONFIG_PATH = f"{CONFIG_DIR}/config.yaml"
+CONFIG_FILE = "config.yaml"
+CONFIG_PATH = f"{CONFIG_DIR}/{CONFIG_FILE}"
 
 
 class ModelGateway(pulumi.ComponentResource):
@@ -46,9 +47,8 @@ class ModelGateway(pulumi.ComponentResource):
         service = topology.gateway.service
         bind = topology.gateway.host_bind
 
-        # Docker refuses uploads into a read-only root filesystem unless the path is a volume mount.
-        config_volume = docker.Volume(
-            f"{name}-config", name=f"{service.name}-config", opts=pulumi.ResourceOptions(parent=self)
+        config_mount, config_upload = rendered_file(
+            self, f"{name}-config", f"{service.name}-config", CONFIG_DIR, CONFIG_FILE, config_yaml
         )
         envs = secret_environment(MASTER_KEY_ENV, master_key, GATEWAY_ENV)
         liveliness = f"http://127.0.0.1:{service.port}/health/liveliness"
@@ -68,8 +68,8 @@ class ModelGateway(pulumi.ComponentResource):
                 docker.ContainerNetworksAdvancedArgs(name=networks.names[net], aliases=[service.name])
                 for net in service.networks
             ],
-            volumes=[docker.ContainerVolumeArgs(volume_name=config_volume.name, container_path=CONFIG_DIR)],
-            uploads=[docker.ContainerUploadArgs(file=CONFIG_PATH, content=config_yaml, permissions="0444")],
+            volumes=[config_mount],
+            uploads=[config_upload],
             **hardened_container_args(
                 "model-gateway",
                 limits,

@@ -5,14 +5,15 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from .hardening import container_options, hardened_container_args, secret_environment
+from .hardening import container_options, hardened_container_args, rendered_file, secret_environment
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
 from .settings import ContainerLimits
 from .topology import CERT_MOUNT, EDGE_CONTAINER, EDGE_HEALTH_PORT, EDGE_HTTPS_PORT, MASTER_KEY_ENV, Topology
 
 CONFIG_DIR = "/etc/caddy/rendered"
-CADDYFILE_PATH = f"{CONFIG_DIR}/Caddyfile"
+CADDYFILE_NAME = "Caddyfile"
+CADDYFILE_PATH = f"{CONFIG_DIR}/{CADDYFILE_NAME}"
 
 
 class ReverseProxy(pulumi.ComponentResource):
@@ -49,13 +50,14 @@ class ReverseProxy(pulumi.ComponentResource):
         super().__init__("tailnet-llm-gateway:docker:ReverseProxy", name, {}, opts)
         child = pulumi.ResourceOptions(parent=self)
         data_volume = docker.Volume(f"{name}-data", name="tailnet-edge-data", opts=child)
-        # Docker refuses uploads into a read-only root filesystem unless the path is a volume mount.
-        config_volume = docker.Volume(f"{name}-config", name="tailnet-edge-config", opts=child)
+        config_mount, config_upload = rendered_file(
+            self, f"{name}-config", "tailnet-edge-config", CONFIG_DIR, CADDYFILE_NAME, caddyfile
+        )
         envs = secret_environment(MASTER_KEY_ENV, master_key, {"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"})
         site = topology.site
         ports, volumes = [], [
             docker.ContainerVolumeArgs(volume_name=data_volume.name, container_path="/data"),
-            docker.ContainerVolumeArgs(volume_name=config_volume.name, container_path=CONFIG_DIR),
+            config_mount,
         ]
         if site.exposure == "host-bind":
             # Caddy listens on an unprivileged port inside; the host side is the tailnet IP only.
@@ -75,7 +77,7 @@ class ReverseProxy(pulumi.ComponentResource):
                 docker.ContainerNetworksAdvancedArgs(name=networks.names[topology.edge_network], aliases=[EDGE_CONTAINER])
             ],
             volumes=volumes,
-            uploads=[docker.ContainerUploadArgs(file=CADDYFILE_PATH, content=caddyfile, permissions="0444")],
+            uploads=[config_upload],
             **hardened_container_args(
                 "edge",
                 limits,

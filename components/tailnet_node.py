@@ -6,7 +6,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_tailscale as tailscale
 
-from .hardening import container_options, hardened_container_args, secret_environment
+from .hardening import container_options, hardened_container_args, rendered_file, secret_environment
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
 from .settings import ContainerLimits, NodeSettings
@@ -14,7 +14,8 @@ from .topology import Topology
 
 STATE_DIR = "/var/lib/tailscale"
 SERVE_DIR = "/etc/tailscale-serve"
-SERVE_PATH = f"{SERVE_DIR}/serve.json"
+SERVE_FILE = "serve.json"
+SERVE_PATH = f"{SERVE_DIR}/{SERVE_FILE}"
 HEALTH_ADDR = "127.0.0.1:9002"
 
 
@@ -59,8 +60,9 @@ class TailnetNode(pulumi.ComponentResource):
             opts=child,
         )
         state = docker.Volume(f"{name}-state", name="tailnet-node-state", opts=child)
-        # Docker refuses uploads into a read-only root filesystem unless the path is a volume mount.
-        serve_volume = docker.Volume(f"{name}-serve", name="tailnet-node-serve", opts=child)
+        serve_mount, serve_upload = rendered_file(
+            self, f"{name}-serve", "tailnet-node-serve", SERVE_DIR, SERVE_FILE, serve_json
+        )
         settings_env = {
             "TS_HOSTNAME": topology.site.node_hostname,
             "TS_STATE_DIR": STATE_DIR,
@@ -82,9 +84,9 @@ class TailnetNode(pulumi.ComponentResource):
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=networks.names[topology.edge_network])],
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=state.name, container_path=STATE_DIR),
-                docker.ContainerVolumeArgs(volume_name=serve_volume.name, container_path=SERVE_DIR),
+                serve_mount,
             ],
-            uploads=[docker.ContainerUploadArgs(file=SERVE_PATH, content=serve_json, permissions="0444")],
+            uploads=[serve_upload],
             **hardened_container_args(
                 "tailnet-node",
                 limits,

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from .addresses import HostPort, is_unspecified, parse_host_port
+from .addresses import HostPort, is_unspecified
 from .errors import SettingsError
 from .settings import Settings
 
@@ -186,9 +186,6 @@ class Topology:
     request_timeout: int
     stream_timeout: int
     tailnet: TailnetAccess
-
-    def service(self, name: str) -> Service:
-        return next(s for s in self.services if s.name == name)
 
     @property
     def edge_upstreams(self) -> tuple[Service, ...]:

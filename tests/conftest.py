@@ -18,11 +18,11 @@ from tests.processes import Process, free_port, render, start_caddy, start_litel
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def stack_values(stack: str = "dev") -> dict:
-    """The project's settings from a stack file at the repository root, without namespaces."""
-    document = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())
+def stack_values(stack: str = "dev", directory: Path = ROOT) -> dict:
+    """The project's settings from Pulumi.<stack>.yaml (at the repository root), without namespaces."""
+    document = yaml.safe_load((directory / f"Pulumi.{stack}.yaml").read_text()) or {}
     prefix = f"{PROJECT}:"
-    return {k[len(prefix):]: v for k, v in document["config"].items() if k.startswith(prefix)}
+    return {k[len(prefix):]: v for k, v in (document.get("config") or {}).items() if k.startswith(prefix)}
 
 
 @pytest.fixture

@@ -13,10 +13,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from pulumi_policy import EnforcementLevel
 
-from tests.conftest import ROOT, write_stack
+from tests.conftest import ROOT, stack_values, write_stack
 from tests.policy_run import evaluate_pack, gateway_rules, mandatory
 from tests.program_run import ProgramRun, Registered, run_program
 
@@ -26,11 +25,8 @@ MANDATORY_RULES = sorted(p.name for p in gateway_rules.POLICIES if p.enforcement
 
 def stack_file_violations(path: Path, project_dir: Path = ROOT) -> list[str]:
     """Run the program for one stack file under mocks and describe every mandatory violation."""
-    document = yaml.safe_load(path.read_text()) or {}
-    prefix = "tailnet-llm-gateway:"
-    values = {k[len(prefix):]: v for k, v in (document.get("config") or {}).items() if k.startswith(prefix)}
     stack = path.name[len("Pulumi."):-len(".yaml")]
-    run = run_program(values, stack=stack, project_dir=project_dir)
+    run = run_program(stack_values(stack, path.parent), stack=stack, project_dir=project_dir)
     violations, _ = evaluate_pack(run, stack=stack)
     return [v.describe(path.name) for v in mandatory(violations)]
 
@@ -58,14 +54,9 @@ def test_a_new_stack_file_is_checked_and_named(tmp_path, dev_values):
     assert "tailnet-policy-tested-and-scoped" in violations[0] and "tailscale:index/acl:Acl" in violations[0]
 
 
-def _values(stack: str) -> dict:
-    config = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
-    return {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("tailnet-llm-gateway:")}
-
-
 @pytest.fixture(scope="module")
 def runs() -> dict[str, ProgramRun]:
-    return {stack: run_program(_values(stack), stack=stack) for stack in ("dev", "dev-node")}
+    return {stack: run_program(stack_values(stack), stack=stack) for stack in ("dev", "dev-node")}
 
 
 @pytest.fixture(scope="module")
@@ -188,6 +179,6 @@ def test_rule_on_an_unknown_value_is_not_run_and_not_passed(dev_run):
 
 def test_pack_runs_on_a_preview_without_mandatory_violations():
     """During preview the generated key is unknown: rules that need it are not run, never failed."""
-    violations, not_run = evaluate_pack(run_program(_values("dev"), preview=True))
+    violations, not_run = evaluate_pack(run_program(stack_values("dev"), preview=True))
     assert not mandatory(violations), [v.describe("Pulumi.dev.yaml") for v in mandatory(violations)]
     assert "no-secrets-in-files-or-commands" in not_run, "the unknown key was treated as known"
