@@ -1,11 +1,14 @@
 """The hardening every container of this stack gets, in one place (security.md section 1).
 
-Both containers call `hardened_container_args`; a test asserts each property on both.
+Every service container calls `hardened_container_args`; a test asserts each property on each of them.
+`rendered_config` puts a rendered file into a container whose root filesystem stays read-only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -14,25 +17,50 @@ import pulumi_docker as docker
 from .settings import ContainerLimits
 
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
-# The policy pack tells the gateway from the edge by this label.
+# The policy pack tells the containers apart by this label.
 ROLE_LABEL = "tailnet-llm-gateway.role"
 # The policy pack accepts uid 0 only with a reason in this label.
 ROOT_EXCEPTION_LABEL = "tailnet-llm-gateway.runs-as-root-because"
+# A config writer names the service it writes for; a service carries the hash of its rendered file.
+CONFIG_FOR_LABEL = "tailnet-llm-gateway.config-for"
+CONFIG_HASH_LABEL = "tailnet-llm-gateway.config-sha256"
+CONFIG_WRITER_ROLE = "config-writer"
+
+
+@dataclass(frozen=True)
+class Health:
+    """Healthcheck timing. Docker 20.10 has no start_interval: the first probe waits one `interval`, so
+    the interval is short enough that `pulumi up` sees a ready container as healthy within seconds."""
+
+    test: list[str]
+    interval: str
+    timeout: str
+    retries: int
+    start_period: str
+
+
+def owned_tmpfs(limits: ContainerLimits, size: str) -> str:
+    """tmpfs options for a directory the container's own uid writes; a tmpfs is root-owned otherwise."""
+    return f"rw,noexec,nosuid,size={size},uid={limits.uid},gid={limits.gid}"
 
 
 def hardened_container_args(
     role: str,
     limits: ContainerLimits,
     tmpfs: dict[str, str],
-    health_test: list[str],
-    start_period: str,
+    health: Health,
     root_because: str | None = None,
+    keep_bounding: Sequence[str] = (),
+    extra_labels: Sequence[docker.ContainerLabelArgs] = (),
 ) -> dict[str, Any]:
     """Keyword arguments for docker.Container that make it least-privileged and bounded.
 
     `root_because` runs the container as uid 0 (still with no capabilities) and records why.
+    `keep_bounding` keeps capabilities in the bounding set for an image whose binary carries them as
+    file capabilities (it could not be executed otherwise); no-new-privileges keeps them from ever
+    becoming effective, so the process still runs with none.
     """
-    labels = [docker.ContainerLabelArgs(label=ROLE_LABEL, value=role)]
+    labels = [docker.ContainerLabelArgs(label=ROLE_LABEL, value=role), *extra_labels]
     if root_because:
         labels.append(docker.ContainerLabelArgs(label=ROOT_EXCEPTION_LABEL, value=root_because))
     return {
@@ -41,25 +69,28 @@ def hardened_container_args(
         # Nothing in the image can be changed at run time; the app writes only to its tmpfs.
         "read_only": True,
         "tmpfs": tmpfs,
-        # Neither container needs any capability: both listen on unprivileged ports.
-        "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+        "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=list(keep_bounding) or None),
         "security_opts": ["no-new-privileges:true"],
         "privileged": False,
         "memory": limits.memory_mb,
         # No swap beyond the memory limit: a leak ends in an OOM restart, not a thrashing host.
         "memory_swap": limits.memory_mb,
-        # pulumi-docker 5.2.0 has no pids_limit argument; RLIMIT_NPROC for the container's own uid is
-        # the process limit it can set (counted per uid, hence a uid of its own for each container).
+        # pulumi-docker 5.2.0 has no pids_limit argument; RLIMIT_NPROC counts every process of the uid on
+        # the host, which is why each container has a uid of its own (settings refuse shared ones).
         "ulimits": [docker.ContainerUlimitArgs(name="nproc", soft=limits.pids, hard=limits.pids)],
         "restart": "unless-stopped",
         "log_driver": "json-file",
         "log_opts": LOG_OPTS,
         "healthcheck": docker.ContainerHealthcheckArgs(
-            tests=health_test, interval="30s", timeout="10s", retries=3, start_period=start_period
+            tests=health.test,
+            interval=health.interval,
+            timeout=health.timeout,
+            retries=health.retries,
+            start_period=health.start_period,
         ),
         # `pulumi up` fails (instead of reporting success) when the container never gets healthy.
         "wait": True,
-        "wait_timeout": 180,
+        "wait_timeout": 120,
     }
 
 
@@ -72,27 +103,82 @@ def secret_environment(name: str, secret: pulumi.Input[str], plain: Mapping[str,
     )
 
 
-def rendered_file(
-    parent: pulumi.Resource, resource_name: str, volume_name: str, directory: str, file_name: str, content: str
-) -> tuple[docker.ContainerVolumeArgs, docker.ContainerUploadArgs]:
-    """A rendered config file for a container with a read-only root filesystem.
+@dataclass(frozen=True)
+class RenderedConfig:
+    """A rendered file in a volume of its own, and what the service needs to use it."""
 
-    Docker refuses uploads into a read-only root filesystem unless the path is a volume mount, so the
-    file goes into a named volume of its own. The upload is part of the container's definition
-    (ForceNew in the provider): new content means a new container, never a stale config.
+    mount: docker.ContainerVolumeArgs
+    # The content's hash: a service carrying it is replaced whenever the file changes.
+    label: docker.ContainerLabelArgs
+    writer: docker.Container
+
+
+def rendered_config(
+    parent: pulumi.Resource,
+    resource_name: str,
+    volume_name: str,
+    directory: str,
+    file_name: str,
+    content: str,
+    for_role: str,
+    image: pulumi.Input[str],
+    image_resource: pulumi.Resource,
+    user: str,
+) -> RenderedConfig:
+    """A rendered config file for a service whose root filesystem is read-only.
+
+    The Docker provider copies every upload into the container at "/", and Docker refuses any copy into
+    a container whose root is read-only. So the file goes to a config writer: a container of the same
+    image that is created but never started, with a writable root and no network, which receives the
+    upload into a named volume. The service mounts that volume read-only. Uploads force a new writer and
+    the content's hash labels the service, so new content rewrites the file and then replaces the
+    service: a running service never sees a half-changed config, and never keeps a stale one.
     """
-    volume = docker.Volume(resource_name, name=volume_name, opts=pulumi.ResourceOptions(parent=parent))
-    return (
-        docker.ContainerVolumeArgs(volume_name=volume.name, container_path=directory),
-        docker.ContainerUploadArgs(file=f"{directory}/{file_name}", content=content, permissions="0444"),
+    child = pulumi.ResourceOptions(parent=parent)
+    volume = docker.Volume(resource_name, name=volume_name, opts=child)
+    digest = hashlib.sha256(content.encode()).hexdigest()
+    writer = docker.Container(
+        f"{resource_name}-writer",
+        name=f"{volume_name}-writer",
+        image=image,
+        # Never started: it only holds the upload. If someone starts it by hand, it has no network, no
+        # capabilities and no way to gain privileges.
+        start=False,
+        must_run=False,
+        network_mode="none",
+        user=user,
+        # Writable on purpose: Docker copies uploads only into a container whose root is not read-only.
+        read_only=False,
+        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+        security_opts=["no-new-privileges:true"],
+        memory=64,
+        memory_swap=64,
+        ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=16, hard=16)],
+        restart="no",
+        log_driver="json-file",
+        log_opts=LOG_OPTS,
+        labels=[
+            docker.ContainerLabelArgs(label=ROLE_LABEL, value=CONFIG_WRITER_ROLE),
+            docker.ContainerLabelArgs(label=CONFIG_FOR_LABEL, value=for_role),
+            docker.ContainerLabelArgs(label=CONFIG_HASH_LABEL, value=digest),
+        ],
+        volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=directory)],
+        uploads=[docker.ContainerUploadArgs(file=f"{directory}/{file_name}", content=content, permissions="0444")],
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[image_resource], delete_before_replace=True),
+    )
+    return RenderedConfig(
+        mount=docker.ContainerVolumeArgs(volume_name=volume.name, container_path=directory, read_only=True),
+        label=docker.ContainerLabelArgs(label=CONFIG_HASH_LABEL, value=digest),
+        writer=writer,
     )
 
 
-def container_options(parent: pulumi.Resource, image_resource: pulumi.Resource) -> pulumi.ResourceOptions:
-    """Options every container of this stack needs."""
+def container_options(parent: pulumi.Resource, image_resource: pulumi.Resource,
+                      after: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
+    """Options every service container of this stack needs."""
     return pulumi.ResourceOptions(
         parent=parent,
-        depends_on=[image_resource],
+        depends_on=[image_resource, *after],
         # The provider neither replaces nor updates these in place (reference, pulumi.md 1).
         replace_on_changes=["healthcheck", "tmpfs"],
         additional_secret_outputs=["envs"],

@@ -18,6 +18,8 @@ class PinnedImage(pulumi.ComponentResource):
     """
 
     ref: pulumi.Output[str]
+    # Capabilities the image's binary carries as file capabilities (they must stay in the bounding set).
+    file_capabilities: tuple[str, ...]
 
     def __init__(self, name: str, image: ImageRef, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("tailnet-llm-gateway:docker:PinnedImage", name, {"tag": image.tagged}, opts)
@@ -30,4 +32,5 @@ class PinnedImage(pulumi.ComponentResource):
             name, name=ref, keep_locally=True, opts=pulumi.ResourceOptions(parent=self)
         )
         self.ref = ref
+        self.file_capabilities = image.file_capabilities
         self.register_outputs({"ref": ref})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from .hardening import container_options, hardened_container_args, rendered_file, secret_environment
+from .hardening import Health, container_options, hardened_container_args, owned_tmpfs, rendered_config, secret_environment
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
 from .settings import ContainerLimits
@@ -14,6 +14,14 @@ from .topology import CERT_MOUNT, EDGE_CONTAINER, EDGE_HEALTH_PORT, EDGE_HTTPS_P
 CONFIG_DIR = "/etc/caddy/rendered"
 CADDYFILE_NAME = "Caddyfile"
 CADDYFILE_PATH = f"{CONFIG_DIR}/{CADDYFILE_NAME}"
+# Caddy answers its own health listener within milliseconds of starting: probe often and early.
+HEALTH = Health(
+    test=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{EDGE_HEALTH_PORT}/healthz"],
+    interval="2s",
+    timeout="2s",
+    retries=3,
+    start_period="10s",
+)
 
 
 class ReverseProxy(pulumi.ComponentResource):
@@ -25,12 +33,14 @@ class ReverseProxy(pulumi.ComponentResource):
       published at all, and the gateway's Tailscale node reaches Caddy over the edge network;
     - Caddy is on the edge network only: a second network would make Docker DNS hand out the other
       network's addresses for the same names;
-    - the uploaded Caddyfile is the renderer's output byte for byte, and it is part of the container's
-      definition, so any change to it replaces the container on the next `pulumi up` (no stale config
-      in a running Caddy);
-    - Caddy's data lives in a named volume; the key
-      the edge checks arrives only as a secret environment variable;
-    - hardened as `hardening.py` says, with a healthcheck on a container-loopback listener.
+    - the Caddyfile is the renderer's output byte for byte, mounted read-only from a volume its config
+      writer fills; its hash labels the container, so any change replaces Caddy on the next `pulumi up`
+      (no stale config in a running Caddy);
+    - Caddy keeps nothing: its config and data directories are tmpfs owned by its own uid (certificates
+      come from files or from the Tailscale node, so there is nothing to persist); the key the edge
+      checks arrives only as a secret environment variable;
+    - hardened as `hardening.py` says, with a healthcheck on a container-loopback listener; the image's
+      file capability stays in the bounding set so its binary can run, and is never effective.
     """
 
     container: docker.Container
@@ -48,17 +58,13 @@ class ReverseProxy(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tailnet-llm-gateway:docker:ReverseProxy", name, {}, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        data_volume = docker.Volume(f"{name}-data", name="tailnet-edge-data", opts=child)
-        config_mount, config_upload = rendered_file(
-            self, f"{name}-config", "tailnet-edge-config", CONFIG_DIR, CADDYFILE_NAME, caddyfile
+        config = rendered_config(
+            self, f"{name}-config", "tailnet-edge-config", CONFIG_DIR, CADDYFILE_NAME, caddyfile, "edge",
+            image.ref, image.image, limits.user,
         )
         envs = secret_environment(MASTER_KEY_ENV, master_key, {"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"})
         site = topology.site
-        ports, volumes = [], [
-            docker.ContainerVolumeArgs(volume_name=data_volume.name, container_path="/data"),
-            config_mount,
-        ]
+        ports, volumes = [], [config.mount]
         if site.exposure == "host-bind":
             # Caddy listens on an unprivileged port inside; the host side is the tailnet IP only.
             ports.append(docker.ContainerPortArgs(internal=EDGE_HTTPS_PORT, external=https_port, ip=site.tailnet_ip))
@@ -77,15 +83,20 @@ class ReverseProxy(pulumi.ComponentResource):
                 docker.ContainerNetworksAdvancedArgs(name=networks.names[topology.edge_network], aliases=[EDGE_CONTAINER])
             ],
             volumes=volumes,
-            uploads=[config_upload],
             **hardened_container_args(
                 "edge",
                 limits,
-                # Caddy autosaves its adapted config under XDG_CONFIG_HOME; nothing there must persist.
-                tmpfs={"/config": "rw,noexec,nosuid,size=16m", "/tmp": "rw,noexec,nosuid,size=16m"},
-                health_test=["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{EDGE_HEALTH_PORT}/healthz"],
-                start_period="10s",
+                # Caddy autosaves its adapted config under XDG_CONFIG_HOME and its instance id under
+                # XDG_DATA_HOME; neither must persist, and both must be writable by Caddy's uid.
+                tmpfs={
+                    "/config": owned_tmpfs(limits, "16m"),
+                    "/data": owned_tmpfs(limits, "16m"),
+                    "/tmp": owned_tmpfs(limits, "16m"),
+                },
+                health=HEALTH,
+                keep_bounding=image.file_capabilities,
+                extra_labels=[config.label],
             ),
-            opts=container_options(self, image.image),
+            opts=container_options(self, image.image, after=[config.writer]),
         )
         self.register_outputs({"container": self.container.name})

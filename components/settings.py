@@ -158,19 +158,44 @@ class SsoSettings(_Model):
     )
 
 
+# The process limit (nproc) counts every process of a uid on the whole host, not per container: a uid that
+# host users or many images share (nobody, distroless `nonroot`, the first login user) would count their
+# processes too. Each container gets a uid of its own instead.
+SHARED_UIDS = frozenset({65532, 65533, 65534, 65535, 1000})
+
+
 class ContainerLimits(_Model):
     memory_mb: int = Field(default=512, ge=64)
     pids: int = Field(default=256, ge=16)
     # Non-root by default; `uid:gid` so the policy can check it without resolving names.
-    user: str = Field(default="65534:65534", pattern=r"^[1-9][0-9]*:[1-9][0-9]*$")
+    user: str = Field(default="61002:61002", pattern=r"^[1-9][0-9]*:[1-9][0-9]*$")
+
+    @field_validator("user")
+    @classmethod
+    def _own_uid(cls, value: str) -> str:
+        uid = int(value.split(":")[0])
+        if uid < 1000 or uid in SHARED_UIDS:
+            raise ValueError(
+                f"uid {uid} is shared with host users or other images, and the process limit counts every "
+                "process of a uid on the host; use a uid of its own, such as 61001"
+            )
+        return value
+
+    @property
+    def uid(self) -> int:
+        return int(self.user.split(":")[0])
+
+    @property
+    def gid(self) -> int:
+        return int(self.user.split(":")[1])
 
 
 class GatewaySettings(_Model):
     service: Name = "model-gateway"
     host_bind: str = "127.0.0.1:11435"
-    # uvicorn worker processes. LiteLLM's advice is one per CPU; 2 gave +30% completions/s over 1
-    # on a 2-core host in bench/edge.py, at about 300 MB more memory.
-    workers: int = Field(default=2, ge=1, le=32)
+    # uvicorn worker processes. One by default: with two on a 2-core host uvicorn killed workers that
+    # missed its 5 s health ping while still importing LiteLLM, and a start-up could loop for minutes.
+    workers: int = Field(default=1, ge=1, le=32)
     image: Image = LITELLM_IMAGE
     limits: ContainerLimits = ContainerLimits(memory_mb=2048, pids=512)
 
@@ -192,7 +217,7 @@ class EdgeSettings(_Model):
     network: Name = "proxy-net"
     https_port: Port = 443
     image: Image = CADDY_IMAGE
-    limits: ContainerLimits = ContainerLimits(memory_mb=256, pids=128, user="65532:65532")
+    limits: ContainerLimits = ContainerLimits(memory_mb=256, pids=128, user="61001:61001")
 
     @property
     def image_ref(self) -> ImageRef:

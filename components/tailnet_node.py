@@ -6,7 +6,7 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_tailscale as tailscale
 
-from .hardening import container_options, hardened_container_args, rendered_file, secret_environment
+from .hardening import Health, container_options, hardened_container_args, rendered_config, secret_environment
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
 from .settings import ContainerLimits, NodeSettings
@@ -17,6 +17,13 @@ SERVE_DIR = "/etc/tailscale-serve"
 SERVE_FILE = "serve.json"
 SERVE_PATH = f"{SERVE_DIR}/{SERVE_FILE}"
 HEALTH_ADDR = "127.0.0.1:9002"
+HEALTH = Health(
+    test=["CMD", "wget", "-q", "-O", "/dev/null", f"http://{HEALTH_ADDR}/healthz"],
+    interval="3s",
+    timeout="3s",
+    retries=5,
+    start_period="60s",
+)
 
 
 class TailnetNode(pulumi.ComponentResource):
@@ -60,9 +67,7 @@ class TailnetNode(pulumi.ComponentResource):
             opts=child,
         )
         state = docker.Volume(f"{name}-state", name="tailnet-node-state", opts=child)
-        serve_mount, serve_upload = rendered_file(
-            self, f"{name}-serve", "tailnet-node-serve", SERVE_DIR, SERVE_FILE, serve_json
-        )
+
         settings_env = {
             "TS_HOSTNAME": topology.site.node_hostname,
             "TS_STATE_DIR": STATE_DIR,
@@ -75,7 +80,13 @@ class TailnetNode(pulumi.ComponentResource):
             "TS_LOCAL_ADDR_PORT": HEALTH_ADDR,
         }
         envs = secret_environment("TS_AUTHKEY", self.auth_key.key, settings_env)
-        limits = ContainerLimits(memory_mb=node.memory_mb, pids=node.pids, user="65534:65534")
+        # tailscaled runs as root (below), whom the nproc limit does not bind; its memory limit holds.
+        # The uid is its config writer's.
+        limits = ContainerLimits(memory_mb=node.memory_mb, pids=node.pids, user="61003:61003")
+        serve = rendered_config(
+            self, f"{name}-serve", "tailnet-node-serve", SERVE_DIR, SERVE_FILE, serve_json, "tailnet-node",
+            image.ref, image.image, limits.user,
+        )
         self.container = docker.Container(
             name,
             name="tailnet-node",
@@ -84,19 +95,18 @@ class TailnetNode(pulumi.ComponentResource):
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=networks.names[topology.edge_network])],
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=state.name, container_path=STATE_DIR),
-                serve_mount,
+                serve.mount,
             ],
-            uploads=[serve_upload],
             **hardened_container_args(
                 "tailnet-node",
                 limits,
                 tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
-                health_test=["CMD", "wget", "-q", "-O", "/dev/null", f"http://{HEALTH_ADDR}/healthz"],
-                start_period="30s",
+                health=HEALTH,
                 # The image's containerboot runs tailscaled as root and keeps node state in a
                 # root-owned volume; it still gets no capabilities and no TUN device (userspace).
                 root_because="tailscaled state volume is root-owned; no capabilities, userspace networking",
+                extra_labels=[serve.label],
             ),
-            opts=container_options(self, image.image),
+            opts=container_options(self, image.image, after=[serve.writer]),
         )
         self.register_outputs({"container": self.container.name})

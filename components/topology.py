@@ -36,11 +36,25 @@ GATEWAY_ENV = {
 }
 
 
+# Docker 20.10's default address pools: networks created without a subnet get one from these. A subnet
+# pinned inside them collides, sooner or later, with a network Docker addressed itself.
+DOCKER_DEFAULT_POOLS = tuple(ipaddress.ip_network(f"172.{n}.0.0/16") for n in range(17, 32)) + (
+    ipaddress.ip_network("192.168.0.0/16"),
+)
+
+
 @dataclass(frozen=True)
 class Network:
     name: str
     subnet: str | None
     existing: bool
+
+    @property
+    def gateway(self) -> str | None:
+        """The first host address, as Docker picks it; stated so an existing network can be compared."""
+        if self.subnet is None:
+            return None
+        return str(next(ipaddress.ip_network(self.subnet).hosts()))
 
 
 @dataclass(frozen=True)
@@ -258,6 +272,12 @@ def build_topology(settings: Settings) -> Topology:
     by_name = {s.name: s for s in services}
 
     gateway_service = _known(by_name, settings.gateway.service, "gateway.service")
+    if settings.edge.limits.uid == settings.gateway.limits.uid:
+        raise SettingsError(
+            "edge.limits.user",
+            f"uid {settings.edge.limits.uid} is also gateway.limits.user; the process limit counts per uid, "
+            "so each container needs its own",
+        )
     edge_network = settings.edge.network
     if edge_network not in networks:
         raise SettingsError("edge.network", f"{edge_network!r} is not in 'networks'")
@@ -337,6 +357,14 @@ def _subnet(name: str, subnet: str | None) -> str | None:
         raise SettingsError(f"networks.{name}.subnet", f"{subnet!r} is not a CIDR subnet") from None
     if not network.is_private:
         raise SettingsError(f"networks.{name}.subnet", f"{subnet} is not a private range")
+    if network.version != 4:
+        raise SettingsError(f"networks.{name}.subnet", f"{subnet} is not an IPv4 range")
+    if any(network.overlaps(pool) for pool in DOCKER_DEFAULT_POOLS):
+        raise SettingsError(
+            f"networks.{name}.subnet",
+            f"{subnet} lies in Docker's default address pools (172.17-31.x.x, 192.168.x.x), where Docker puts "
+            "the networks it addresses itself; pick a range outside them, such as 10.124.24.0/24",
+        )
     return str(network)
 
 

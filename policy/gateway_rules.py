@@ -28,6 +28,7 @@ ACL = "tailscale:index/acl:Acl"
 TAILNET_KEY = "tailscale:index/tailnetKey:TailnetKey"
 GATEWAY_STACK = "tailnet-llm-gateway:index:GatewayStack"
 ROLE_LABEL = "tailnet-llm-gateway.role"
+CONFIG_FOR_LABEL = "tailnet-llm-gateway.config-for"
 # A container that must run as root says why in this label (an explicit, reviewable exception).
 ROOT_EXCEPTION_LABEL = "tailnet-llm-gateway.runs-as-root-because"
 TAILSCALE_RANGES = (ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("fd7a:115c:a1e0::/48"))
@@ -37,6 +38,16 @@ RELEASE_TAG = re.compile(r":v?\d+\.\d+\.\d+([.+-][A-Za-z0-9.+-]+)?@sha256:[0-9a-
 KEY_LITERAL = re.compile(r"sk-[A-Za-z0-9_-]{16,}")
 UPSTREAM = re.compile(r"^\s*(?:reverse_proxy|forward_auth)\s+([^\s:{}]+):\d+", re.M)
 TOO_BROAD = {"*", "autogroup:danger-all"}
+# Docker 20.10's default address pools (172.17-31.0.0/16, 192.168.0.0/16): a subnet pinned there collides
+# with networks Docker addresses itself.
+DOCKER_DEFAULT_POOLS = tuple(ipaddress.ip_network(f"172.{n}.0.0/16") for n in range(17, 32)) + (
+    ipaddress.ip_network("192.168.0.0/16"),
+)
+# Images whose binary carries file capabilities: exec fails unless the bounding set keeps them.
+FILE_CAPABILITY_IMAGES = {"docker.io/library/caddy": ("NET_BIND_SERVICE",)}
+# The nproc limit counts every process of a uid on the host: uids that hosts and many images share.
+SHARED_UIDS = {"65532", "65533", "65534", "65535", "1000"}
+NETWORK = "docker:index/network:Network"
 
 MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY
@@ -67,11 +78,31 @@ def _containers(resources) -> list:
     return [r for r in resources if r.resource_type == CONTAINER]
 
 
-def _caddyfile(props: Mapping[str, Any]) -> str:
-    for upload in props.get("uploads") or []:
-        if str(upload.get("file", "")).endswith("/Caddyfile"):
-            return upload.get("content") or ""
+def _never_started(props: Mapping[str, Any]) -> bool:
+    """A container that is created but never runs (a config writer): nothing to guard at run time."""
+    return props.get("start") is False and props.get("mustRun") is False and props.get("networkMode") == "none"
+
+
+def _caddyfile(resources) -> str:
+    """The Caddyfile the edge runs: the upload of the config writer that writes for the edge."""
+    for container in _containers(resources):
+        if _label(container.props, CONFIG_FOR_LABEL) == "edge":
+            for upload in container.props.get("uploads") or []:
+                if str(upload.get("file", "")).endswith("/Caddyfile"):
+                    return upload.get("content") or ""
     return ""
+
+
+def _canonical_repository(image: str) -> str:
+    repository = image.split("@")[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    first, _, rest = repository.partition("/")
+    if not rest:
+        return f"docker.io/library/{repository}"
+    if "." not in first and ":" not in first and first != "localhost":
+        return f"docker.io/{repository}"
+    return repository
 
 
 def _site_blocks(caddyfile: str) -> list[tuple[str, str]]:
@@ -183,8 +214,27 @@ def _no_new_privileges(props, report):
 
 @_container_only
 def _read_only_root(props, report):
-    if props.get("readOnly") is not True:
+    if props.get("readOnly") is not True and not _never_started(props):
         report("the root filesystem is writable")
+
+
+@_container_only
+def _no_uploads_into_read_only_root(props, report):
+    if props.get("readOnly") is True and props.get("uploads"):
+        files = [u.get("file") for u in props.get("uploads") or []]
+        report(f"uploads {files} into a read-only root: the provider copies them to / and Docker refuses that copy")
+
+
+@_container_only
+def _file_capabilities_kept(props, report):
+    needed = FILE_CAPABILITY_IMAGES.get(_canonical_repository(str(props.get("image") or "")), ())
+    caps = props.get("capabilities") or {}
+    drops = {str(c).upper().removeprefix("CAP_") for c in caps.get("drops") or []}
+    adds = {str(c).upper().removeprefix("CAP_") for c in caps.get("adds") or []}
+    missing = [c for c in needed if ("ALL" in drops or c in drops) and c not in adds]
+    if missing and not _never_started(props):
+        report(f"the image's binary carries the file capabilities {missing}, which the bounding set drops: "
+               "exec fails with 'operation not permitted'")
 
 
 @_container_only
@@ -202,6 +252,22 @@ def _resource_limits(props, report):
     nproc = [u for u in props.get("ulimits") or [] if u.get("name") == "nproc" and (u.get("hard") or 0) > 0]
     if not nproc:
         report("no process limit (pulumi-docker has no pids_limit: set the nproc ulimit)")
+    uid = str(props.get("user") or "").split(":")[0]
+    if nproc and uid in SHARED_UIDS:
+        report(f"the process limit counts every process of uid {uid} on the host, which other images and users share")
+
+
+def _subnet_outside_default_pools(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != NETWORK:
+        return
+    for config in args.props.get("ipamConfigs") or []:
+        try:
+            subnet = ipaddress.ip_network(str(config.get("subnet") or ""), strict=False)
+        except ValueError:
+            continue
+        if any(subnet.overlaps(pool) for pool in DOCKER_DEFAULT_POOLS):
+            report(f"the subnet {subnet} lies in Docker's default address pools; networks Docker addresses "
+                   "itself will collide with it ('Pool overlaps')")
 
 
 def _images_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -215,34 +281,37 @@ def _images_pinned(args: ResourceValidationArgs, report: ReportViolation) -> Non
         report(f"{image!r} is not an exact release tag run by digest (repo:X.Y.Z@sha256:...)")
 
 
-@_container_only
-def _no_secrets_in_files_or_commands(props, report):
+def _no_secrets_in_files_or_commands(args: StackValidationArgs, report: ReportViolation) -> None:
+    # Across containers: a config writer holds the files, the service it writes for holds the secrets.
     secrets = []
-    for env in props.get("envs") or []:
-        name, _, value = str(env).partition("=")
-        if value and any(word in name.upper() for word in ("KEY", "SECRET", "TOKEN", "PASSWORD")):
-            secrets.append(value)
-    places = {"command": " ".join(map(str, props.get("command") or [])),
-              "entrypoint": " ".join(map(str, props.get("entrypoints") or []))}
-    for upload in props.get("uploads") or []:
-        places[f"upload {upload.get('file')}"] = str(upload.get("content") or "")
-    for label in props.get("labels") or []:
-        places[f"label {label.get('label')}"] = str(label.get("value") or "")
-    for where, text in places.items():
-        if any(secret in text for secret in secrets) or KEY_LITERAL.search(text):
-            report(f"a secret value appears in the {where}")
+    for container in _containers(args.resources):
+        for env in container.props.get("envs") or []:
+            name, _, value = str(env).partition("=")
+            if value and any(word in name.upper() for word in ("KEY", "SECRET", "TOKEN", "PASSWORD")):
+                secrets.append(value)
+    for container in _containers(args.resources):
+        props = container.props
+        places = {"command": " ".join(map(str, props.get("command") or [])),
+                  "entrypoint": " ".join(map(str, props.get("entrypoints") or []))}
+        for upload in props.get("uploads") or []:
+            places[f"upload {upload.get('file')}"] = str(upload.get("content") or "")
+        for label in props.get("labels") or []:
+            places[f"label {label.get('label')}"] = str(label.get("value") or "")
+        for where, text in places.items():
+            if any(secret in text for secret in secrets) or KEY_LITERAL.search(text):
+                report(f"a secret value appears in the {where}", container.urn)
 
 
 @_container_only
 def _healthcheck(props, report):
     tests = (props.get("healthcheck") or {}).get("tests") or []
-    if not tests or str(tests[0]).upper() == "NONE":
+    if (not tests or str(tests[0]).upper() == "NONE") and not _never_started(props):
         report("no healthcheck")
 
 
 @_container_only
 def _advisory_restart(props, report):
-    if props.get("restart") not in ("unless-stopped", "always"):
+    if props.get("restart") not in ("unless-stopped", "always") and not _never_started(props):
         report(f"restart is {props.get('restart') or 'no'}; the gateway would stay down after a crash or reboot")
 
 
@@ -254,7 +323,7 @@ def _advisory_logs(props, report):
 
 @_container_only
 def _advisory_cpu(props, report):
-    if not props.get("cpus") and not props.get("cpuShares"):
+    if not props.get("cpus") and not props.get("cpuShares") and not _never_started(props):
         report("no CPU limit: a runaway request can starve the host (a recommendation)")
 
 
@@ -270,7 +339,7 @@ def _upstreams_share_a_network(args: StackValidationArgs, report: ReportViolatio
     services = declared.get("services") or {}
     for edge in _edge(args.resources):
         edge_networks = {n.get("name") for n in edge.props.get("networksAdvanced") or []}
-        for host in sorted(set(UPSTREAM.findall(_caddyfile(edge.props)))):
+        for host in sorted(set(UPSTREAM.findall(_caddyfile(args.resources)))):
             reachable = set()
             for container in _containers(args.resources):
                 for attachment in container.props.get("networksAdvanced") or []:
@@ -288,7 +357,7 @@ def _bypasses_declared(args: StackValidationArgs, report: ReportViolation) -> No
     routes = (declared or {}).get("routes") or []
     bypass = {r.get("path"): r.get("auth") for r in routes if r.get("auth") in ("none", "bearer")}
     for edge in _edge(args.resources):
-        for head, body in _site_blocks(_caddyfile(edge.props)):
+        for head, body in _site_blocks(_caddyfile(args.resources)):
             if "import sso" in body or "forward_auth" in body:
                 continue
             parts = head.split()
@@ -301,7 +370,7 @@ def _api_bypass_forwards_only_the_api(args: StackValidationArgs, report: ReportV
     declared = _declared(args.resources)
     bearer = [r.get("path") for r in (declared or {}).get("routes") or [] if r.get("auth") == "bearer"]
     for edge in _edge(args.resources):
-        for head, body in _site_blocks(_caddyfile(edge.props)):
+        for head, body in _site_blocks(_caddyfile(args.resources)):
             parts = head.split()
             if len(parts) < 2 or parts[1] not in bearer:
                 continue
@@ -384,13 +453,21 @@ POLICIES = [
     _policy("capabilities-dropped", "All capabilities are dropped (only NET_BIND_SERVICE may be added back).",
             _capabilities_dropped),
     _policy("no-new-privileges", "Containers set no-new-privileges.", _no_new_privileges),
-    _policy("read-only-root", "Containers have a read-only root filesystem.", _read_only_root),
+    _policy("read-only-root", "Containers that run have a read-only root filesystem.", _read_only_root),
+    _policy("no-uploads-into-read-only-root",
+            "No upload targets a read-only root (Docker refuses the copy; use a config writer).",
+            _no_uploads_into_read_only_root),
+    _policy("file-capabilities-kept",
+            "An image whose binary carries file capabilities keeps them in the bounding set.",
+            _file_capabilities_kept),
+    _policy("subnet-outside-default-pools", "A pinned subnet lies outside Docker's default address pools.",
+            _subnet_outside_default_pools),
     _policy("non-root-user", "Containers run as a non-root uid, or carry a documented exception label.", _non_root),
     _policy("resource-limits", "Containers have memory and process limits.", _resource_limits),
     _policy("images-pinned-by-digest", "Images are exact release tags run by digest.", _images_pinned),
-    _policy("no-secrets-in-files-or-commands", "No secret value in a rendered file, a command or a label.",
-            _no_secrets_in_files_or_commands),
-    _policy("healthcheck-required", "Every long-running container has a healthcheck.", _healthcheck),
+    _stack_policy("no-secrets-in-files-or-commands", "No secret value in a rendered file, a command or a label.",
+                  _no_secrets_in_files_or_commands),
+    _policy("healthcheck-required", "Every container that runs has a healthcheck.", _healthcheck),
     _stack_policy("edge-upstreams-share-a-network", "Every Caddy upstream shares a network with Caddy.",
                   _upstreams_share_a_network),
     _stack_policy("sso-bypasses-declared", "Every route that skips SSO is a declared bypass with its own auth mode.",

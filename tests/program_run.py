@@ -12,6 +12,7 @@ import logging
 import runpy
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,14 +60,41 @@ class ProgramRun:
 
     @property
     def containers(self) -> dict[str, Registered]:
-        """Containers by their Docker container name."""
-        return {r.inputs["name"]: r for r in self.of_type("docker:index/container:Container")}
+        """The service containers (the ones that run) by their Docker container name."""
+        return {r.inputs["name"]: r for r in self.of_type("docker:index/container:Container")
+                if r.inputs.get("start", True) is not False}
+
+    @property
+    def config_writers(self) -> dict[str, Registered]:
+        """Config writers (created, never started) by the role of the service they write for."""
+        writers = {}
+        for resource in self.of_type("docker:index/container:Container"):
+            labels = {label["label"]: label["value"] for label in resource.inputs.get("labels", [])}
+            if labels.get("tailnet-llm-gateway.role") == "config-writer":
+                writers[labels["tailnet-llm-gateway.config-for"]] = resource
+        return writers
+
+    def rendered_file(self, role: str) -> str:
+        """The content of the one file written for the service with this role."""
+        (upload,) = self.config_writers[role].inputs["uploads"]
+        return upload["content"]
+
+
+# What the Docker engine says about a network name: the getNetwork result, or None if there is none.
+NetworkLookup = Callable[[str], "dict[str, Any] | None"]
+
+
+def networks_from_settings(values: dict[str, Any]) -> NetworkLookup:
+    """An engine on which exactly the networks the settings mark `existing` are there."""
+    existing = {name for name, spec in (values.get("networks") or {}).items() if spec.get("existing")}
+    return lambda name: {"name": name, "id": f"{name}-id", "driver": "bridge"} if name in existing else None
 
 
 class _RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self, run: ProgramRun, preview: bool) -> None:
+    def __init__(self, run: ProgramRun, preview: bool, networks: NetworkLookup) -> None:
         self.run = run
         self.preview = preview
+        self.networks = networks
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         self.run.resources.append(Registered(args.typ, args.name, dict(args.inputs), bool(args.custom)))
@@ -87,7 +115,9 @@ class _RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "tailscale:index/getDevice:getDevice":
             return {"name": args.args["name"], "nodeId": f"node-{args.args['name']}", "id": "legacy-id"}
         if args.token == "docker:index/getNetwork:getNetwork":
-            return {"name": args.args["name"], "id": f"{args.args['name']}-id", "driver": "bridge"}
+            found = self.networks(args.args["name"])
+            # The provider answers an unknown name with a failed invoke.
+            return found if found is not None else ({}, [("name", f"no network named {args.args['name']}")])
         raise AssertionError(f"unexpected invoke {args.token}")
 
 
@@ -106,11 +136,13 @@ def run_program(
     stack: str = "dev",
     preview: bool = False,
     project_dir: Path = ROOT,
+    networks: NetworkLookup | None = None,
 ) -> ProgramRun:
     """Run __main__.py for these (un-namespaced) settings; raise what the program raises.
 
     `project_dir` is where the program runs from (its files, such as the tailnet base policy, are
     relative to it); the repository's __main__.py is copied there when it is another directory.
+    `networks` answers the program's network lookups (default: only the settings' `existing` ones exist).
     """
     main = project_dir / "__main__.py"
     if not main.exists():
@@ -120,7 +152,8 @@ def run_program(
     logger.propagate = False
     logger.addHandler(_ListHandler(run.log))
     runtime_settings.ROOT.set(None)  # a fresh root stack for every run
-    pulumi.runtime.set_mocks(_RecordingMocks(run, preview), project=PROJECT, stack=stack, preview=preview, logger=logger)
+    lookup = networks if networks is not None else networks_from_settings(values)
+    pulumi.runtime.set_mocks(_RecordingMocks(run, preview, lookup), project=PROJECT, stack=stack, preview=preview, logger=logger)
     secrets = dict(secrets or {})
     # A stack file's `secure:` values cannot be decrypted here: stand in a test value, still a secret.
     for key, value in list(values.items()):

@@ -77,13 +77,21 @@ def _container(run: ProgramRun, role: str) -> dict:
     raise AssertionError(f"no {role} container")
 
 
+def _upload_into_read_only_root(run) -> None:
+    """What the program did before config writers: the service container itself receives the upload."""
+    edge = _container(run, "edge")
+    edge["uploads"] = [{"file": "/etc/caddy/rendered/Caddyfile", "content": "{}", "permissions": "0444"}]
+
+
 def _of_type(run: ProgramRun, type_: str) -> dict:
     return next(r.inputs for r in run.resources if r.type == type_)
 
 
 def _caddyfile_edit(old: str, new: str):
     def edit(run):
-        upload = next(u for u in _container(run, "edge")["uploads"] if u["file"].endswith("/Caddyfile"))
+        writer = next(r.inputs for r in run.resources
+                      if {"label": "tailnet-llm-gateway.config-for", "value": "edge"} in r.inputs.get("labels", []))
+        upload = next(u for u in writer["uploads"] if u["file"].endswith("/Caddyfile"))
         assert old in upload["content"], f"mutation target {old!r} not in the Caddyfile"
         upload["content"] = upload["content"].replace(old, new, 1)
     return edit
@@ -120,6 +128,11 @@ VIOLATIONS = {
     "capabilities-dropped": _set("edge", "capabilities", {"adds": ["SYS_ADMIN"], "drops": ["ALL"]}),
     "no-new-privileges": _set("model-gateway", "securityOpts", []),
     "read-only-root": _set("edge", "readOnly", False),
+    "no-uploads-into-read-only-root": _upload_into_read_only_root,
+    "file-capabilities-kept": _set("edge", "capabilities", {"drops": ["ALL"]}),
+    "subnet-outside-default-pools": lambda run: next(
+        r.inputs for r in run.resources if r.type == "docker:index/network:Network" and r.name == "proxy-net"
+    ).update(ipamConfigs=[{"subnet": "172.24.0.0/16"}]),
     "non-root-user": _set("model-gateway", "user", "0:0"),
     "resource-limits": _set("edge", "ulimits", []),
     "images-pinned-by-digest": _set("model-gateway", "image", "ghcr.io/berriai/litellm-non_root:main-stable"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 
@@ -32,12 +33,6 @@ def keyed_run() -> ProgramRun:
     return run_program(stack_values("dev"), secrets={"masterKey": USER_KEY})
 
 
-def _upload(container, path_suffix: str) -> str:
-    uploads = [u for u in container.inputs["uploads"] if u["file"].endswith(path_suffix)]
-    assert len(uploads) == 1, f"expected one upload ending in {path_suffix}"
-    return uploads[0]["content"]
-
-
 def test_program_registers_the_expected_resources_without_warnings(dev_run):
     registered = sorted((r.type, r.name) for r in dev_run.resources)
     assert registered == sorted(
@@ -54,10 +49,11 @@ def test_program_registers_the_expected_resources_without_warnings(dev_run):
             ("docker:index/remoteImage:RemoteImage", "gateway-caddy-image"),
             ("tailnet-llm-gateway:docker:ModelGateway", "gateway-model-gateway"),
             ("docker:index/volume:Volume", "gateway-model-gateway-config"),
+            (CONTAINER, "gateway-model-gateway-config-writer"),
             (CONTAINER, "gateway-model-gateway"),
             ("tailnet-llm-gateway:docker:ReverseProxy", "gateway-edge"),
-            ("docker:index/volume:Volume", "gateway-edge-data"),
             ("docker:index/volume:Volume", "gateway-edge-config"),
+            (CONTAINER, "gateway-edge-config-writer"),
             (CONTAINER, "gateway-edge"),
             ("tailnet-llm-gateway:tailscale:TailnetPolicy", "gateway-tailnet-policy"),
             (ACL, "gateway-tailnet-policy"),
@@ -108,7 +104,7 @@ def test_caddy_is_only_on_the_edge_network(dev_run):
 def test_caddy_shares_a_network_with_every_upstream_its_caddyfile_names(dev_run):
     caddy = dev_run.containers["tailnet-edge"]
     caddy_networks = {n["name"] for n in caddy.inputs["networksAdvanced"]}
-    caddyfile = _upload(caddy, "/Caddyfile")
+    caddyfile = dev_run.rendered_file("edge")
     upstream_hosts = set(re.findall(r"(?:reverse_proxy|forward_auth) ([a-z0-9.-]+):\d+", caddyfile))
     assert upstream_hosts == {"oauth2-proxy", "model-gateway", "dashboard", "open-webui"}
     settings = stack_values("dev")["services"]
@@ -135,17 +131,46 @@ def test_gateway_has_its_alias_on_the_edge_network(dev_run):
 
 def test_uploaded_files_are_exactly_the_renderers_output(dev_run):
     topology = build_topology(Settings.from_mapping(stack_values("dev")))
-    assert _upload(dev_run.containers["tailnet-edge"], "/Caddyfile") == render_caddyfile(topology, "dev"), (
+    assert dev_run.rendered_file("edge") == render_caddyfile(topology, "dev"), (
         "Caddy would run something other than what `render` shows"
     )
-    assert _upload(dev_run.containers["model-gateway"], "/config.yaml") == render_litellm_config(topology, "dev"), (
+    assert dev_run.rendered_file("model-gateway") == render_litellm_config(topology, "dev"), (
         "LiteLLM would run something other than what `render` shows"
     )
 
 
-def test_gateway_runs_the_configured_workers(dev_run):
+@pytest.mark.parametrize(("role", "container", "directory"), [
+    ("edge", "tailnet-edge", "/etc/caddy/rendered"), ("model-gateway", "model-gateway", "/etc/litellm")])
+def test_rendered_files_reach_read_only_services_through_a_config_writer(dev_run, role, container, directory):
+    """Docker refuses any upload into a read-only root, and the provider always copies uploads to "/"."""
+    service, writer = dev_run.containers[container].inputs, dev_run.config_writers[role].inputs
+    assert "uploads" not in service, f"{container}'s uploads would be refused: its root is read-only"
+    assert writer["readOnly"] is False and writer["uploads"][0]["file"].startswith(directory + "/"), (
+        "the writer could not receive the upload"
+    )
+    assert writer["start"] is False and writer["mustRun"] is False and writer["networkMode"] == "none", (
+        "the config writer would run, or have a network"
+    )
+    (volume,) = [v for v in writer["volumes"] if v["containerPath"] == directory]
+    assert {"volumeName": volume["volumeName"], "containerPath": directory, "readOnly": True} in service["volumes"], (
+        f"{container} would not see the file, or could change it"
+    )
+
+
+@pytest.mark.parametrize(("role", "container"), [("edge", "tailnet-edge"), ("model-gateway", "model-gateway")])
+def test_a_service_carries_the_hash_of_its_rendered_file(dev_run, role, container):
+    digest = hashlib.sha256(dev_run.rendered_file(role).encode()).hexdigest()
+    labels = {label["label"]: label["value"] for label in dev_run.containers[container].inputs["labels"]}
+    assert labels["tailnet-llm-gateway.config-sha256"] == digest, (
+        f"a new {role} config would be written without replacing the running {container}"
+    )
+
+
+def test_gateway_runs_one_worker_by_default(dev_run):
     command = dev_run.containers["model-gateway"].inputs["command"]
-    assert command[command.index("--num_workers") + 1] == "2", "LiteLLM would serve on one core only"
+    assert command[command.index("--num_workers") + 1] == "1", (
+        "with two workers on two cores uvicorn kills workers still importing LiteLLM, and start-up loops"
+    )
 
 
 def test_each_container_runs_the_uploaded_config(dev_run):
@@ -202,7 +227,7 @@ def test_container_is_hardened(dev_run, container):
     uid = inputs["user"].split(":")[0]
     assert uid.isdigit() and int(uid) > 0, f"{container} would run as root"
     assert inputs["readOnly"] is True, f"{container} could modify its own image at run time"
-    assert inputs["capabilities"] == {"drops": ["ALL"]}, f"{container} keeps Linux capabilities it does not need"
+    assert inputs["capabilities"]["drops"] == ["ALL"], f"{container} keeps Linux capabilities it does not need"
     assert "no-new-privileges:true" in inputs["securityOpts"], f"{container} could gain privileges via setuid"
     assert inputs.get("privileged") is False
     assert "networkMode" not in inputs, f"{container} would share the host network"
@@ -213,6 +238,8 @@ def test_container_is_hardened(dev_run, container):
         f"{container}'s logs could fill the disk"
     )
     assert inputs["tmpfs"] and "/tmp" in inputs["tmpfs"], f"{container} has nowhere to write temp files"
+    for path, options in inputs["tmpfs"].items():
+        assert f"uid={uid}," in options, f"{container} could not write {path}: a tmpfs is root-owned unless told"
     assert inputs["healthcheck"]["tests"][0] == "CMD", f"{container} has no healthcheck"
     mounts = repr(inputs.get("volumes", [])) + repr(inputs.get("mounts", []))
     assert "docker.sock" not in mounts, f"{container} could control the Docker host"
@@ -222,21 +249,73 @@ def test_container_is_hardened(dev_run, container):
 
 def test_gateway_healthcheck_hits_liveliness(dev_run):
     check = dev_run.containers["model-gateway"].inputs["healthcheck"]
-    assert "http://127.0.0.1:11435/health/liveliness" in check["tests"][-1]
-    assert (check["interval"], check["timeout"], check["retries"]) == ("30s", "10s", 3.0)
+    assert "('127.0.0.1',11435)" in check["tests"][-1] and "GET /health/liveliness " in check["tests"][-1]
 
 
-def test_caddy_mounts_tailscale_certs_read_only_and_keeps_data_in_a_volume(dev_run):
-    volumes = dev_run.containers["tailnet-edge"].inputs["volumes"]
-    assert {"hostPath": "/srv/caddy/certs", "containerPath": "/etc/caddy/certs", "readOnly": True} in volumes, (
+@pytest.mark.parametrize("container", ["model-gateway", "tailnet-edge"])
+def test_first_health_probe_comes_within_seconds(dev_run, container):
+    """Docker 20.10 has no start_interval: the first probe waits a whole interval, and `pulumi up` with it."""
+    interval = dev_run.containers[container].inputs["healthcheck"]["interval"]
+    assert interval.endswith("s") and float(interval[:-1]) <= 3, f"`pulumi up` would wait {interval} for {container}"
+
+
+def test_caddy_mounts_tailscale_certs_read_only_and_keeps_nothing(dev_run):
+    inputs = dev_run.containers["tailnet-edge"].inputs
+    assert {"hostPath": "/srv/caddy/certs", "containerPath": "/etc/caddy/certs", "readOnly": True} in inputs["volumes"], (
         "Caddy could not read the Tailscale cert, or could write to it"
     )
-    assert {"volumeName": "tailnet-edge-data", "containerPath": "/data"} in volumes
+    assert {"/config", "/data"} <= set(inputs["tmpfs"]), "Caddy could not write its config or data directory"
+    assert not [v for v in inputs["volumes"] if v.get("containerPath") in ("/config", "/data")], (
+        "a root-owned volume would shadow Caddy's writable directories"
+    )
 
 
-def test_managed_network_is_created_with_its_subnet(dev_run):
+def test_caddy_keeps_its_file_capability_in_the_bounding_set(dev_run):
+    """The caddy image's binary carries cap_net_bind_service=+ep: without it in the bounding set, exec fails."""
+    caps = dev_run.containers["tailnet-edge"].inputs["capabilities"]
+    assert caps == {"drops": ["ALL"], "adds": ["NET_BIND_SERVICE"]}, "Caddy's binary could not be executed"
+    assert "no-new-privileges:true" in dev_run.containers["tailnet-edge"].inputs["securityOpts"], (
+        "the kept capability could become effective"
+    )
+    assert "adds" not in dev_run.containers["model-gateway"].inputs["capabilities"]
+
+
+def test_each_container_has_a_uid_of_its_own(dev_run):
+    uids = [c.inputs["user"].split(":")[0] for c in dev_run.containers.values()]
+    assert len(set(uids)) == len(uids), "the process limit counts per uid: two containers would share one"
+    assert not {"65532", "65534", "1000"} & set(uids), "other images' or users' processes would count too"
+
+
+def test_managed_network_is_created_with_its_subnet_and_gateway(dev_run):
     proxy = dev_run.one(NETWORK, "proxy-net")
-    assert proxy.inputs["ipamConfigs"] == [{"subnet": "172.24.0.0/16"}], "proxy-net would get a random subnet"
+    assert proxy.inputs["ipamConfigs"] == [{"subnet": "10.124.24.0/24", "gateway": "10.124.24.1"}], (
+        "proxy-net would get a random subnet, or could not be adopted after a destroy"
+    )
+
+
+def test_managed_networks_outlive_the_stack(dev_run):
+    """Other projects' containers join these networks; deleting them would fail (or cut those off)."""
+    for network in dev_run.of_type(NETWORK):
+        assert network.opts.retain_on_delete is True, f"pulumi destroy would fail on {network.name}'s other containers"
+        assert network.opts.import_ is None, "a network that is not there would be imported"
+
+
+def test_a_network_left_by_an_earlier_stack_is_adopted_not_duplicated():
+    existing = {"proxy-net": {"name": "proxy-net", "id": "net-1234", "driver": "bridge",
+                              "ipamConfigs": [{"subnet": "10.124.24.0/24", "gateway": "10.124.24.1"}]}}
+    run = run_program(stack_values("dev"), networks=existing.get)
+    assert run.one(NETWORK, "proxy-net").opts.import_ == "net-1234", (
+        "a second network named proxy-net would be created, and names would become ambiguous"
+    )
+    assert run.one(NETWORK, "backend").opts.import_ is None
+
+
+def test_a_different_network_of_the_same_name_is_refused_naming_the_setting():
+    existing = {"proxy-net": {"name": "proxy-net", "id": "net-1234", "driver": "bridge",
+                              "ipamConfigs": [{"subnet": "172.30.0.0/16"}]}}
+    with pytest.raises(pulumi.RunError) as caught:
+        run_program(stack_values("dev"), networks=existing.get)
+    assert "networks.proxy-net" in str(caught.value) and "172.30.0.0/16" in str(caught.value)
 
 
 def test_existing_network_is_looked_up_not_created():
@@ -254,10 +333,11 @@ def test_a_caddyfile_change_changes_what_replaces_caddy(dev_run):
     values = stack_values("dev")
     values["routes"] = [r for r in values["routes"] if r["path"] != "/dash/*"]
     changed = run_program(values)
-    before = dev_run.containers["tailnet-edge"].inputs["uploads"]
-    after = changed.containers["tailnet-edge"].inputs["uploads"]
-    # `uploads` is ForceNew in the Docker provider: a different Caddyfile is a new container.
-    assert before != after, "a Caddyfile edit would not reach the running Caddy"
+    # `uploads` and `labels` are ForceNew in the Docker provider: new content is a new writer and a new Caddy.
+    assert dev_run.config_writers["edge"].inputs["uploads"] != changed.config_writers["edge"].inputs["uploads"]
+    assert dev_run.containers["tailnet-edge"].inputs["labels"] != changed.containers["tailnet-edge"].inputs["labels"], (
+        "a Caddyfile edit would not reach the running Caddy"
+    )
     assert dev_run.containers["model-gateway"].inputs == changed.containers["model-gateway"].inputs, (
         "an edge-only change would needlessly replace LiteLLM"
     )

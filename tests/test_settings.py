@@ -239,3 +239,35 @@ def test_new_stacks_default_to_tailnet_node(dev_values):
 def test_unknown_exposure_is_refused(dev_values):
     dev_values["exposure"] = "funnel"
     assert _error(dev_values).setting == "exposure", "the gateway could be put on the public internet by a typo"
+
+
+@pytest.mark.parametrize("subnet", ["172.24.0.0/16", "172.17.5.0/24", "192.168.48.0/20", "172.16.0.0/12"])
+def test_subnet_inside_dockers_default_pools_is_refused(dev_values, subnet):
+    dev_values["networks"]["proxy-net"]["subnet"] = subnet
+    error = _error(dev_values)
+    assert error.setting == "networks.proxy-net.subnet" and "default address pools" in error.problem, (
+        "proxy-net would collide with a network Docker addresses itself ('Pool overlaps')"
+    )
+
+
+def test_dev_subnet_lies_outside_dockers_default_pools(dev_values):
+    topology = build_topology(Settings.from_mapping(dev_values))
+    proxy = next(n for n in topology.networks if n.name == "proxy-net")
+    assert (proxy.subnet, proxy.gateway) == ("10.124.24.0/24", "10.124.24.1")
+
+
+@pytest.mark.parametrize("user", ["65534:65534", "65532:65532", "1000:1000", "33:33"])
+def test_shared_uid_is_refused(dev_values, user):
+    dev_values["gateway"]["limits"] = {"user": user}
+    error = _error(dev_values)
+    assert error.setting == "gateway.limits.user" and "shared" in error.problem, (
+        "the process limit would count other images' or users' processes"
+    )
+
+
+def test_edge_and_gateway_with_the_same_uid_are_refused(dev_values):
+    dev_values["edge"]["limits"] = {"user": "61002:61002"}
+    error = _error(dev_values)
+    assert error.setting == "edge.limits.user" and "gateway.limits.user" in error.problem, (
+        "one container's processes would count against the other's limit"
+    )

@@ -89,10 +89,11 @@ def test_node_keeps_its_state_in_a_volume_and_serves_the_rendered_config(node_ru
     assert {"volumeName": "tailnet-node-state", "containerPath": "/var/lib/tailscale"} in container.inputs["volumes"], (
         "a restarted node would join as a new device"
     )
-    (serve,) = [u for u in container.inputs["uploads"] if u["file"].endswith("serve.json")]
-    assert serve["content"] == render_serve_config(node_topology)
+    (serve,) = node_run.config_writers["tailnet-node"].inputs["uploads"]
+    assert serve["content"] == render_serve_config(node_topology), "the node would serve another config"
     envs, _ = unwrap(container.inputs["envs"])
-    assert f"TS_SERVE_CONFIG={serve['file']}" in envs
+    assert f"TS_SERVE_CONFIG={serve['file']}" in envs, "the node would not load the serve config"
+    assert "uploads" not in container.inputs, "Docker refuses uploads into the node's read-only root"
 
 
 def test_node_image_runs_from_its_resolved_digest(node_run):
