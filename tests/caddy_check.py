@@ -15,7 +15,7 @@ from components.topology import CERT_MOUNT
 from tests.processes import binary
 
 
-def _self_signed(directory: Path, host: str) -> tuple[Path, Path]:
+def self_signed_cert(directory: Path, host: str) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -43,7 +43,7 @@ def caddy_validate(caddyfile: str, work: Path, host: str = "gpu-box.tail0a1b2c.t
     work.mkdir(parents=True, exist_ok=True)
     certs = work / "certs"
     certs.mkdir(exist_ok=True)
-    _self_signed(certs, host)
+    self_signed_cert(certs, host)
     path = work / "Caddyfile"
     path.write_text(caddyfile.replace(CERT_MOUNT + "/", f"{certs}/"))
     return subprocess.run(

@@ -1,0 +1,79 @@
+"""The real Docker engine for the engine tests: a client, the stand-in images, and cleanup by label.
+
+Under CI (CI=true) the engine must be there: `.ci/run` starts one (scripts/engine). Elsewhere, without an
+engine, every engine test is skipped with one line saying how to run them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from tests.caddy_check import self_signed_cert
+from tests.conftest import stack_values
+from tests.engine import standins
+from tests.engine.provider import TEST_LABEL
+
+# The dev stack's host-bind names: its tailnet host, and the cert directory it mounts.
+DEV_HOST = "gpu-box.tail0a1b2c.ts.net"
+DEV_CERT_DIR = "/srv/caddy/certs"
+
+HOW_TO_RUN = "no Docker engine answers: run `sudo scripts/engine` (installs and starts one), then the tests again"
+
+
+def _remove_labelled(client: docker.DockerClient) -> None:
+    """Whatever an earlier, interrupted test run left behind (only objects carrying the test label)."""
+    selector = {"label": [TEST_LABEL]}
+    for container in client.api.containers(all=True, filters=selector):
+        client.api.remove_container(container["Id"], force=True, v=True)
+    for network in client.api.networks(filters=selector):
+        client.api.remove_network(network["Id"])
+    for volume in client.api.volumes(filters=selector).get("Volumes") or []:
+        client.api.remove_volume(volume["Name"], force=True)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    try:
+        client = docker.from_env(timeout=900)
+        client.ping()
+    except docker.errors.DockerException as error:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"the engine tests must run under CI, but {HOW_TO_RUN} ({error})")
+        pytest.skip(HOW_TO_RUN)
+    _remove_labelled(client)
+    yield client
+    _remove_labelled(client)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def stand_in_images(docker_client) -> dict[str, str]:
+    """Image id of each stand-in, by the reference the stack pins (built once, then cached)."""
+    return {s.tag: standins.ensure(docker_client, s) for s in standins.STAND_INS}
+
+
+@pytest.fixture(scope="session")
+def dev_certs(tmp_path_factory) -> dict[str, Path]:
+    """A throwaway certificate for the dev host in a directory, as `tailscale cert` writes it and the README
+    says to hand it to Caddy's uid; {"dir", "cert"}."""
+    certs = tmp_path_factory.mktemp("certs")
+    cert, key_file = self_signed_cert(certs, DEV_HOST)
+    certs.chmod(0o755)
+    key_file.chmod(0o640)
+    uid, gid = map(int, stack_values("dev")["edge"].get("limits", {}).get("user", "61001:61001").split(":"))
+    os.chown(key_file, uid, gid)
+    return {"dir": certs, "cert": cert}
+
+
+def new_key() -> str:
+    return "sk-" + secrets.token_urlsafe(24)
+
+
+def new_run_id() -> str:
+    return secrets.token_hex(6)

@@ -1,0 +1,97 @@
+"""Looking into running containers and at the published edge, for the engine tests."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import docker
+import httpx
+
+# Log lines that mean a container tried something its hardening refuses: each is a finding.
+REFUSALS = ("permission denied", "operation not permitted", "read-only file system")
+
+
+def exec_in(client: docker.DockerClient, container_id: str, *argv: str, user: str = "") -> tuple[int, str]:
+    """Run a command inside a running container as its own user; exit code and combined output."""
+    handle = client.api.exec_create(container_id, list(argv), user=user)
+    output = client.api.exec_start(handle["Id"]).decode(errors="replace")
+    return client.api.exec_inspect(handle["Id"])["ExitCode"], output
+
+
+def process_status(client: docker.DockerClient, container_id: str) -> dict[str, str]:
+    """/proc/1/status of the container's main process, as a dict."""
+    code, text = exec_in(client, container_id, "cat", "/proc/1/status")
+    assert code == 0, f"cannot read /proc/1/status: {text}"
+    return {k.strip(): v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
+
+
+def logs(client: docker.DockerClient, container_id: str) -> str:
+    return client.api.logs(container_id).decode(errors="replace")
+
+
+def refusals(text: str) -> list[str]:
+    return [line for line in text.splitlines() if any(word in line.lower() for word in REFUSALS)]
+
+
+@dataclass
+class Edge:
+    """HTTPS to the published edge: connects to the loopback address, speaks TLS for the tailnet name."""
+
+    host: str
+    address: str
+    port: int
+    ca_file: str
+
+    def get(self, path: str, headers: dict[str, str] | None = None, timeout: float = 10.0) -> httpx.Response:
+        with httpx.Client(verify=ssl.create_default_context(cafile=self.ca_file), timeout=timeout) as client:
+            return client.get(
+                f"https://{self.address}:{self.port}{path}",
+                headers={"Host": self.host, **(headers or {})},
+                extensions={"sni_hostname": self.host},
+            )
+
+
+@dataclass
+class OutageMeter:
+    """Polls a URL every `every_s` in the background and measures the longest run of failed polls."""
+
+    probe: Callable[[], bool]
+    every_s: float = 0.05
+    failures: list[tuple[float, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        down_since = None
+        while not self._stop.is_set():
+            now = time.monotonic()
+            try:
+                ok = self.probe()
+            except Exception:  # noqa: BLE001 - any failure of the probe is downtime
+                ok = False
+            if not ok and down_since is None:
+                down_since = now
+            elif ok and down_since is not None:
+                self.failures.append((down_since, now))
+                down_since = None
+            time.sleep(self.every_s)
+        if down_since is not None:
+            self.failures.append((down_since, time.monotonic()))
+
+    def __enter__(self) -> OutageMeter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    @property
+    def longest_s(self) -> float:
+        return max((end - start for start, end in self.failures), default=0.0)

@@ -1,0 +1,109 @@
+"""The dev-node stack (tailnet-node mode) on a real Docker engine, created from what the program registers.
+
+The Tailscale node itself is left out: tailscaled needs Tailscale's control plane, which is not reachable
+here. Everything else runs, including the node's config writer and serve-config volume; a probe container
+on proxy-net stands where the node would, and talks to Caddy as the node's serve handler does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+
+from components.images import CADDY_IMAGE, parse_image
+from tests.conftest import stack_values
+from tests.engine.conftest import new_key, new_run_id
+from tests.engine.probes import logs, process_status, refusals
+from tests.engine.provider import CONTAINER, NETWORK, VOLUME, Engine
+from tests.program_run import ProgramRun, run_program
+
+NODE = "tailnet-node"
+SERVICES = ("model-gateway", "tailnet-edge")
+
+
+@dataclass
+class Deployment:
+    engine: Engine
+    run: ProgramRun
+    key: str
+
+
+@pytest.fixture(scope="module")
+def node(docker_client, stand_in_images) -> Deployment:
+    engine = Engine(docker_client, new_run_id())
+    key = new_key()
+    run = run_program(stack_values("dev-node"), stack="dev-node", secrets={"masterKey": key},
+                      networks=engine.network_lookup)
+    try:
+        engine.up(run, skip_containers=frozenset({NODE}))
+        yield Deployment(engine, run, key)
+    finally:
+        engine.destroy()
+        engine.purge()
+
+
+def _probe(client, engine: Engine, *argv: str, volumes: list[str] | None = None, network: str | None = None) -> str:
+    """Run a one-off busybox command in a labelled container on a test network; its output."""
+    container = client.api.create_container(
+        parse_image(CADDY_IMAGE).tagged, entrypoint=list(argv), labels=engine.sub.label, user="61009:61009",
+        host_config=client.api.create_host_config(
+            binds=volumes, network_mode=engine.sub.name(network) if network else "none", read_only=True),
+    )
+    try:
+        client.api.start(container["Id"])
+        client.api.wait(container["Id"], timeout=60)
+        return client.api.logs(container["Id"]).decode(errors="replace")
+    finally:
+        client.api.remove_container(container["Id"], force=True)
+
+
+def _edge_get(client, deployment: Deployment, path: str, key: str | None) -> str:
+    header = ["--header", f"Authorization: Bearer {key}"] if key else []
+    return _probe(client, deployment.engine, "wget", "-q", "-S", "-O", "-", *header, f"http://tailnet-edge:8081{path}",
+                  network="proxy-net")
+
+
+def test_everything_but_the_node_is_created_and_healthy(node, docker_client):
+    created = {(d.resource.type, d.resource.inputs["name"]) for d in node.engine.state.values()
+               if d.resource.type in (CONTAINER, NETWORK, VOLUME)}
+    assert created == {
+        (NETWORK, "proxy-net"), (NETWORK, "backend"), (NETWORK, "frontend"),
+        (VOLUME, "model-gateway-config"), (VOLUME, "tailnet-edge-config"), (VOLUME, "tailnet-node-state"),
+        (VOLUME, "tailnet-node-serve"), (CONTAINER, "model-gateway-config-writer"), (CONTAINER, "model-gateway"),
+        (CONTAINER, "tailnet-edge-config-writer"), (CONTAINER, "tailnet-edge"), (CONTAINER, "tailnet-node-serve-writer"),
+    }, "the engine does not hold what the program registers (less the node)"
+    for name in SERVICES:
+        health = docker_client.api.inspect_container(node.engine.container_id(name))["State"]["Health"]["Status"]
+        assert health == "healthy", f"{name} is {health}"
+    print(f"\ntime to healthy (s): { {k: round(v, 1) for k, v in node.engine.time_to_healthy.items()} }")
+
+
+def test_serve_config_reaches_the_volume_the_node_mounts(node, docker_client):
+    (mount,) = [v for v in node.run.containers[NODE].inputs["volumes"] if v["volumeName"] == "tailnet-node-serve"]
+    served = _probe(docker_client, node.engine, "cat", f"{mount['containerPath']}/serve.json",
+                    volumes=[f"{node.engine.sub.name('tailnet-node-serve')}:{mount['containerPath']}:ro"])
+    (upload,) = node.run.config_writers[NODE].inputs["uploads"]
+    assert json.loads(served) == json.loads(upload["content"]), "the node would serve another config"
+
+
+def test_edge_publishes_no_port_and_serves_the_node_over_proxy_net(node, docker_client):
+    ports = docker_client.api.inspect_container(node.engine.container_id("tailnet-edge"))["NetworkSettings"]["Ports"]
+    assert not any(bindings for bindings in (ports or {}).values()), f"Caddy publishes {ports} in tailnet-node mode"
+    listed = _edge_get(docker_client, node, "/llm/v1/models", node.key)
+    assert "200 OK" in listed and '"local-chat"' in listed, f"the node could not reach the API: {listed[:400]}"
+    refused = _edge_get(docker_client, node, "/llm/v1/models", None)
+    assert "401 Unauthorized" in refused and '"local-chat"' not in refused, f"no key was let through: {refused[:400]}"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_services_run_hardened_without_refusals_or_restarts(node, docker_client, name):
+    container_id = node.engine.container_id(name)
+    status = process_status(docker_client, container_id)
+    assert status["Uid"].split()[0] != "0" and int(status["CapEff"], 16) == 0 and status["NoNewPrivs"] == "1", (
+        f"{name} runs as root or with capabilities: {status['Uid']}, {status['CapEff']}"
+    )
+    assert docker_client.api.inspect_container(container_id)["RestartCount"] == 0, f"{name} restarted"
+    refused = refusals(logs(docker_client, container_id))
+    assert not refused, f"{name} was refused something: {refused[:5]}"

@@ -1,0 +1,181 @@
+"""The dev stack (host-bind) on a real Docker engine, created from what the program registers.
+
+The stack runs neither llama.cpp nor oauth2-proxy (other projects do): the API is checked up to the
+model list, which LiteLLM answers from its config, and the SSO routes are not exercised here.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+from dataclasses import dataclass
+
+import pytest
+
+from tests.conftest import stack_values
+from tests.engine.conftest import DEV_CERT_DIR, DEV_HOST, new_key, new_run_id
+from tests.engine.probes import Edge, OutageMeter, exec_in, logs, process_status, refusals
+from tests.engine.provider import CONTAINER, NETWORK, VOLUME, Engine
+from tests.program_run import ProgramRun, run_program
+
+SERVICES = ("model-gateway", "tailnet-edge")
+
+
+@dataclass
+class Deployment:
+    engine: Engine
+    values: dict
+    run: ProgramRun
+    key: str
+    edge: Edge
+
+    def change(self, edit) -> None:
+        """`pulumi up` after editing the settings as deployed now."""
+        values = copy.deepcopy(self.values)
+        edit(values)
+        run = run_program(values, secrets={"masterKey": self.key}, networks=self.engine.network_lookup)
+        self.engine.up(run)
+        self.values, self.run = values, run
+
+
+@pytest.fixture(scope="module")
+def dev(docker_client, stand_in_images, dev_certs) -> Deployment:
+    engine = Engine(docker_client, new_run_id(), host_paths={DEV_CERT_DIR: str(dev_certs["dir"])})
+    key, values = new_key(), stack_values("dev")
+    run = run_program(values, secrets={"masterKey": key}, networks=engine.network_lookup)
+    try:
+        engine.up(run)
+        address, port = engine.published("tailnet-edge", 8443)
+        yield Deployment(engine, values, run, key, Edge(DEV_HOST, address, port, str(dev_certs["cert"])))
+    finally:
+        engine.destroy()
+        engine.purge()
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_every_network_volume_and_container_is_created(dev, docker_client):
+    created = {(d.resource.type, d.resource.inputs["name"]) for d in dev.engine.state.values()
+               if d.resource.type in (CONTAINER, NETWORK, VOLUME)}
+    assert created == {
+        (NETWORK, "proxy-net"), (NETWORK, "backend"), (NETWORK, "frontend"),
+        (VOLUME, "model-gateway-config"), (VOLUME, "tailnet-edge-config"),
+        (CONTAINER, "model-gateway-config-writer"), (CONTAINER, "model-gateway"),
+        (CONTAINER, "tailnet-edge-config-writer"), (CONTAINER, "tailnet-edge"),
+    }, "the engine does not hold exactly what the program registers"
+    for name in SERVICES:
+        health = docker_client.api.inspect_container(dev.engine.container_id(name))["State"]["Health"]["Status"]
+        assert health == "healthy", f"{name} is {health}"
+    print(f"\ntime to healthy (s): { {k: round(v, 1) for k, v in dev.engine.time_to_healthy.items()} }")
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_rendered_files_reach_the_running_services(dev, docker_client, name):
+    """Finding 1: Docker refuses uploads into a read-only root; the config writer puts them in a volume."""
+    role = {"tailnet-edge": "edge", "model-gateway": "model-gateway"}[name]
+    (upload,) = dev.run.config_writers[role].inputs["uploads"]
+    code, content = exec_in(docker_client, dev.engine.container_id(name), "cat", upload["file"])
+    assert code == 0 and content == upload["content"], f"{name} does not run the rendered file"
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_services_run_non_root_read_only_with_no_capabilities(dev, docker_client, name):
+    """Finding 2 for the edge: Caddy's binary runs although it carries a file capability, with none effective."""
+    container_id = dev.engine.container_id(name)
+    status = process_status(docker_client, container_id)
+    declared = dev.run.containers[name].inputs
+    assert status["Uid"].split()[0] == declared["user"].split(":")[0] != "0", f"{name} does not run as its uid"
+    assert int(status["CapEff"], 16) == 0, f"{name} runs with effective capabilities {status['CapEff']}"
+    assert status["NoNewPrivs"] == "1", f"{name} could gain privileges through setuid or file capabilities"
+    code, output = exec_in(docker_client, container_id, "touch", "/written-at-run-time")
+    assert code != 0 and "Read-only file system" in output, f"{name} could write to its root filesystem"
+    code, limit = exec_in(docker_client, container_id, "cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+    assert code == 0 and int(limit) == int(declared["memory"]) * 1024 * 1024, f"{name} is not held to its memory limit"
+
+
+def test_caddy_process_is_caddy(dev, docker_client):
+    code, cmdline = exec_in(docker_client, dev.engine.container_id("tailnet-edge"), "cat", "/proc/1/cmdline")
+    assert code == 0 and cmdline.split("\0")[0] == "caddy", "the edge container runs something other than Caddy"
+
+
+def test_host_ports_are_published_on_loopback_only(dev, docker_client):
+    for name in SERVICES:
+        ports = docker_client.api.inspect_container(dev.engine.container_id(name))["NetworkSettings"]["Ports"]
+        bound = [b["HostIp"] for bindings in ports.values() for b in bindings or []]
+        assert bound and all(ipaddress.ip_address(ip).is_loopback for ip in bound), f"{name} publishes on {bound}"
+
+
+def test_api_answers_through_the_published_edge_with_tls(dev):
+    models = dev.edge.get("/llm/v1/models", _auth(dev.key))
+    assert models.status_code == 200, f"clients could not list models: {models.status_code} {models.text[:300]}"
+    assert sorted(m["id"] for m in models.json()["data"]) == ["local-chat", "local-embed"]
+    assert dev.edge.get("/llm/v1/models").status_code == 401, "no key must be 401"
+    assert dev.edge.get("/llm/v1/models", _auth("sk-wrong-0123456789")).status_code == 401, "a wrong key must be 401"
+    for closed in ("/llm/openapi.json", "/llm/", "/llm/routes"):
+        assert dev.edge.get(closed, _auth(dev.key)).status_code == 404, f"{closed} is open through the edge"
+
+
+def test_edge_advertises_no_http3(dev):
+    """Finding 5: Alt-Svc would name Caddy's in-container port 8443 over UDP, which nothing publishes."""
+    response = dev.edge.get("/healthz")
+    assert response.status_code == 200 and "alt-svc" not in response.headers, response.headers.get("alt-svc")
+
+
+def test_caddy_writes_its_data_directory(dev, docker_client):
+    """Finding 4: /config and /data are writable by Caddy's uid (they were root-owned)."""
+    code, listing = exec_in(docker_client, dev.engine.container_id("tailnet-edge"), "ls", "/data/caddy")
+    assert code == 0 and "instance.uuid" in listing, f"Caddy could not write its data directory: {listing}"
+
+
+def test_processes_of_other_images_do_not_count_against_the_edge(dev, docker_client):
+    """Finding 8: nproc counts per uid on the host; 65532 is distroless' `nonroot`, shared by many images."""
+    limit = int(dev.run.containers["tailnet-edge"].inputs["ulimits"][0]["hard"])
+    neighbour = docker_client.api.create_container(
+        "docker.io/library/caddy:2.11.7", user="65532:65532", labels=dev.engine.sub.label,
+        entrypoint=["/bin/sh", "-c", f"for i in $(seq {limit + 10}); do sleep 120 & done; wait"],
+        host_config=docker_client.api.create_host_config(network_mode="none"),
+    )
+    docker_client.api.start(neighbour["Id"])
+    try:
+        code, output = exec_in(docker_client, dev.engine.container_id("tailnet-edge"), "sh", "-c", "echo alive")
+        assert code == 0 and "alive" in output, f"the edge cannot start a process: {output}"
+    finally:
+        docker_client.api.remove_container(neighbour["Id"], force=True)
+
+
+def _healthz_says_ready(values: dict) -> None:
+    for route in values["routes"]:
+        if route["path"] == "/healthz":
+            route["respond"] = "ready"
+
+
+def test_a_caddyfile_change_reaches_the_running_edge(dev, docker_client):
+    gateway_before = dev.engine.container_id("model-gateway")
+    with OutageMeter(lambda: dev.edge.get("/healthz", timeout=2).status_code == 200) as meter:
+        dev.change(_healthz_says_ready)
+    assert dev.edge.get("/healthz").text == "ready", "the running edge still serves the old Caddyfile"
+    assert dev.engine.container_id("model-gateway") == gateway_before, "an edge-only change replaced LiteLLM"
+    print(f"\nedge outage on a Caddyfile change: {meter.longest_s:.2f} s "
+          f"(new edge healthy {dev.engine.time_to_healthy['tailnet-edge']:.1f} s after start)")
+
+
+def test_a_litellm_config_change_replaces_only_litellm(dev, docker_client):
+    edge_before = dev.engine.container_id("tailnet-edge")
+    with OutageMeter(lambda: dev.edge.get("/llm/v1/models", _auth(dev.key), timeout=2).status_code == 200) as meter:
+        dev.change(lambda values: values["timeouts"].update(request=1700))
+    code, config = exec_in(docker_client, dev.engine.container_id("model-gateway"), "cat", "/etc/litellm/config.yaml")
+    assert code == 0 and "request_timeout: 1700" in config, "the running LiteLLM still has the old config"
+    assert dev.engine.container_id("tailnet-edge") == edge_before, "a LiteLLM-only change replaced the edge"
+    print(f"\nAPI outage on a LiteLLM config change: {meter.longest_s:.1f} s")
+
+
+def test_no_container_restarted_and_nothing_was_refused(dev, docker_client):
+    for name in SERVICES:
+        container_id = dev.engine.container_id(name)
+        assert docker_client.api.inspect_container(container_id)["RestartCount"] == 0, f"{name} restarted"
+        refused = refusals(logs(docker_client, container_id))
+        assert not refused, f"{name} was refused something: {refused[:5]}"
+        usage = docker_client.api.stats(container_id, stream=False)["memory_stats"]["usage"]
+        print(f"\n{name}: {usage / 2**20:.0f} MiB in use")

@@ -1,0 +1,109 @@
+"""The stack's life on a real engine: repeated starts, destroy and re-create among other networks and
+other projects' containers, and a boot where the tailnet address is not there yet."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from components.images import CADDY_IMAGE, parse_image
+from tests.conftest import ROOT, stack_values
+from tests.engine.conftest import DEV_CERT_DIR, new_key, new_run_id
+from tests.engine.probes import logs
+from tests.engine.provider import TEST_LABEL, Engine, EngineError
+from tests.program_run import run_program
+
+GATEWAY = "model-gateway"
+NONLOCAL_BIND = Path("/proc/sys/net/ipv4/ip_nonlocal_bind")
+STARTS = 10
+
+
+@pytest.fixture
+def engine(docker_client, stand_in_images, dev_certs):
+    engine = Engine(docker_client, new_run_id(), host_paths={DEV_CERT_DIR: str(dev_certs["dir"])})
+    yield engine
+    engine.destroy()
+    engine.purge()
+
+
+def test_gateway_starts_healthy_ten_times_in_a_row_without_a_worker_restart(engine, docker_client):
+    """Finding 9: with two workers on two cores, uvicorn killed workers still importing LiteLLM."""
+    run = run_program(stack_values("dev"), secrets={"masterKey": new_key()}, networks=engine.network_lookup)
+    engine.up(run, skip_containers=frozenset({"tailnet-edge", "tailnet-edge-config-writer"}))
+    times = []
+    for start in range(STARTS):
+        if start:
+            engine.recreate(GATEWAY)  # delete and create again, waiting for healthy as `pulumi up` does
+        container_id = engine.container_id(GATEWAY)
+        text = logs(docker_client, container_id)
+        assert "died" not in text and "Child process" not in text, f"start {start}: a worker was restarted:\n{text[-2000:]}"
+        assert docker_client.api.inspect_container(container_id)["RestartCount"] == 0, f"start {start}: restarted"
+        times.append(engine.time_to_healthy[GATEWAY])
+    print(f"\nLiteLLM time to healthy over {STARTS} starts (s): {[round(t, 1) for t in times]}")
+
+
+def _blockers(client, engine: Engine) -> None:
+    """Networks that take part of Docker's default pools, as other projects' networks would; one holds the
+    subnet proxy-net was pinned to before (172.24.0.0/16)."""
+    client.api.create_network(engine.sub.name("blocker-pinned"), driver="bridge", labels=engine.sub.label,
+                              ipam={"Driver": "default", "Config": [{"Subnet": "172.24.0.0/16"}]})
+    for index in range(3):
+        client.api.create_network(engine.sub.name(f"blocker-{index}"), driver="bridge", labels=engine.sub.label)
+
+
+def _other_project(client, engine: Engine) -> str:
+    """A container of another project (say oauth2-proxy's compose project) attached to proxy-net."""
+    container = client.api.create_container(
+        parse_image(CADDY_IMAGE).tagged, entrypoint=["sleep", "600"], labels=engine.sub.label, user="61010:61010",
+        host_config=client.api.create_host_config(network_mode=engine.sub.name("proxy-net")),
+    )
+    client.api.start(container["Id"])
+    return container["Id"]
+
+
+def test_destroy_and_recreate_three_times_beside_other_networks_and_projects(engine, docker_client):
+    """Findings 3 and 10: a subnet pinned in the default pools collides, and other projects' containers on
+    proxy-net made `pulumi destroy` fail ("has active endpoints")."""
+    _blockers(docker_client, engine)
+    other = None
+    for cycle in range(3):
+        run = run_program(stack_values("dev"), secrets={"masterKey": new_key()}, networks=engine.network_lookup)
+        engine.up(run, skip_containers=frozenset({GATEWAY}))
+        proxy_net = docker_client.api.inspect_network(engine.sub.name("proxy-net"))
+        assert proxy_net["IPAM"]["Config"][0]["Subnet"] == "10.124.24.0/24"
+        other = other or _other_project(docker_client, engine)
+        engine.destroy()
+        attached = docker_client.api.inspect_network(engine.sub.name("proxy-net"))["Containers"] or {}
+        assert list(attached) == [other], f"cycle {cycle}: destroy left {attached} on proxy-net, or cut off the other project"
+        assert docker_client.api.inspect_container(other)["State"]["Running"], "the other project's container stopped"
+        print(f"\ncycle {cycle}: created and destroyed; proxy-net kept for the other project")
+
+
+def test_edge_starts_while_the_tailnet_address_is_not_there_yet(engine, docker_client, dev_certs):
+    """Finding 7: at boot Docker starts the edge before tailscaled has the host's tailnet address, and binding
+    443 there fails; with the setting the README's Operations section names, the bind succeeds."""
+    readme = (ROOT / "README.md").read_text()
+    assert "net.ipv4.ip_nonlocal_bind=1" in readme, "the README does not tell host-bind users what to set"
+    if not os.access(NONLOCAL_BIND, os.W_OK):
+        pytest.skip("changing net.ipv4.ip_nonlocal_bind needs root")
+    before = NONLOCAL_BIND.read_text().strip()
+    # The declared tailnet address as it is (no loopback substitution): this host does not have it.
+    absent = Engine(docker_client, engine.sub.label[TEST_LABEL], loopback=None,
+                    host_paths={DEV_CERT_DIR: str(dev_certs["dir"])})
+    run = run_program(stack_values("dev"), secrets={"masterKey": new_key()}, networks=absent.network_lookup)
+    edge_only = frozenset({GATEWAY, "model-gateway-config-writer"})
+    try:
+        NONLOCAL_BIND.write_text("0")
+        with pytest.raises(EngineError, match="cannot assign requested address"):
+            absent.up(run, skip_containers=edge_only)
+        NONLOCAL_BIND.write_text("1")
+        absent.up(run, skip_containers=edge_only)
+        edge = docker_client.api.inspect_container(absent.container_id("tailnet-edge"))
+        assert edge["State"]["Health"]["Status"] == "healthy", "the edge did not come up without its tailnet address"
+        assert edge["NetworkSettings"]["Ports"]["8443/tcp"][0]["HostIp"] == "100.101.102.103"
+    finally:
+        NONLOCAL_BIND.write_text(before)
+        absent.destroy()
+        absent.purge()
