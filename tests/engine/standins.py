@@ -181,7 +181,9 @@ def _fill_litellm(root: Path) -> None:
     )
     shutil.rmtree(site / "bin", ignore_errors=True)  # scripts with this machine's interpreter path
     (venv / "bin" / "litellm").write_text(
-        "#!/app/.venv/bin/python\nimport sys\nfrom litellm.proxy.proxy_cli import run_server\nsys.exit(run_server())\n"
+        # As pip writes a console script: the guard matters, since workers re-import the main module.
+        "#!/app/.venv/bin/python\nimport sys\nfrom litellm.proxy.proxy_cli import run_server\n"
+        "if __name__ == \"__main__\":\n    sys.exit(run_server())\n"
     )
     (venv / "bin" / "litellm").chmod(0o755)
     # The admin UI pre-built where the non-root image keeps it, restructured as its Dockerfile does
