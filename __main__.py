@@ -22,6 +22,7 @@ except SettingsError as error:
     raise pulumi.RunError(str(error)) from None
 
 pulumi.export("apiBaseUrl", gateway.api_base_url)
+pulumi.export("apiRoutes", gateway.api_routes)
 pulumi.export("localApiUrl", gateway.local_api_url)
 pulumi.export("models", gateway.models)
 pulumi.export("masterKey", gateway.master_key)

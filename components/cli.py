@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .addresses import HostPort, parse_host_port
+from .addresses import HostPort, parse_host_port, require_loopback_bind
 from .errors import SettingsError
 from .render.files import render_all
 from .settings import Settings
@@ -42,8 +42,9 @@ def _upstream(text: str) -> tuple[str, HostPort]:
 
 
 def _listen(text: str) -> HostPort:
+    # The local check mode serves plain HTTP with no SSO in front of the API key: loopback only.
     try:
-        return parse_host_port(text)
+        return require_loopback_bind(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -87,17 +88,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _write(out: Path, files: dict[str, str]) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            (out / name).write_text(content, encoding="utf-8")
+    except OSError as error:
+        raise SettingsError(f"--out {out}", f"cannot write there ({error.strerror})") from None
+
+
 def _render(args: argparse.Namespace) -> int:
     topology = load_topology(args.stack, args.project_dir)
     policy = merged_policy(topology, *read_policy_base(topology, args.project_dir))
     topology = topology.with_overrides(dict(args.upstream), args.listen)
+    try:
+        assertions = require_tests_pass(policy)
+    except SettingsError:
+        # Only the policy, so the failing test can be read in the file it names; nothing deployable.
+        _write(args.out, {"tailnet-policy.hujson": policy})
+        raise
     files = render_all(topology, args.stack, policy)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, content in files.items():
-        (args.out / name).write_text(content, encoding="utf-8")
+    _write(args.out, files)
     print(f"wrote {', '.join(sorted(files))} to {args.out}")
-    # Written first, so a failing policy test can be read in the file it names.
-    for assertion in require_tests_pass(policy):
+    for assertion in assertions:
         if assertion.outcome is Outcome.NOT_EVALUATED:
             print(f"note: {assertion.line()}", file=sys.stderr)
     return 0
@@ -119,9 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "render":
             return _render(args)
-        if args.command == "smoke":
-            return _smoke(args)
+        return _smoke(args)
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 2
+    except OSError as error:
+        print(f"error: {error.filename or 'the system'}: {error.strerror or error}", file=sys.stderr)
+        return 2

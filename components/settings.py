@@ -1,20 +1,18 @@
 """Typed, validated stack settings, and the two ways to read them.
 
-`Settings.from_mapping` takes the project's keys without their namespace. Two loaders feed it:
-`from_stack_file` reads `Pulumi.<stack>.yaml` (for the render CLI, no Pulumi CLI needed) and
-`from_pulumi_config` reads the engine's config (for `pulumi up`). Secrets (`masterKey`) are never part
-of `Settings`: rendering never needs them, and the program reads them as Pulumi secrets.
+`Settings.from_mapping` takes the project's keys without their namespace. Two sources feed it
+(`stack_config`): `from_stack_file` reads `Pulumi.<stack>.yaml` (for the render CLI, no Pulumi CLI
+needed) and `from_pulumi_config` reads the engine's config (for `pulumi up`). Secrets (`masterKey`) are
+never part of `Settings`: rendering never needs them, and the program reads them as Pulumi secrets.
 Checks that tie settings together (a route to an unknown service, say) live in `topology`.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,12 +25,9 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from .addresses import HostPort, require_hostname, require_loopback_bind, require_tailscale_ip
-from .errors import SettingsError
 from .images import CADDY_IMAGE, LITELLM_IMAGE, TAILSCALE_IMAGE, ImageRef, parse_image
-
-PROJECT = "tailnet-llm-gateway"
-# Keys the settings model does not hold, but a stack file may carry. They must be `secure:` values.
-SECRET_KEYS = frozenset({"masterKey"})
+from .settings_errors import describe
+from .stack_config import PROJECT, SECRET_KEYS, read_engine_config, read_stack_file
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
@@ -112,6 +107,10 @@ class RouteSettings(_Model):
     def _path_shape(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError(f"{value!r} must start with '/'")
+        if "%" in value:
+            # Caddy matches a pattern holding %xx against the raw, still-encoded path: such a route would
+            # catch requests that another route means to guard, once decoded.
+            raise ValueError(f"{value!r} holds a percent-encoding; write the path decoded")
         body = value[:-2] if value.endswith("/*") else value
         if "*" in body or any(c.isspace() or c in "{}\"'`#" for c in value) or "//" in value:
             raise ValueError(f"{value!r} must be an exact path like /healthz or a prefix like /llm/*")
@@ -336,90 +335,14 @@ class Settings(_Model):
         try:
             return cls.model_validate(dict(values))
         except ValidationError as error:
-            raise _settings_error(error) from None
+            raise describe(error, cls, extra_keys=SECRET_KEYS) from None
 
     @classmethod
     def from_stack_file(cls, path: Path, project: str = PROJECT) -> Settings:
-        """Read `Pulumi.<stack>.yaml`: project-namespaced keys; `secure:` values are skipped."""
-        try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except OSError as error:
-            raise SettingsError(str(path), f"cannot read the stack file ({error.strerror})") from None
-        except yaml.YAMLError as error:
-            raise SettingsError(str(path), f"is not valid YAML ({_first_line(error)})") from None
-        config = document.get("config") if isinstance(document, dict) else None
-        if config is None:
-            config = {}
-        if not isinstance(config, dict):
-            raise SettingsError(f"{path}: config", "must be a mapping of settings")
-        return cls.from_mapping(_project_values(config, project, is_secret=_is_secure_value))
+        """Read `Pulumi.<stack>.yaml` (no Pulumi CLI needed)."""
+        return cls.from_mapping(read_stack_file(path, project))
 
     @classmethod
     def from_pulumi_config(cls, project: str = PROJECT) -> Settings:
-        """Read the engine's config for this project (every key, so unknown ones are caught)."""
-        from pulumi.runtime import config as runtime_config  # only the program needs Pulumi
-
-        # The engine hands the program its config as one JSON bag; explicit values (tests) win.
-        raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-        values = {key: _decode_config_value(value) for key, value in raw.items()}
-        return cls.from_mapping(
-            _project_values(values, project, is_secret=lambda key, _: runtime_config.is_config_secret(key))
-        )
-
-
-def _project_values(config: Mapping[str, Any], project: str, is_secret) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for full_key, value in config.items():
-        namespace, _, key = str(full_key).partition(":")
-        if not key:
-            raise SettingsError(str(full_key), f"config keys need a namespace, such as {project}:{full_key}")
-        if namespace != project:
-            continue  # provider settings such as docker:host or tailscale:tailnet
-        if key in SECRET_KEYS:
-            if not is_secret(full_key, value):
-                raise SettingsError(key, "must be a secret: pulumi config set --secret " + key)
-            continue
-        values[key] = value
-    return values
-
-
-def _is_secure_value(_key: str, value: Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"secure"}
-
-
-def _decode_config_value(value: Any) -> Any:
-    # The engine passes structured settings as JSON text and scalars as plain text.
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
-def _settings_error(error: ValidationError) -> SettingsError:
-    first = error.errors()[0]
-    setting = _setting_path(first["loc"])
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        return SettingsError(setting, "unknown setting (a typo?); remove it or fix its name")
-    if kind == "missing":
-        return SettingsError(setting, "is required")
-    message = first["msg"].removeprefix("Value error, ")
-    if kind not in ("value_error", "assertion_error") and "input" in first:
-        message = f"{message} (got {first['input']!r})"
-    return SettingsError(setting, message)
-
-
-def _setting_path(loc: tuple[Any, ...]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "(settings)"
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0]
+        """Read the engine's config for this project (for `pulumi up`)."""
+        return cls.from_mapping(read_engine_config(project))

@@ -35,6 +35,7 @@ class GatewayStack(pulumi.ComponentResource):
 
     topology: Topology
     api_base_url: pulumi.Output[str]
+    api_routes: pulumi.Output[dict[str, str]]
     local_api_url: pulumi.Output[str]
     models: pulumi.Output[list[str]]
     master_key: pulumi.Output[str]
@@ -58,7 +59,8 @@ class GatewayStack(pulumi.ComponentResource):
                        for r in topology.routes],
             "services": {s.name: list(s.networks) for s in topology.services},
             "edgeNetwork": topology.edge_network,
-            "tailnet": {"tag": topology.tailnet.tag, "audiences": list(topology.tailnet.audiences)},
+            "tailnet": {"tag": topology.tailnet.tag, "target": topology.tailnet.target,
+                        "audiences": list(topology.tailnet.audiences)},
             "exposure": topology.site.exposure,
             "authKeyReusable": settings.node.auth_key_reusable,
         }
@@ -118,12 +120,14 @@ class GatewayStack(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, *after_policy]),
             )
 
-        self.api_base_url = pulumi.Output.from_input(topology.api_base_url or "")
+        self.api_base_url = pulumi.Output.from_input(topology.api_base_url)
+        self.api_routes = pulumi.Output.from_input({r.path: topology.base_url(r) for r in topology.api_routes})
         self.local_api_url = pulumi.Output.from_input(topology.local_api_url)
         self.models = pulumi.Output.from_input([m.name for m in topology.models])
         self.register_outputs(
             {
                 "apiBaseUrl": self.api_base_url,
+                "apiRoutes": self.api_routes,
                 "localApiUrl": self.local_api_url,
                 "models": self.models,
                 "masterKey": self.master_key,

@@ -10,9 +10,12 @@ Tailscale itself runs the same tests again when the policy is applied.
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+
+from .errors import SettingsError
 
 YES, NO, UNKNOWN = "yes", "no", "unknown"
 
@@ -36,7 +39,36 @@ class Assertion:
         return f"tests[{self.test}] {self.src} {self.expect} {self.dst}: {self.outcome.value} ({self.reason})"
 
 
+_PORTS = re.compile(r"^(\*|\d+(-\d+)?)(,(\*|\d+(-\d+)?))*$")
+
+
+def _require_ports(where: str, text: str, ports: str) -> None:
+    if not _PORTS.fullmatch(ports.replace(" ", "")) or any(
+        int(n) > 65535 for n in re.findall(r"\d+", ports)
+    ):
+        raise SettingsError(
+            "tailnetPolicy.base", f"{where} {text!r} has no valid port list (*, N, N-M, or several joined by commas)"
+        )
+
+
+def _require_well_formed(policy: dict[str, Any]) -> None:
+    """Every port the evaluator reads is well formed; Tailscale would refuse the policy otherwise."""
+    for index, acl in enumerate(policy.get("acls") or []):
+        for dst in acl.get("dst") or acl.get("ports") or []:
+            _require_ports(f"acls[{index}].dst", dst, _split_host_port(str(dst))[1])
+    for index, grant in enumerate(policy.get("grants") or []):
+        for spec in grant.get("ip") or []:
+            text = str(spec)
+            _require_ports(f"grants[{index}].ip", text, text.split(":", 1)[1] if ":" in text else text)
+    for index, test in enumerate(policy.get("tests") or []):
+        for expect in ("accept", "deny"):
+            for dst in test.get(expect) or []:
+                _require_ports(f"tests[{index}].{expect}", dst, _split_host_port(str(dst))[1])
+
+
 def check_policy_tests(policy: dict[str, Any]) -> list[Assertion]:
+    """The outcome of every assertion of the policy's `tests`; SettingsError if a port is malformed."""
+    _require_well_formed(policy)
     evaluator = _Evaluator(policy)
     results = []
     for index, test in enumerate(policy.get("tests") or []):

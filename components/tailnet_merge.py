@@ -38,7 +38,10 @@ def merge_policy(base_text: str | None, gateway: GatewayPolicy, source: str = "t
     base_data = parse_hujson(text, source)
     if not isinstance(base_data, dict):
         raise SettingsError(SETTING, f"{source} must be a JSON object at the top level")
-    text = _merge_section(text, source, "tagOwners", _tag_owner_lines(text, source, gateway), is_object=True)
+    owners = _object_lines(text, source, "tagOwners", gateway.tag_owners, "tailnetPolicy.owners", "owners")
+    text = _merge_section(text, source, "tagOwners", owners, is_object=True)
+    hosts = _object_lines(text, source, "hosts", gateway.hosts, "tailnetIp", "address")
+    text = _merge_section(text, source, "hosts", hosts, is_object=True)
     text = _merge_section(text, source, "grants", [_one_line(g) for g in gateway.grants], is_object=False)
     text = _merge_section(text, source, "tests", [_one_line(t) for t in gateway.tests], is_object=False)
     _check_base_survived(base_text or "{}", text, source)
@@ -49,25 +52,32 @@ def _one_line(value: Any) -> str:
     return json.dumps(value, separators=(", ", ": "))
 
 
-def _tag_owner_lines(text: str, source: str, gateway: GatewayPolicy) -> list[str]:
+def _object_lines(text: str, source: str, section_name: str, entries: dict[str, Any], setting: str,
+                  what: str) -> list[str]:
+    """Lines for our entries of an object section (tagOwners, hosts) that the base does not hold already.
+    A base entry for the same key with another value is an error naming both sides."""
     lines = []
-    section = _section(_parse_model(text, source), "tagOwners")
-    for tag, owners in sorted(gateway.tag_owners.items()):
+    section = _section(_parse_model(text, source), section_name)
+    for key, ours in sorted(entries.items()):
         theirs = None
         if isinstance(section, hujson.JSONObject):
             for pair in section.key_value_pairs:
-                if _key(pair) == tag and not _is_owned(text, pair.key):
+                if _key(pair) == key and not _is_owned(text, pair.key):
                     theirs = json5.loads(_span(text, pair.value))
         if theirs is None:
-            lines.append(f"{json.dumps(tag)}: {_one_line(owners)}")
-        elif sorted(theirs) != sorted(owners):
+            lines.append(f"{json.dumps(key)}: {_one_line(ours)}")
+        elif _comparable(theirs) != _comparable(ours):
             raise SettingsError(
-                "tailnetPolicy.owners",
-                f"{source} already gives {tag} the owners {theirs}; the settings say {owners}. "
+                setting,
+                f"{source} already gives {key} the {what} {theirs}; the settings say {ours}. "
                 "Make them agree or remove the entry from the base file",
             )
-        # The same owners in the base: keep the user's entry as it is, and add none of ours.
+        # The same value in the base: keep the user's entry as it is, and add none of ours.
     return lines
+
+
+def _comparable(value: Any) -> Any:
+    return sorted(value) if isinstance(value, list) else value
 
 
 @dataclass

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from policy.gateway_contract import RoutePath, caddy_order, route_conflicts
+
 from .addresses import HostPort, is_unspecified
 from .errors import SettingsError
 from .settings import Settings
@@ -173,9 +175,16 @@ class Gateway:
 
 @dataclass(frozen=True)
 class TailnetAccess:
-    """Who on the tailnet may reach the edge, and the tag that names the gateway host."""
+    """Who on the tailnet may reach the edge, and how the policy names the gateway's device.
+
+    The gateway's own node (tailnet-node) and a host tagged by the stack (`tagDevice`) carry the tag, so
+    grants and tests name the tag. A host-bind host without the tag is named by a `hosts` entry for its
+    tailnet address: a grant to a tag no device carries would control nothing.
+    """
 
     tag: str
+    # A hosts alias and its address when the gateway's device does not carry the tag.
+    host_entry: tuple[str, str] | None
     owners: tuple[str, ...]
     audiences: tuple[str, ...]
     port: int
@@ -185,6 +194,11 @@ class TailnetAccess:
     outsiders: tuple[str, ...]
     # The user's policy file to merge into, relative to the project directory.
     base_path: str | None
+
+    @property
+    def target(self) -> str:
+        """What grants and tests name as the gateway: the tag, or the host's alias."""
+        return self.host_entry[0] if self.host_entry else self.tag
 
 
 @dataclass(frozen=True)
@@ -214,16 +228,18 @@ class Topology:
         return self.gateway.service.networks
 
     @property
-    def api_route(self) -> Route | None:
-        return next((r for r in self.routes if r.auth == "bearer"), None)
+    def api_routes(self) -> tuple[Route, ...]:
+        """The bearer routes: the API the stack offers (settings require at least one)."""
+        return tuple(r for r in self.routes if r.auth == "bearer")
 
-    @property
-    def api_base_url(self) -> str | None:
-        route = self.api_route
-        if route is None:
-            return None
+    def base_url(self, route: Route) -> str:
+        """What an OpenAI-compatible client sets as its base URL for this API route."""
         prefix = route.prefix if route.strip_prefix else ""
         return f"{self.site.public_base_url}{prefix}/v1"
+
+    @property
+    def api_base_url(self) -> str:
+        return self.base_url(self.api_routes[0])
 
     @property
     def local_api_url(self) -> str:
@@ -308,6 +324,7 @@ def build_topology(settings: Settings) -> Topology:
         stream_timeout=settings.timeouts.stream,
         tailnet=TailnetAccess(
             tag=settings.tailnet_policy.tag,
+            host_entry=_host_entry(settings),
             owners=settings.tailnet_policy.owners,
             audiences=settings.tailnet_policy.audiences,
             port=settings.edge.https_port,
@@ -317,6 +334,13 @@ def build_topology(settings: Settings) -> Topology:
             base_path=settings.tailnet_policy.base,
         ),
     )
+
+
+def _host_entry(settings: Settings) -> tuple[str, str] | None:
+    policy = settings.tailnet_policy
+    if settings.exposure == "tailnet-node" or policy.tag_device or settings.tailnet_ip is None:
+        return None
+    return f"{policy.tag.removeprefix('tag:')}-host", settings.tailnet_ip
 
 
 def _site(settings: Settings) -> Site:
@@ -409,13 +433,10 @@ def _model(name: str, settings: Settings, by_name: Mapping[str, Service], gatewa
 def _routes(
     settings: Settings, by_name: Mapping[str, Service], gateway: Service, edge_network: str
 ) -> tuple[Route, ...]:
-    seen: dict[str, int] = {}
+    _check_route_paths(settings)
     routes = []
     for index, spec in enumerate(settings.routes):
         where = f"routes[{index}]"
-        if spec.path in seen:
-            raise SettingsError(f"{where}.path", f"{spec.path} is already routed by routes[{seen[spec.path]}]")
-        seen[spec.path] = index
         upstream = None
         if spec.upstream is not None:
             upstream = _known(by_name, spec.upstream, f"{where}.upstream")
@@ -445,16 +466,25 @@ def _routes(
         )
     if sum(r.auth == "bearer" for r in routes) > 1:
         raise SettingsError("routes", "only one bearer route may expose the gateway")
-    return tuple(sorted(routes, key=_route_order))
+    if not any(r.auth == "bearer" for r in routes):
+        raise SettingsError(
+            "routes",
+            "no route has auth 'bearer', so the stack would offer no API; add one to the gateway service, e.g. "
+            f"{{path: /llm/*, upstream: {gateway.name}, stripPrefix: true, auth: bearer}}",
+        )
+    # In Caddy's own order for handle blocks, so the Caddyfile reads as Caddy runs it.
+    order = caddy_order([None if r.is_catch_all else r.path for r in routes])
+    return tuple(routes[i] for i in order)
 
 
-def _route_order(route: Route) -> tuple[int, int, str]:
-    # Caddy's own handle order: exact paths, then longer prefixes first, the catch-all last.
-    if route.is_catch_all:
-        return (2, 0, route.path)
-    if route.path.endswith("/*"):
-        return (1, -len(route.path), route.path)
-    return (0, -len(route.path), route.path)
+def _check_route_paths(settings: Settings) -> None:
+    """Two routes that can match one request must be resolved by Caddy the way the settings mean."""
+    paths = [RoutePath(i, None if r.path == "/*" else r.path, r.auth) for i, r in enumerate(settings.routes)]
+    catch_alls = [p.index for p in paths if p.pattern is None]
+    if len(catch_alls) > 1:
+        raise SettingsError(f"routes[{catch_alls[1]}].path", f"/* is already the catch-all of routes[{catch_alls[0]}]")
+    for route, problem in route_conflicts(paths):
+        raise SettingsError(f"routes[{route.index}].path", problem)
 
 
 def _check_sso(settings: Settings, routes: tuple[Route, ...], sso: Sso | None, edge_network: str) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import json5
+from gateway_contract import RoutePath, route_conflicts
 from pulumi_policy import (
     EnforcementLevel,
     ReportViolation,
@@ -366,6 +367,22 @@ def _bypasses_declared(args: StackValidationArgs, report: ReportViolation) -> No
                 report(f"`{head}` skips SSO but the settings declare no bypass route for {path}", edge.urn)
 
 
+def _block_auth(body: str) -> str:
+    if "import sso" in body or "forward_auth" in body:
+        return "sso"
+    return "bearer" if "@bad_key" in body else "none"
+
+
+def _routes_resolve_as_declared(args: StackValidationArgs, report: ReportViolation) -> None:
+    for edge in _edge(args.resources):
+        paths = []
+        for index, (head, body) in enumerate(_site_blocks(_caddyfile(args.resources))):
+            parts = head.split()
+            paths.append(RoutePath(index, parts[1] if len(parts) > 1 else None, _block_auth(body), name=f"`{parts[0]}`"))
+        for _route, problem in route_conflicts(paths):
+            report(problem, edge.urn)
+
+
 def _api_bypass_forwards_only_the_api(args: StackValidationArgs, report: ReportViolation) -> None:
     declared = _declared(args.resources)
     bearer = [r.get("path") for r in (declared or {}).get("routes") or [] if r.get("auth") == "bearer"]
@@ -387,7 +404,8 @@ def _api_bypass_forwards_only_the_api(args: StackValidationArgs, report: ReportV
 
 def _tailnet_policy_tested_and_scoped(args: StackValidationArgs, report: ReportViolation) -> None:
     declared = (_declared(args.resources) or {}).get("tailnet") or {}
-    tag = declared.get("tag")
+    # What grants name as the gateway: its tag, or a hosts alias for a host that carries no tag.
+    names = {n for n in (declared.get("tag"), declared.get("target")) if n}
     audiences = set(declared.get("audiences") or [])
     for acl in [r for r in args.resources if r.resource_type == ACL]:
         try:
@@ -401,12 +419,14 @@ def _tailnet_policy_tested_and_scoped(args: StackValidationArgs, report: ReportV
         rules += [("acls", a, [str(d).rpartition(":")[0] for d in a.get("dst") or []]) for a in policy.get("acls") or []]
         for kind, rule, hosts in rules:
             sources = set(rule.get("src") or [])
-            if tag and (tag in hosts or "*" in hosts):
+            named = sorted(names & set(hosts))
+            if named or "*" in hosts:
                 if sources & TOO_BROAD:
-                    report(f"{kind} lets {sorted(sources & TOO_BROAD)} reach the gateway ({tag})", acl.urn)
-                elif tag in hosts and not sources <= audiences:
-                    report(f"{kind} lets {sorted(sources - audiences)} reach {tag}; the settings allow {sorted(audiences)}",
+                    report(f"{kind} lets {sorted(sources & TOO_BROAD)} reach the gateway ({', '.join(named) or '*'})",
                            acl.urn)
+                elif named and not sources <= audiences:
+                    report(f"{kind} lets {sorted(sources - audiences)} reach {', '.join(named)}; the settings allow "
+                           f"{sorted(audiences)}", acl.urn)
 
 
 def _node_mode_loopback_only(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -472,6 +492,9 @@ POLICIES = [
                   _upstreams_share_a_network),
     _stack_policy("sso-bypasses-declared", "Every route that skips SSO is a declared bypass with its own auth mode.",
                   _bypasses_declared),
+    _stack_policy("routes-resolve-as-declared",
+                  "No two site blocks match one request unless Caddy tries the stricter one first and it is not "
+                  "weaker (paths compared as Caddy does: case-insensitive, decoded).", _routes_resolve_as_declared),
     _stack_policy("api-bypass-forwards-only-the-api", "The bearer bypass forwards only the API paths.",
                   _api_bypass_forwards_only_the_api),
     _stack_policy("tailnet-policy-tested-and-scoped",

@@ -59,6 +59,7 @@ class LocalEdge:
     keyless_base_url: str
     # The same edge, but with a header echo in place of LiteLLM, to see what the bypass forwards.
     api_echo_base_url: str
+    api_echo_port: int
 
 
 @pytest.fixture(scope="session", params=["dev", "dev-node"])
@@ -106,6 +107,7 @@ def local_edge(request, tmp_path_factory) -> LocalEdge:
             upstream_ports=ports,
             keyless_base_url=f"http://127.0.0.1:{keyless_port}",
             api_echo_base_url=f"http://127.0.0.1:{echo_port}",
+            api_echo_port=api_echo_port,
         )
     finally:
         for proc in reversed(processes):

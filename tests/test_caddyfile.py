@@ -102,7 +102,9 @@ def test_llm_route_checks_the_key_and_fails_closed(caddyfile):
     assert checks[0].startswith("respond @no_key_configured") and checks[0].endswith(" 503"), (
         "an empty key would turn the bearer route into an open one"
     )
-    assert '@bad_key not header Authorization "Bearer {env.LITELLM_MASTER_KEY}"' in block
+    assert '@bad_key not vars {http.request.header.Authorization} "Bearer {env.LITELLM_MASTER_KEY}"' in block, (
+        "the key check would not compare the exact key"
+    )
     assert checks[-1].startswith("reverse_proxy"), "a request could reach LiteLLM before the key check"
 
 

@@ -1,6 +1,6 @@
-"""Tests of the live tests: an edge broken on purpose must make the live probes fail.
-
-If one of these passes with the probes saying "fine", the live suite has stopped guarding that property.
+"""Tests of the live tests, and edges started for one probe: an edge broken on purpose must make the live
+probes fail (if one of these passes with the probes saying "fine", the live suite has stopped guarding that
+property); an edge with an unusual key must still compare it exactly.
 """
 
 from __future__ import annotations
@@ -22,18 +22,19 @@ def mutant_edge(local_edge, tmp_path):
     """Start a Caddy for a mutated stack (settings or rendered text) on the local edge's upstreams."""
     started = []
 
-    def start(values: dict | None = None, edit=None) -> str:
+    def start(values: dict | None = None, edit=None, key: str | None = None, upstreams: dict | None = None) -> str:
         project = tmp_path / f"project{len(started)}"
         project.mkdir()
         shutil.copy(ROOT / "Pulumi.yaml", project)
         shutil.copytree(ROOT / "tailnet", project / "tailnet")
         write_stack(project, "mutant", values or stack_values("dev"))
         port = free_port()
-        out = render("mutant", project / "out", project, local_edge.upstream_ports, port)
+        out = render("mutant", project / "out", project, {**local_edge.upstream_ports, **(upstreams or {})}, port)
         caddyfile = out / "Caddyfile"
         if edit is not None:
             caddyfile.write_text(edit(caddyfile.read_text()))
-        started.append(start_caddy(caddyfile, port, local_edge.log_dir, local_edge.key, name=f"mutant{len(started)}"))
+        started.append(start_caddy(caddyfile, port, local_edge.log_dir, key or local_edge.key,
+                                   name=f"mutant{len(started)}"))
         return f"http://127.0.0.1:{port}"
 
     yield start
@@ -42,11 +43,9 @@ def mutant_edge(local_edge, tmp_path):
 
 
 def test_llm_behind_sso_fails_the_smoke_check(mutant_edge, local_edge):
-    values = stack_values("dev")
-    for route in values["routes"]:
-        if route["path"] == "/llm/*":
-            route["auth"] = "sso"
-    base = mutant_edge(values)
+    # Settings can no longer express a stack without an API route, so the Caddyfile is broken by hand.
+    api_block = "handle_path /llm/* {\n\t\troute {\n\t\t\timport strip_client_identity\n"
+    base = mutant_edge(edit=lambda text: text.replace(api_block, api_block + "\t\t\timport sso\n"))
     assert httpx.get(f"{base}/llm/v1/models", timeout=30).status_code == 302, "the mutant is not the intended break"
     result = subprocess.run(
         [sys.executable, "-m", "components", "smoke", "--base-url", f"{base}/llm/v1", "--key", local_edge.key],
@@ -59,3 +58,15 @@ def test_dropping_the_identity_strip_fails_the_identity_probe(mutant_edge, local
     base = mutant_edge(edit=lambda text: text.replace("import strip_client_identity\n", ""))
     with pytest.raises(AssertionError):
         assert_identity_not_spoofable(base, local_edge.key)
+
+
+@pytest.mark.parametrize("key", ["sk-live*", "sk-{http.request.uri}", 'sk-a"b\\c*?[x]'])
+def test_the_edge_compares_keys_exactly_whatever_they_hold(mutant_edge, local_edge, key):
+    """A key ending in `*` once turned the check into a prefix match; braces could read as placeholders."""
+    base = mutant_edge(key=key, upstreams={"model-gateway": local_edge.api_echo_port})
+    exact = httpx.get(f"{base}/llm/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert exact.status_code == 200 and exact.json()["path"] == "/v1/models", f"the exact key was refused: {exact.text}"
+    near_misses = {key + "x", key[:-1], key.split("*")[0], "sk-/llm/v1/models", "sk-live"} - {key}
+    for near in sorted(near_misses):
+        response = httpx.get(f"{base}/llm/v1/models", headers={"Authorization": f"Bearer {near}"}, timeout=30)
+        assert response.status_code == 401, f"the near-miss key {near!r} passed for {key!r}"

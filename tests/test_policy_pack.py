@@ -143,8 +143,10 @@ VIOLATIONS = {
     "sso-bypasses-declared": _caddyfile_edit("\t\t\timport sso\n\t\t\treverse_proxy open-webui:8080",
                                              "\t\t\treverse_proxy open-webui:8080"),
     "api-bypass-forwards-only-the-api": _caddyfile_edit("@not_api not path /v1/*", "@not_api not path /*"),
-    "tailnet-policy-tested-and-scoped": _acl_edit('"src": ["group:llm-users"], "dst": ["tag:llm-gateway"]',
-                                                  '"src": ["*"], "dst": ["tag:llm-gateway"]'),
+    "routes-resolve-as-declared": _caddyfile_edit(
+        "\t# /dash/* requires SSO", "\thandle /DASH/* {\n\t\treverse_proxy dashboard:8080\n\t}\n\n\t# /dash/* requires SSO"),
+    "tailnet-policy-tested-and-scoped": _acl_edit('"src": ["group:llm-users"], "dst": ["llm-gateway-host"]',
+                                                  '"src": ["*"], "dst": ["llm-gateway-host"]'),
     # These two hold in tailnet-node mode, so they break the dev-node stack.
     "tailnet-node-loopback-only": ("dev-node", _set("edge", "ports",
                                                     [{"internal": 8081.0, "external": 8081.0, "ip": "100.101.102.103"}])),
@@ -195,3 +197,17 @@ def test_pack_runs_on_a_preview_without_mandatory_violations():
     violations, not_run = evaluate_pack(run_program(stack_values("dev"), preview=True))
     assert not mandatory(violations), [v.describe("Pulumi.dev.yaml") for v in mandatory(violations)]
     assert "no-secrets-in-files-or-commands" in not_run, "the unknown key was treated as known"
+
+
+@pytest.mark.parametrize(("block", "why"), [
+    ("handle /LLM/* {\n\t\treverse_proxy oauth2-proxy:4180\n\t}", "an API route without the key"),
+    ("handle /Dash/* {\n\t\treverse_proxy oauth2-proxy:4180\n\t}", "an SSO route without SSO"),
+    ("handle /dash/admin/* {\n\t\treverse_proxy dashboard:8080\n\t}", "a protected sub-path without SSO"),
+    ("handle /DASH/* {\n\t\troute {\n\t\t\timport sso\n\t\t\treverse_proxy dashboard:8080\n\t\t}\n\t}",
+     "a case twin that Caddy may try first"),
+])
+def test_routes_rule_catches_blocks_caddy_would_resolve_otherwise(dev_run, block, why):
+    broken = _editable(dev_run)
+    _caddyfile_edit("\t# /dash/* requires SSO", f"\t{block}\n\n\t# /dash/* requires SSO")(broken)
+    caught = [v for v in mandatory(evaluate_pack(broken)[0]) if v.policy == "routes-resolve-as-declared"]
+    assert caught, f"the pack let {why} through"

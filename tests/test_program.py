@@ -348,6 +348,7 @@ def test_stack_outputs_what_a_client_needs(dev_run):
     del exports["masterKey"]
     assert exports == {
         "apiBaseUrl": "https://gpu-box.tail0a1b2c.ts.net/llm/v1",
+        "apiRoutes": {"/llm/*": "https://gpu-box.tail0a1b2c.ts.net/llm/v1"},
         "localApiUrl": "http://127.0.0.1:11435/v1",
         "models": ["local-chat", "local-embed"],
     }

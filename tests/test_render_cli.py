@@ -80,12 +80,27 @@ def test_failing_policy_test_exits_2_after_writing_the_policy(tmp_path, dev_valu
     write_stack(tmp_path, "leaky", dev_values)
     result = _render("--stack", "leaky", "--out", str(tmp_path / "out"), "--project-dir", str(tmp_path))
     assert result.returncode == 2, "a policy whose own tests fail would be accepted"
-    assert "bob@example.com deny tag:llm-gateway:443: failed" in result.stderr
+    assert "bob@example.com deny llm-gateway-host:443: failed" in result.stderr
     assert (tmp_path / "out" / "tailnet-policy.hujson").exists(), "the failing policy is not there to read"
+    assert not (tmp_path / "out" / "Caddyfile").exists(), "files for a stack whose policy fails were rendered"
 
 
 def test_rendered_policy_keeps_the_base_and_adds_the_gateway(tmp_path):
     _render("--stack", "dev", "--out", str(tmp_path))
     policy = (tmp_path / "tailnet-policy.hujson").read_text()
     assert "// Admins can reach everything on port 22 of tagged servers." in policy, "the user's comments were lost"
-    assert '"dst": ["tag:llm-gateway"], "ip": ["tcp:443"]' in policy
+    assert '"dst": ["llm-gateway-host"], "ip": ["tcp:443"]' in policy, "the gateway's grant is missing"
+
+
+def test_malformed_port_in_the_base_policy_exits_2_with_one_line(tmp_path, dev_values):
+    import shutil
+
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    shutil.copytree(ROOT / "tailnet", tmp_path / "tailnet")
+    base = tmp_path / "tailnet" / "dev-base.hujson"
+    base.write_text(base.read_text().replace('"dst": ["tag:server:22"]', '"dst": ["tag:server:ssh"]'))
+    write_stack(tmp_path, "ports", dev_values)
+    result = _render("--stack", "ports", "--out", str(tmp_path / "out"), "--project-dir", str(tmp_path))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "tailnetPolicy.base" in lines[0] and "tag:server:ssh" in lines[0], "the malformed entry is not named"

@@ -16,11 +16,29 @@ def _outcomes(policy: dict) -> list[Outcome]:
     return [a.outcome for a in check_policy_tests(policy)]
 
 
-def test_merged_dev_policy_passes_all_its_tests(dev_topology):
+def test_merged_dev_node_policy_passes_all_its_tests():
+    from components.settings import Settings
+    from components.topology import build_topology
+    from tests.conftest import stack_values
+
+    topology = build_topology(Settings.from_mapping(stack_values("dev-node")))
     base = (ROOT / "tailnet" / "dev-base.hujson").read_text()
-    policy = json5.loads(merge_policy(base, gateway_policy(dev_topology.tailnet)))
+    policy = json5.loads(merge_policy(base, gateway_policy(topology.tailnet)))
     results = check_policy_tests(policy)
     assert results and all(a.outcome is Outcome.PASSED for a in results), [a.line() for a in results]
+
+
+def test_host_bind_policy_is_exercised_and_never_passed_on_guesses(dev_topology):
+    """The host is a user's device: base rules for autogroup:self or tags may cover it, which only Tailscale
+    knows. Members reach it on 443 (the grant says so); what depends on the device is not evaluated."""
+    base = (ROOT / "tailnet" / "dev-base.hujson").read_text()
+    results = check_policy_tests(json5.loads(merge_policy(base, gateway_policy(dev_topology.tailnet))))
+    by_dst = {(a.src, a.dst): a.outcome for a in results}
+    assert by_dst[("alice@example.com", "llm-gateway-host:443")] is Outcome.PASSED
+    assert by_dst[("guest@example.com", "llm-gateway-host:443")] is Outcome.NOT_EVALUATED, (
+        "an outsider's access to a user's device was decided without knowing the device"
+    )
+    assert Outcome.FAILED not in by_dst.values()
 
 
 def test_grant_on_a_port_accepts_that_port_and_no_other():

@@ -13,8 +13,23 @@ from tests.conftest import ROOT
 BASE = (ROOT / "tailnet" / "dev-base.hujson").read_text()
 
 
+def _topology(stack: str, values: dict | None = None):
+    from components.settings import Settings
+    from components.topology import build_topology
+    from tests.conftest import stack_values
+
+    return build_topology(Settings.from_mapping(values or stack_values(stack)))
+
+
 @pytest.fixture
-def gateway(dev_topology):
+def gateway():
+    """The gateway's entries when a device carries the gateway tag (its own node, dev-node)."""
+    return gateway_policy(_topology("dev-node").tailnet)
+
+
+@pytest.fixture
+def host_gateway(dev_topology):
+    """The gateway's entries for a host-bind host without the tag (dev): named by a hosts alias."""
     return gateway_policy(dev_topology.tailnet)
 
 
@@ -56,13 +71,13 @@ def test_merging_twice_gives_the_same_bytes(gateway):
     assert merge_policy(once, gateway) == once, "every render would change the policy"
 
 
-def test_changed_settings_replace_the_gateway_entries_in_place(dev_values, gateway):
-    from components.settings import Settings
-    from components.topology import build_topology
+def test_changed_settings_replace_the_gateway_entries_in_place(gateway):
+    from tests.conftest import stack_values
 
     once = merge_policy(BASE, gateway)
-    dev_values["tailnetPolicy"]["audiences"] = ["group:admins"]
-    other = gateway_policy(build_topology(Settings.from_mapping(dev_values)).tailnet)
+    values = stack_values("dev-node")
+    values["tailnetPolicy"]["audiences"] = ["group:admins"]
+    other = gateway_policy(_topology("dev-node", values).tailnet)
     again = json5.loads(merge_policy(once, other))
     grants = [g for g in again["grants"] if g.get("dst") == ["tag:llm-gateway"]]
     assert grants == [{"src": ["group:admins"], "dst": ["tag:llm-gateway"], "ip": ["tcp:443"]}], (
@@ -103,3 +118,20 @@ def test_invalid_base_is_a_settings_error(gateway):
     with pytest.raises(SettingsError) as caught:
         merge_policy('{"acls": [', gateway, "tailnet/broken.hujson")
     assert caught.value.setting == "tailnetPolicy.base" and "tailnet/broken.hujson" in caught.value.problem
+
+
+def test_host_without_the_tag_is_named_by_its_address(host_gateway):
+    """A grant to a tag no device carries would control nothing: the host-bind host is a hosts alias."""
+    merged = json5.loads(merge_policy(BASE, host_gateway))
+    assert merged["hosts"]["llm-gateway-host"] == "100.101.102.103", "the policy would not name the gateway host"
+    assert merged["hosts"]["nas"] == "100.90.1.2", "the user's hosts changed"
+    assert {"src": ["group:llm-users"], "dst": ["llm-gateway-host"], "ip": ["tcp:443"]} in merged["grants"]
+    assert "tag:llm-gateway" not in merged["tagOwners"], "a tag that no device carries would be owned"
+    assert {"src": "guest@example.com", "deny": ["llm-gateway-host:443"]} in merged["tests"]
+
+
+def test_host_alias_defined_with_another_address_is_a_conflict_naming_both_sides(host_gateway):
+    with pytest.raises(SettingsError) as caught:
+        merge_policy('{"hosts": {"llm-gateway-host": "100.64.0.9"}}', host_gateway)
+    assert caught.value.setting == "tailnetIp" and "100.64.0.9" in caught.value.problem
+    assert "100.101.102.103" in caught.value.problem

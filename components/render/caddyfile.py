@@ -184,7 +184,8 @@ def _bearer_route(w: _Writer, route: Route) -> None:
     w.line("header @not_api Content-Type application/json")
     w.line(f"respond @not_api `{_json_error('Not found.', 'not_found', 404)}` 404")
     w.line(f"# Check the key here: without a database {name} answers a wrong key with 400, not 401.")
-    w.line(f'@bad_key not header Authorization "Bearer {KEY_PLACEHOLDER}"')
+    w.line("# `vars` compares the exact text; the `header` matcher would read a `*` in the key as a wildcard.")
+    w.line(f'@bad_key not vars {{http.request.header.Authorization}} "Bearer {KEY_PLACEHOLDER}"')
     w.line("header @bad_key Content-Type application/json")
     w.line('header @bad_key WWW-Authenticate "Bearer"')
     w.line(

@@ -18,20 +18,23 @@ class GatewayPolicy:
     """The entries this project owns in each section of the policy file."""
 
     tag_owners: dict[str, list[str]]
+    hosts: dict[str, str]
     grants: list[dict[str, Any]]
     tests: list[dict[str, Any]]
 
 
 def gateway_policy(access: TailnetAccess) -> GatewayPolicy:
-    tag = access.tag
-    closed = [f"{tag}:{port}" for port in access.closed_ports]
+    target = access.target
+    closed = [f"{target}:{port}" for port in access.closed_ports]
     tests: list[dict[str, Any]] = [
-        {"src": member, "accept": [f"{tag}:{access.port}"], "deny": closed} for member in access.members
+        {"src": member, "accept": [f"{target}:{access.port}"], "deny": closed} for member in access.members
     ]
-    tests += [{"src": outsider, "deny": [f"{tag}:{access.port}"]} for outsider in access.outsiders]
+    tests += [{"src": outsider, "deny": [f"{target}:{access.port}"]} for outsider in access.outsiders]
     return GatewayPolicy(
-        tag_owners={tag: list(access.owners)},
+        # The tag is owned (so keys and devices may carry it) only when a device carries it.
+        tag_owners={} if access.host_entry else {access.tag: list(access.owners)},
+        hosts=dict([access.host_entry]) if access.host_entry else {},
         # Only the edge's port: LiteLLM's host port and SSH stay unreachable from the tailnet.
-        grants=[{"src": list(access.audiences), "dst": [tag], "ip": [f"tcp:{access.port}"]}],
+        grants=[{"src": list(access.audiences), "dst": [target], "ip": [f"tcp:{access.port}"]}],
         tests=tests,
     )
