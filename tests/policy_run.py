@@ -11,8 +11,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from pulumi.output import Unknown
-from pulumi.runtime import rpc
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
@@ -22,11 +20,9 @@ from pulumi_policy import (
     ResourceValidationPolicy,
     StackValidationArgs,
 )
-from pulumi_policy.deserialize import deserialize_properties
-from pulumi_policy.proxy import UnknownValueError, unknown_checking_proxy
-
 from tests.conftest import ROOT
 from tests.program_run import ProgramRun
+from tests.pulumi_internals import UnknownValueError, engine_view
 
 sys.path.insert(0, str(ROOT / "policy"))  # the pack imports its modules as the Pulumi CLI runs them
 import gateway_rules  # noqa: E402
@@ -41,17 +37,6 @@ class Violation:
 
     def describe(self, stack_file: str) -> str:
         return f"{stack_file}: policy '{self.policy}' ({self.level.value}) on {self.resource}: {self.message}"
-
-
-def _as_engine_sends(value):
-    """Unknown values as the engine sends them to analyzers (its sentinel string)."""
-    if isinstance(value, Unknown):
-        return rpc.UNKNOWN
-    if isinstance(value, dict):
-        return {k: _as_engine_sends(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_as_engine_sends(v) for v in value]
-    return value
 
 
 def _options() -> PolicyResourceOptions:
@@ -72,7 +57,7 @@ def evaluate_pack(run: ProgramRun, project: str = "tailnet-llm-gateway", stack: 
     resources = []
     for registered in run.resources:
         urn = f"urn:pulumi:{stack}::{project}::{registered.type}::{registered.name}"
-        props = unknown_checking_proxy(deserialize_properties(_as_engine_sends(registered.inputs)))
+        props = engine_view(registered.inputs)
         resources.append(PolicyResource(registered.type, props, urn, registered.name, _options(), None, None, [], {}))
 
     violations: list[Violation] = []

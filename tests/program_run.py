@@ -1,7 +1,9 @@
 """Run the Pulumi program (`__main__.py`) under mocks and record what it registers.
 
 No Pulumi CLI: `pulumi.runtime.set_mocks` stands in for the engine, and invokes are answered here
-(the registry digest lookup, existing-network lookups) the way the Docker provider would.
+(the registry digest lookup, existing-network lookups) the way the Docker provider would. The config
+is set with `pulumi.runtime.set_all_config`, the run is awaited with `pulumi.runtime.test`, options and URNs are read through a stack transformation, and
+exports through `pulumi.export`. What is not public API is in tests/pulumi_internals.py.
 """
 
 from __future__ import annotations
@@ -16,15 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pulumi
-from pulumi.runtime import settings as runtime_settings
-from pulumi.runtime.rpc import is_rpc_secret, unwrap_rpc_secret
-from pulumi.runtime.stack import run_pulumi_func
-from pulumi.runtime.sync_await import _sync_await
 
 from components.settings import PROJECT
 from tests.conftest import ROOT
+from tests.pulumi_internals import fresh_root_stack, unwrap_secret
 
 
 def fake_digest(name: str) -> str:
@@ -39,6 +39,7 @@ class Registered:
     inputs: dict[str, Any]
     custom: bool
     opts: pulumi.ResourceOptions | None = None
+    urn: str | None = None
 
 
 @dataclass
@@ -48,6 +49,7 @@ class ProgramRun:
     exports: dict[str, Any] = field(default_factory=dict)
     secret_exports: set[str] = field(default_factory=set)
     log: list[logging.LogRecord] = field(default_factory=list)
+    urns: list[str] = field(default_factory=list)
     python_warnings: list[warnings.WarningMessage] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[Registered]:
@@ -151,7 +153,7 @@ def run_program(
     logger = logging.getLogger(f"pulumi-mocks-{id(run)}")
     logger.propagate = False
     logger.addHandler(_ListHandler(run.log))
-    runtime_settings.ROOT.set(None)  # a fresh root stack for every run
+    fresh_root_stack()
     lookup = networks if networks is not None else networks_from_settings(values)
     pulumi.runtime.set_mocks(_RecordingMocks(run, preview, lookup), project=PROJECT, stack=stack, preview=preview, logger=logger)
     secrets = dict(secrets or {})
@@ -162,38 +164,70 @@ def run_program(
     values = {k: v for k, v in values.items() if k not in secrets}
     config = {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
     config.update({f"{PROJECT}:{k}": v for k, v in secrets.items()})
-    pulumi.runtime.set_all_config(config, [f"{PROJECT}:{k}" for k in secrets])
-
-    async def collect_exports() -> None:
-        root = runtime_settings.get_root_resource()
-        for name, value in root.outputs.items():
-            output = pulumi.Output.from_input(value)
-            run.exports[name] = await output.future()
-            if await output.is_secret():
-                run.secret_exports.add(name)
 
     options: dict[tuple[str, str], pulumi.ResourceOptions] = {}
+    registered: list[tuple[tuple[str, str], pulumi.Resource]] = []
+    exported: dict[str, Any] = {}
 
     def record_options(args: pulumi.ResourceTransformationArgs) -> None:
         # Mocks never see resource options; a stack transformation does (replace_on_changes, parent).
         options[(args.type_, args.name)] = args.opts
+        registered.append(((args.type_, args.name), args.resource))
 
-    def program():
+    def export(name: str, value: Any) -> None:
+        exported[name] = value
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output[Any]:
         pulumi.runtime.register_stack_transformation(record_options)
         runpy.run_path(str(main), run_name="__main__")
-        return collect_exports()
+        names = list(exported)
+        outputs = [pulumi.Output.from_input(exported[n]) for n in names]
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        _sync_await(run_pulumi_func(program))
+        async def secret(output: pulumi.Output[Any]) -> bool:
+            return await output.is_secret()
+
+        def keep(values: list[Any]) -> None:
+            count = len(names)
+            run.exports.update(zip(names, values[:count]))
+            run.secret_exports.update(n for n, is_secret in zip(names, values[count:2 * count]) if is_secret)
+            run.urns.extend(values[2 * count:])
+
+        return pulumi.Output.all(
+            *outputs,
+            *[pulumi.Output.from_input(secret(o)) for o in outputs],
+            *[resource.urn for _, resource in registered],
+        ).apply(keep)
+
+    pulumi.runtime.set_all_config(config, [f"{PROJECT}:{k}" for k in secrets])
+    with mock.patch.object(pulumi, "export", export):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            program()
     run.python_warnings = list(caught)
+    run.urns = _engine_urns(registered, options, stack)
+    urns = dict(zip([key for key, _ in registered], run.urns))
     for resource in run.resources:
         resource.opts = options.get((resource.type, resource.name))
+        resource.urn = urns.get((resource.type, resource.name))
     return run
+
+
+def _engine_urns(registered: list[tuple[tuple[str, str], pulumi.Resource]],
+                 options: dict[tuple[str, str], pulumi.ResourceOptions], stack: str) -> list[str]:
+    """URNs as the engine forms them: the types of every ancestor below the stack, joined by `$`
+    (the mocks join only the parent's type, so a changed grandparent would go unseen)."""
+    key_of = {id(resource): key for key, resource in registered}
+
+    def chain(key: tuple[str, str]) -> str:
+        parent = options[key].parent if options.get(key) else None
+        if parent is None or id(parent) not in key_of:
+            return key[0]
+        return f"{chain(key_of[id(parent)])}${key[0]}"
+
+    return [f"urn:pulumi:{stack}::{PROJECT}::{chain(key)}::{key[1]}" for key, _ in registered]
 
 
 def unwrap(value: Any) -> tuple[Any, bool]:
     """An input value and whether it arrived as a secret."""
-    if is_rpc_secret(value):
-        return unwrap_rpc_secret(value), True
-    return value, False
+    return unwrap_secret(value)

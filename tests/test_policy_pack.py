@@ -18,6 +18,7 @@ from pulumi_policy import EnforcementLevel
 from tests.conftest import ROOT, stack_values, write_stack
 from tests.policy_run import evaluate_pack, gateway_rules, mandatory
 from tests.program_run import ProgramRun, Registered, run_program
+from tests.pulumi_internals import unknown_value
 
 STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
 MANDATORY_RULES = sorted(p.name for p in gateway_rules.POLICIES if p.enforcement_level == EnforcementLevel.MANDATORY)
@@ -184,10 +185,8 @@ def test_documented_root_exception_is_accepted(dev_run):
 
 
 def test_rule_on_an_unknown_value_is_not_run_and_not_passed(dev_run):
-    from pulumi.output import Unknown
-
     broken = _editable(dev_run)
-    _container(broken, "model-gateway")["ports"] = Unknown()
+    _container(broken, "model-gateway")["ports"] = unknown_value()
     violations, not_run = evaluate_pack(broken)
     assert "gateway-port-loopback-only" in not_run, "an unknown port was treated as a passing one"
 

@@ -155,25 +155,25 @@ def test_pulumi_config_and_stack_file_give_the_same_settings(dev_values, monkeyp
     """The engine passes structured values as JSON text and scalars as text; both loaders agree."""
     import json
 
-    from pulumi.runtime import config as runtime_config
+    import pulumi
 
     bag = {
         f"tailnet-llm-gateway:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in dev_values.items()
     }
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps(bag))
-    runtime_config.set_all_config({}, [])
+    pulumi.runtime.set_all_config({}, [])
     assert Settings.from_pulumi_config() == Settings.from_mapping(dev_values)
 
 
 def test_pulumi_config_refuses_a_master_key_that_is_not_secret(dev_values, monkeypatch):
     import json
 
-    from pulumi.runtime import config as runtime_config
+    import pulumi
 
     bag = {f"tailnet-llm-gateway:{k}": json.dumps(v) if not isinstance(v, str) else v for k, v in dev_values.items()}
     bag["tailnet-llm-gateway:masterKey"] = "sk-plain"
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps(bag))
-    runtime_config.set_all_config({}, [])
+    pulumi.runtime.set_all_config({}, [])
     with pytest.raises(SettingsError) as caught:
         Settings.from_pulumi_config()
     assert caught.value.setting == "masterKey"

@@ -1,0 +1,52 @@
+"""Golden files: what both dev stacks render, and the URNs their programs register, as checked in.
+
+tests/test_golden.py compares them byte for byte. After a change that is meant to alter them, refresh
+and review the diff:
+
+    .venv/bin/python -m tests.golden
+
+A changed URN means Pulumi would replace the resource (or lose track of it): give the resource an
+`aliases` entry with its old parent or type before refreshing `urns.txt`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from pathlib import Path
+
+from components.cli import main
+from tests.conftest import ROOT, stack_values
+from tests.program_run import run_program
+
+GOLDEN = ROOT / "tests" / "golden"
+STACKS = ("dev", "dev-node")
+
+
+def rendered(stack: str) -> dict[str, str]:
+    """Every file `python -m components render --stack STACK` writes."""
+    with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
+        assert main(["render", "--stack", stack, "--out", out]) == 0
+        return {path.name: path.read_text() for path in sorted(Path(out).iterdir())}
+
+
+def urns(stack: str) -> str:
+    """The URN of every resource the program registers for the stack, one a line, sorted."""
+    return "\n".join(sorted(run_program(stack_values(stack), stack=stack).urns)) + "\n"
+
+
+def refresh() -> None:
+    for stack in STACKS:
+        folder = GOLDEN / stack
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.iterdir():
+            old.unlink()
+        for name, content in rendered(stack).items():
+            (folder / name).write_text(content)
+        (folder / "urns.txt").write_text(urns(stack))
+        print(f"refreshed {folder.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    refresh()
