@@ -1,22 +1,18 @@
-"""Pulumi program: read the stack settings, build the gateway, export what a client needs."""
+"""Pulumi program: read the stack settings, build the plan, wire the gateway from it, export outputs."""
 
 from pathlib import Path
 
 import pulumi
 
 from components.errors import SettingsError
+from components.plan import build_plan
 from components.settings import Settings
 from components.stack import GatewayStack
 
 try:
-    settings = Settings.from_pulumi_config(pulumi.get_project())
-    gateway = GatewayStack(
-        "gateway",
-        settings,
-        pulumi.get_stack(),
-        project_dir=Path(__file__).resolve().parent,
-        master_key=pulumi.Config().get_secret("masterKey"),
-    )
+    plan = build_plan(Settings.from_pulumi_config(pulumi.get_project()), pulumi.get_stack(), Path(__file__).parent)
+    # Wiring can still meet the host: a Docker network of the same name with other settings.
+    gateway = GatewayStack("gateway", plan, master_key=pulumi.Config().get_secret("masterKey"))
 except SettingsError as error:
     # One line naming the setting, before anything is provisioned; no traceback.
     raise pulumi.RunError(str(error)) from None

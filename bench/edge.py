@@ -33,7 +33,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.cli import load_topology as stack_topology  # noqa: E402
+from components.cli import load_plan  # noqa: E402
 from components.topology import GATEWAY_ENV  # noqa: E402
 from tests.processes import Process, free_port, render, start_caddy, start_litellm  # noqa: E402
 
@@ -183,7 +183,7 @@ class LocalStack:
             backend.wait_http(f"http://127.0.0.1:{backend_port}/v1/models", 20)
             out = render("dev", work / f"rendered-{name}", ROOT, ports, self.edge_port)
             # As many workers as the dev stack deploys: the figures are for what ships.
-            workers = stack_topology("dev").gateway.workers
+            workers = load_plan("dev").topology.gateway.workers
             self.processes.append(start_litellm(out / "litellm.yaml", litellm_port, logs, self.key, GATEWAY_ENV, workers))
             self.processes.append(start_caddy(out / "Caddyfile", self.edge_port, logs, self.key, name=f"caddy-{name}"))
         except Exception:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from components.render.files import render_all
+from components.plan import build_plan
 from components.settings import Settings
-from components.tailnet_policy import merged_policy, read_policy_base
-from components.topology import build_topology
 from tests.conftest import stack_values
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +25,5 @@ def generated_values(routes: int, models: int, backends: int = 10) -> dict:
 
 
 def render_stack(values: dict) -> dict[str, str]:
-    """What `python -m components render` does, in-process: settings -> topology -> files."""
-    topology = build_topology(Settings.from_mapping(values))
-    policy = merged_policy(topology, *read_policy_base(topology, ROOT))
-    return render_all(topology, "bench", policy)
+    """What `python -m components render` does, in-process: the plan's files."""
+    return build_plan(Settings.from_mapping(values), "bench", ROOT).files.by_name()

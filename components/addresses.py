@@ -10,11 +10,8 @@ import ipaddress
 import re
 from typing import NamedTuple
 
-# Tailscale hands out node addresses only from these ranges (CGNAT v4 and its ULA v6 prefix).
-TAILSCALE_RANGES = (
-    ipaddress.ip_network("100.64.0.0/10"),
-    ipaddress.ip_network("fd7a:115c:a1e0::/48"),
-)
+from policy.gateway_contract import TAILSCALE_RANGES
+
 
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .addresses import HostPort, parse_host_port, require_loopback_bind
 from .errors import SettingsError
-from .render.files import render_all
+from .plan import Plan, build_plan
 from .settings import Settings
 from .smoke import run_checks
-from .tailnet_check import Outcome
-from .tailnet_policy import merged_policy, read_policy_base, require_tests_pass
-from .topology import MASTER_KEY_ENV, Topology, build_topology
+from .tailnet.check import Outcome
+from .tailnet.policy import PolicyTestFailure
+from .topology import MASTER_KEY_ENV
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -27,8 +27,14 @@ def stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
     return project_dir / f"Pulumi.{stack}.yaml"
 
 
-def load_topology(stack: str, project_dir: Path = PROJECT_DIR) -> Topology:
-    return build_topology(Settings.from_stack_file(stack_file(stack, project_dir)))
+def load_plan(
+    stack: str,
+    project_dir: Path = PROJECT_DIR,
+    upstreams: Mapping[str, HostPort] | None = None,
+    listen: HostPort | None = None,
+) -> Plan:
+    """The plan for `Pulumi.<stack>.yaml`, as `pulumi up` would build it (no Pulumi CLI needed)."""
+    return build_plan(Settings.from_stack_file(stack_file(stack, project_dir)), stack, project_dir, upstreams, listen)
 
 
 def _upstream(text: str) -> tuple[str, HostPort]:
@@ -98,19 +104,16 @@ def _write(out: Path, files: dict[str, str]) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
-    topology = load_topology(args.stack, args.project_dir)
-    policy = merged_policy(topology, *read_policy_base(topology, args.project_dir))
-    topology = topology.with_overrides(dict(args.upstream), args.listen)
     try:
-        assertions = require_tests_pass(policy)
-    except SettingsError:
+        plan = load_plan(args.stack, args.project_dir, dict(args.upstream), args.listen)
+    except PolicyTestFailure as failure:
         # Only the policy, so the failing test can be read in the file it names; nothing deployable.
-        _write(args.out, {"tailnet-policy.hujson": policy})
+        _write(args.out, {"tailnet-policy.hujson": failure.policy})
         raise
-    files = render_all(topology, args.stack, policy)
+    files = plan.files.by_name()
     _write(args.out, files)
     print(f"wrote {', '.join(sorted(files))} to {args.out}")
-    for assertion in assertions:
+    for assertion in plan.policy_assertions:
         if assertion.outcome is Outcome.NOT_EVALUATED:
             print(f"note: {assertion.line()}", file=sys.stderr)
     return 0

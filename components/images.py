@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from policy.gateway_contract import FILE_CAPABILITY_IMAGES, canonical_repository
+
 # Keep these equal to the pins in requirements-dev.txt: the live tests run the same versions.
 CADDY_VERSION = "2.11.7"
 LITELLM_VERSION = "1.106.2"
@@ -28,23 +30,6 @@ _REFERENCE = re.compile(
 _RELEASE_TAG = re.compile(r"^v?\d+\.\d+\.\d+([.+-][A-Za-z0-9.+-]+)?$")
 
 
-# Images whose main binary carries file capabilities (`setcap ...=+ep`). The kernel refuses to execute such a
-# binary when a capability it names is outside the container's bounding set, even for a non-root user who
-# will never hold it: these capabilities must stay in the bounding set (no-new-privileges keeps them out of
-# the effective set).
-FILE_CAPABILITIES = {"docker.io/library/caddy": ("NET_BIND_SERVICE",)}
-
-
-def canonical_repository(repository: str) -> str:
-    """The repository as Docker resolves it: `caddy` is `docker.io/library/caddy`."""
-    first, _, rest = repository.partition("/")
-    if not rest:
-        return f"docker.io/library/{repository}"
-    if "." not in first and ":" not in first and first != "localhost":
-        return f"docker.io/{repository}"
-    return repository
-
-
 class ImageRef(NamedTuple):
     repository: str
     tag: str
@@ -56,7 +41,7 @@ class ImageRef(NamedTuple):
 
     @property
     def file_capabilities(self) -> tuple[str, ...]:
-        return FILE_CAPABILITIES.get(canonical_repository(self.repository), ())
+        return FILE_CAPABILITY_IMAGES.get(canonical_repository(self.repository), ())
 
     def pinned(self, digest: str) -> str:
         """The reference a container runs: the tag for readers, the digest for Docker."""

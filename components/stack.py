@@ -1,39 +1,31 @@
-"""The whole gateway, wired from one topology."""
+"""The whole gateway, wired from one plan."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pulumi
 import pulumi_random as random
 
-from .model_gateway import ModelGateway
-from .networks import GatewayNetworks
-from .pinned_image import PinnedImage
-from .render.caddyfile import render_caddyfile
-from .render.litellm_config import render_litellm_config
-from .render.tailscale_serve import render_serve_config
-from .reverse_proxy import ReverseProxy
-from .settings import Settings
-from .tailnet_acl import TailnetPolicy
-from .tailnet_node import TailnetNode
-from .tailnet_policy import merged_policy, read_policy_base, require_tests_pass
-from .topology import Topology, build_topology
+from .docker.model_gateway import ModelGateway
+from .docker.networks import GatewayNetworks
+from .docker.pinned_image import PinnedImage
+from .docker.reverse_proxy import ReverseProxy
+from .docker.tailnet_node import TailnetNode
+from .plan import Plan
+from .tailscale.policy import TailnetPolicy
 
 
 class GatewayStack(pulumi.ComponentResource):
     """Networks, images, LiteLLM, Caddy, the tailnet policy and (tailnet-node mode) the gateway's
-    Tailscale node, for one stack's settings.
+    Tailscale node, for one plan.
 
-    Guarantees: every artifact comes from the renderers for the topology built from these settings
-    (so the containers run exactly what `python -m components render` writes); the tailnet policy is
-    the merged policy whose own tests pass offline, applied only when `tailnetPolicy.manage` is on
-    (otherwise no Tailscale resource and no Tailscale credentials are needed); the master key is the
-    `masterKey` secret or, when that is unset, a generated 48-character key; it is a secret output and
-    reaches the containers only as a secret.
+    Guarantees: every file a container runs is the plan's rendered text (so the containers run exactly
+    what `python -m components render` writes); the tailnet policy is the plan's merged policy, whose
+    own tests passed offline, applied only when the settings manage it (otherwise no Tailscale resource
+    and no Tailscale credentials are needed); the master key is the `masterKey` secret or, when that is
+    unset, a generated 48-character key; it is a secret output and reaches the containers only as a
+    secret. The component decides nothing itself: it wires the plan.
     """
 
-    topology: Topology
     api_base_url: pulumi.Output[str]
     api_routes: pulumi.Output[dict[str, str]]
     local_api_url: pulumi.Output[str]
@@ -43,80 +35,65 @@ class GatewayStack(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        settings: Settings,
-        stack: str,
-        project_dir: Path,
+        plan: Plan,
         master_key: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        # Cross-checks first: bad settings or a failing policy test stop before any resource exists.
-        self.topology = topology = build_topology(settings)
-        self.tailnet_policy = merged_policy(topology, *read_policy_base(topology, project_dir))
-        require_tests_pass(self.tailnet_policy)
+        topology = plan.topology
         # What the settings declare, for the policy pack: it cannot see settings, only resources.
-        declared = {
-            "routes": [{"path": r.path, "auth": r.auth, "upstream": r.upstream.name if r.upstream else None}
-                       for r in topology.routes],
-            "services": {s.name: list(s.networks) for s in topology.services},
-            "edgeNetwork": topology.edge_network,
-            "tailnet": {"tag": topology.tailnet.tag, "target": topology.tailnet.target,
-                        "audiences": list(topology.tailnet.audiences)},
-            "exposure": topology.site.exposure,
-            "authKeyReusable": settings.node.auth_key_reusable,
-        }
-        super().__init__("tailnet-llm-gateway:index:GatewayStack", name, declared, opts)
+        super().__init__("tailnet-llm-gateway:index:GatewayStack", name, plan.declarations, opts)
         child = pulumi.ResourceOptions(parent=self)
 
+        # First: it may refuse a Docker network of the same name with other settings, before anything exists.
+        self.networks = GatewayNetworks(f"{name}-networks", topology.networks, opts=child)
         if master_key is None:
             # LiteLLM expects keys to start with sk-; special characters would need quoting in headers.
             generated = random.RandomPassword(f"{name}-master-key", length=48, special=False, opts=child)
             master_key = pulumi.Output.concat("sk-", generated.result)
         self.master_key = pulumi.Output.secret(master_key)
-
-        self.networks = GatewayNetworks(f"{name}-networks", topology.networks, opts=child)
         self.gateway = ModelGateway(
             f"{name}-model-gateway",
-            topology,
-            render_litellm_config(topology, stack),
+            topology.gateway,
+            plan.files.litellm_config,
             self.master_key,
             self.networks,
-            PinnedImage(f"{name}-litellm-image", settings.gateway.image_ref, opts=child),
-            settings.gateway.limits,
+            PinnedImage(f"{name}-litellm-image", topology.gateway.image, opts=child),
             opts=child,
         )
         self.proxy = ReverseProxy(
             f"{name}-edge",
-            topology,
-            render_caddyfile(topology, stack),
+            topology.edge,
+            topology.site,
+            plan.files.caddyfile,
             self.master_key,
             self.networks,
-            PinnedImage(f"{name}-caddy-image", settings.edge.image_ref, opts=child),
-            settings.edge.limits,
-            https_port=settings.edge.https_port,
+            PinnedImage(f"{name}-caddy-image", topology.edge.image, opts=child),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gateway]),
         )
 
-        policy = settings.tailnet_policy
-        if policy.manage:
+        access = topology.tailnet
+        after_policy: list[pulumi.Resource] = []
+        if access.manage:
             self.tailnet = TailnetPolicy(
                 f"{name}-tailnet-policy",
-                self.tailnet_policy,
-                overwrite_existing=policy.overwrite_existing,
-                device_name=settings.tailnet_host if policy.tag_device else None,
-                device_tag=policy.tag if policy.tag_device else None,
+                plan.files.tailnet_policy,
+                overwrite_existing=access.overwrite_existing,
+                device_name=access.tagged_device,
+                device_tag=access.tag if access.tagged_device else None,
                 opts=child,
             )
+            after_policy.append(self.tailnet.acl)
 
-        if topology.site.exposure == "tailnet-node":
+        if topology.node is not None:
+            serve_config = plan.files.serve_config
+            assert serve_config is not None, "the plan renders a serve config exactly when there is a node"
             # The node's auth key carries the gateway tag, which the policy must own first.
-            after_policy = [self.tailnet.acl] if policy.manage else []
             self.node = TailnetNode(
                 f"{name}-node",
-                topology,
-                render_serve_config(topology),
-                settings.node,
+                topology.node,
+                serve_config,
                 self.networks,
-                PinnedImage(f"{name}-tailscale-image", settings.node.image_ref, opts=child),
+                PinnedImage(f"{name}-tailscale-image", topology.node.image, opts=child),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, *after_policy]),
             )
 

@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from policy.gateway_contract import RoutePath, caddy_order, route_conflicts
+from policy.gateway_contract import DOCKER_DEFAULT_POOLS, RoutePath, caddy_order, route_conflicts
 
 from .addresses import HostPort, is_unspecified
 from .errors import SettingsError
-from .settings import Settings
+from .images import ImageRef
+from .settings import ContainerLimits, Settings
 
 # Inside the Caddy container: unprivileged ports, so Caddy needs no capability to bind them.
 EDGE_HTTPS_PORT = 8443
@@ -36,13 +37,6 @@ GATEWAY_ENV = {
     # Use the packaged model cost map instead of fetching one from the internet at start.
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
 }
-
-
-# Docker 20.10's default address pools: networks created without a subnet get one from these. A subnet
-# pinned inside them collides, sooner or later, with a network Docker addressed itself.
-DOCKER_DEFAULT_POOLS = tuple(ipaddress.ip_network(f"172.{n}.0.0/16") for n in range(17, 32)) + (
-    ipaddress.ip_network("192.168.0.0/16"),
-)
 
 
 @dataclass(frozen=True)
@@ -165,12 +159,57 @@ class Sso:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one container may use, and the uid it runs as: one of its own, since the process limit
+    (nproc) counts every process of a uid on the host."""
+
+    memory_mb: int
+    pids: int
+    uid: int
+    gid: int
+
+    @property
+    def user(self) -> str:
+        return f"{self.uid}:{self.gid}"
+
+
+@dataclass(frozen=True)
 class Gateway:
     """The LiteLLM container this stack runs."""
 
     service: Service
     host_bind: HostPort
     workers: int
+    limits: Limits
+    image: ImageRef
+
+    @property
+    def local_api_url(self) -> str:
+        """Where host apps reach LiteLLM (its loopback port)."""
+        return f"http://{self.host_bind}/v1"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """The Caddy container: on one network, publishing `https_port` in host-bind mode."""
+
+    network: str
+    https_port: int
+    limits: Limits
+    image: ImageRef
+
+
+@dataclass(frozen=True)
+class Node:
+    """The gateway's own Tailscale node (tailnet-node mode): a container that joins as `hostname`."""
+
+    hostname: str
+    tag: str
+    network: str
+    image: ImageRef
+    auth_key_reusable: bool
+    auth_key_expiry_days: int
+    limits: Limits
 
 
 @dataclass(frozen=True)
@@ -194,6 +233,11 @@ class TailnetAccess:
     outsiders: tuple[str, ...]
     # The user's policy file to merge into, relative to the project directory.
     base_path: str | None
+    # Apply the policy with the Tailscale provider (never replacing an edited policy unless told), and
+    # tag the host device of this name with the gateway tag.
+    manage: bool
+    overwrite_existing: bool
+    tagged_device: str | None
 
     @property
     def target(self) -> str:
@@ -204,7 +248,8 @@ class TailnetAccess:
 @dataclass(frozen=True)
 class Topology:
     site: Site
-    edge_network: str
+    edge: Edge
+    node: Node | None
     networks: tuple[Network, ...]
     services: tuple[Service, ...]
     gateway: Gateway
@@ -214,6 +259,10 @@ class Topology:
     request_timeout: int
     stream_timeout: int
     tailnet: TailnetAccess
+
+    @property
+    def edge_network(self) -> str:
+        return self.edge.network
 
     @property
     def edge_upstreams(self) -> tuple[Service, ...]:
@@ -243,7 +292,7 @@ class Topology:
 
     @property
     def local_api_url(self) -> str:
-        return f"http://{self.gateway.host_bind}/v1"
+        return self.gateway.local_api_url
 
     def with_overrides(
         self, upstreams: Mapping[str, HostPort] | None = None, listen: HostPort | None = None
@@ -311,12 +360,35 @@ def build_topology(settings: Settings) -> Topology:
         )
     _check_sso(settings, routes, sso, edge_network)
 
+    site = _site(settings)
+    tag = settings.tailnet_policy.tag
     return Topology(
-        site=_site(settings),
-        edge_network=edge_network,
+        site=site,
+        edge=Edge(
+            network=edge_network,
+            https_port=settings.edge.https_port,
+            limits=_limits(settings.edge.limits),
+            image=settings.edge.image_ref,
+        ),
+        node=None if site.exposure != "tailnet-node" else Node(
+            hostname=site.node_hostname,
+            tag=tag,
+            network=edge_network,
+            image=settings.node.image_ref,
+            auth_key_reusable=settings.node.auth_key_reusable,
+            auth_key_expiry_days=settings.node.auth_key_expiry_days,
+            # tailscaled runs as root (its state volume is root-owned); this uid is its config writer's.
+            limits=Limits(memory_mb=settings.node.memory_mb, pids=settings.node.pids, uid=61003, gid=61003),
+        ),
         networks=tuple(networks[name] for name in sorted(networks)),
         services=services,
-        gateway=Gateway(service=gateway_service, host_bind=settings.gateway.bind, workers=settings.gateway.workers),
+        gateway=Gateway(
+            service=gateway_service,
+            host_bind=settings.gateway.bind,
+            workers=settings.gateway.workers,
+            limits=_limits(settings.gateway.limits),
+            image=settings.gateway.image_ref,
+        ),
         models=models,
         routes=routes,
         sso=sso,
@@ -332,8 +404,15 @@ def build_topology(settings: Settings) -> Topology:
             members=settings.tailnet_policy.tests.members,
             outsiders=settings.tailnet_policy.tests.outsiders,
             base_path=settings.tailnet_policy.base,
+            manage=settings.tailnet_policy.manage,
+            overwrite_existing=settings.tailnet_policy.overwrite_existing,
+            tagged_device=settings.tailnet_host if settings.tailnet_policy.tag_device else None,
         ),
     )
+
+
+def _limits(limits: ContainerLimits) -> Limits:
+    return Limits(memory_mb=limits.memory_mb, pids=limits.pids, uid=limits.uid, gid=limits.gid)
 
 
 def _host_entry(settings: Settings) -> tuple[str, str] | None:

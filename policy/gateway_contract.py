@@ -3,6 +3,8 @@
 The pack is deployed on its own (`pulumi preview --policy-pack policy`), so this module uses only the
 standard library and lives in the pack's folder; the program imports it as `policy.gateway_contract`.
 
+Labels, facts about the Docker host, and route paths.
+
 Route paths: how Caddy matches and orders `handle` blocks, so the settings check (topology) and the
 pack's check of the rendered Caddyfile decide overlaps the same way Caddy does:
 - Caddy's path matcher compares case-insensitively, on the decoded and cleaned path; `/foo/*` matches
@@ -14,10 +16,57 @@ pack's check of the rendered Caddyfile decide overlaps the same way Caddy does:
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cmp_to_key
 from urllib.parse import unquote
+
+# ---- labels the program puts on containers, and the pack reads --------------------------------------
+
+# What a container is for: model-gateway, edge, tailnet-node, config-writer.
+ROLE_LABEL = "tailnet-llm-gateway.role"
+# A container that must run as root says why in this label (an explicit, reviewable exception).
+ROOT_EXCEPTION_LABEL = "tailnet-llm-gateway.runs-as-root-because"
+# A config writer names the role of the service it writes for; a service carries its file's sha256.
+CONFIG_FOR_LABEL = "tailnet-llm-gateway.config-for"
+CONFIG_HASH_LABEL = "tailnet-llm-gateway.config-sha256"
+CONFIG_WRITER_ROLE = "config-writer"
+
+# ---- facts about the Docker host and the tailnet ------------------------------------------------------
+
+# Tailscale hands out node addresses only from these ranges (CGNAT v4 and its ULA v6 prefix).
+TAILSCALE_RANGES = (ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("fd7a:115c:a1e0::/48"))
+
+# Docker 20.10's default address pools: networks created without a subnet get one from these, so a
+# subnet pinned inside them collides, sooner or later, with one Docker addressed itself.
+DOCKER_DEFAULT_POOLS = tuple(ipaddress.ip_network(f"172.{n}.0.0/16") for n in range(17, 32)) + (
+    ipaddress.ip_network("192.168.0.0/16"),
+)
+# Images whose main binary carries file capabilities (`setcap ...=+ep`). The kernel refuses to execute
+# such a binary when a capability it names is outside the container's bounding set, even for a non-root
+# user who will never hold it: these must stay in the bounding set (no-new-privileges keeps them out
+# of the effective set).
+FILE_CAPABILITY_IMAGES = {"docker.io/library/caddy": ("NET_BIND_SERVICE",)}
+# The process limit (nproc) counts every process of a uid on the whole host: uids that host users or
+# many images share (nobody, distroless `nonroot`, the first login user) would count theirs too.
+SHARED_UIDS = frozenset({65532, 65533, 65534, 65535, 1000})
+
+
+def canonical_repository(repository: str) -> str:
+    """The repository as Docker resolves it: `caddy` is `docker.io/library/caddy` (a tag or digest is cut)."""
+    repository = repository.split("@")[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    first, _, rest = repository.partition("/")
+    if not rest:
+        return f"docker.io/library/{repository}"
+    if "." not in first and ":" not in first and first != "localhost":
+        return f"docker.io/{repository}"
+    return repository
+
+
+# ---- route paths, as Caddy matches and orders them ---------------------------------------------------
 
 # How much each route auth protects: a route may carve requests out of another only with an auth at
 # least as strong for those requests. `bearer` skips SSO, so it is weaker than `sso` for SSO content.

@@ -13,7 +13,18 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import json5
-from gateway_contract import RoutePath, route_conflicts
+from gateway_contract import (
+    CONFIG_FOR_LABEL,
+    DOCKER_DEFAULT_POOLS,
+    FILE_CAPABILITY_IMAGES,
+    ROLE_LABEL,
+    ROOT_EXCEPTION_LABEL,
+    SHARED_UIDS,
+    TAILSCALE_RANGES,
+    RoutePath,
+    canonical_repository,
+    route_conflicts,
+)
 from pulumi_policy import (
     EnforcementLevel,
     ReportViolation,
@@ -28,26 +39,12 @@ REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 ACL = "tailscale:index/acl:Acl"
 TAILNET_KEY = "tailscale:index/tailnetKey:TailnetKey"
 GATEWAY_STACK = "tailnet-llm-gateway:index:GatewayStack"
-ROLE_LABEL = "tailnet-llm-gateway.role"
-CONFIG_FOR_LABEL = "tailnet-llm-gateway.config-for"
-# A container that must run as root says why in this label (an explicit, reviewable exception).
-ROOT_EXCEPTION_LABEL = "tailnet-llm-gateway.runs-as-root-because"
-TAILSCALE_RANGES = (ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("fd7a:115c:a1e0::/48"))
 SENSITIVE_EXACT = {"/", "/etc", "/root", "/home", "/usr", "/lib", "/bin", "/sbin", "/var", "/var/lib", "/run"}
 SENSITIVE_PREFIXES = ("/proc", "/sys", "/dev", "/boot", "/var/run", "/run/", "/var/lib/docker", "/etc/docker")
 RELEASE_TAG = re.compile(r":v?\d+\.\d+\.\d+([.+-][A-Za-z0-9.+-]+)?@sha256:[0-9a-f]{64}$")
 KEY_LITERAL = re.compile(r"sk-[A-Za-z0-9_-]{16,}")
 UPSTREAM = re.compile(r"^\s*(?:reverse_proxy|forward_auth)\s+([^\s:{}]+):\d+", re.M)
 TOO_BROAD = {"*", "autogroup:danger-all"}
-# Docker 20.10's default address pools (172.17-31.0.0/16, 192.168.0.0/16): a subnet pinned there collides
-# with networks Docker addresses itself.
-DOCKER_DEFAULT_POOLS = tuple(ipaddress.ip_network(f"172.{n}.0.0/16") for n in range(17, 32)) + (
-    ipaddress.ip_network("192.168.0.0/16"),
-)
-# Images whose binary carries file capabilities: exec fails unless the bounding set keeps them.
-FILE_CAPABILITY_IMAGES = {"docker.io/library/caddy": ("NET_BIND_SERVICE",)}
-# The nproc limit counts every process of a uid on the host: uids that hosts and many images share.
-SHARED_UIDS = {"65532", "65533", "65534", "65535", "1000"}
 NETWORK = "docker:index/network:Network"
 
 MANDATORY = EnforcementLevel.MANDATORY
@@ -92,18 +89,6 @@ def _caddyfile(resources) -> str:
                 if str(upload.get("file", "")).endswith("/Caddyfile"):
                     return upload.get("content") or ""
     return ""
-
-
-def _canonical_repository(image: str) -> str:
-    repository = image.split("@")[0]
-    if ":" in repository.rsplit("/", 1)[-1]:
-        repository = repository.rsplit(":", 1)[0]
-    first, _, rest = repository.partition("/")
-    if not rest:
-        return f"docker.io/library/{repository}"
-    if "." not in first and ":" not in first and first != "localhost":
-        return f"docker.io/{repository}"
-    return repository
 
 
 def _site_blocks(caddyfile: str) -> list[tuple[str, str]]:
@@ -228,7 +213,7 @@ def _no_uploads_into_read_only_root(props, report):
 
 @_container_only
 def _file_capabilities_kept(props, report):
-    needed = FILE_CAPABILITY_IMAGES.get(_canonical_repository(str(props.get("image") or "")), ())
+    needed = FILE_CAPABILITY_IMAGES.get(canonical_repository(str(props.get("image") or "")), ())
     caps = props.get("capabilities") or {}
     drops = {str(c).upper().removeprefix("CAP_") for c in caps.get("drops") or []}
     adds = {str(c).upper().removeprefix("CAP_") for c in caps.get("adds") or []}
@@ -254,7 +239,7 @@ def _resource_limits(props, report):
     if not nproc:
         report("no process limit (pulumi-docker has no pids_limit: set the nproc ulimit)")
     uid = str(props.get("user") or "").split(":")[0]
-    if nproc and uid in SHARED_UIDS:
+    if nproc and uid.isdigit() and int(uid) in SHARED_UIDS:
         report(f"the process limit counts every process of uid {uid} on the host, which other images and users share")
 
 

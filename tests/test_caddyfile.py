@@ -1,4 +1,5 @@
-"""Guarantees of the rendered Caddyfile, read from the text and checked by the real `caddy validate`."""
+"""Guarantees of the rendered Caddyfile: routing read from Caddy's own JSON (`caddy adapt`), the rest from
+the text, and every variant checked by the real `caddy validate`."""
 
 from __future__ import annotations
 
@@ -12,28 +13,19 @@ from components.render.caddyfile import render_caddyfile
 from components.settings import Settings
 from components.topology import build_topology
 from tests.caddy_check import caddy_validate
+from tests.caddy_json import Block, adapt, site_blocks
 from tests.processes import binary
-
-
-def _blocks(caddyfile: str) -> dict[str, str]:
-    """Each top-level `handle...` block of the site, keyed by its opening line."""
-    blocks, current, depth = {}, None, 0
-    for line in caddyfile.splitlines():
-        stripped = line.strip()
-        if depth == 1 and stripped.startswith(("handle", "handle_path")) and stripped.endswith("{"):
-            current = stripped[:-1].strip()
-            blocks[current] = ""
-        if current is not None:
-            blocks[current] += line + "\n"
-        depth += stripped.count("{") - stripped.count("}") if not stripped.startswith("#") else 0
-        if current is not None and depth == 1 and stripped == "}":
-            current = None
-    return blocks
 
 
 @pytest.fixture
 def caddyfile(dev_topology) -> str:
     return render_caddyfile(dev_topology, "dev")
+
+
+@pytest.fixture
+def blocks(caddyfile, tmp_path) -> dict[str | None, Block]:
+    """The site's handle blocks as Caddy runs them, by path (None: the catch-all)."""
+    return {block.path: block for block in site_blocks(adapt(caddyfile, tmp_path))}
 
 
 def test_caddy_binary_matches_the_deployed_caddy_version():
@@ -83,39 +75,50 @@ def test_site_is_the_tailnet_name_with_the_mounted_tailscale_cert(caddyfile):
     assert "auto_https off" in caddyfile, "Caddy would try ACME for a tailnet name"
 
 
-def test_llm_route_strips_the_prefix_without_sso(caddyfile):
-    block = _blocks(caddyfile)["handle_path /llm/*"]
-    assert "import sso" not in block and "forward_auth" not in block, "API clients would be redirected to SSO"
-    assert "reverse_proxy model-gateway:11435" in block, "/llm/* would not reach LiteLLM"
+def test_llm_route_strips_the_prefix_without_sso(blocks):
+    block = blocks["/llm/*"]
+    assert "forward_auth" not in block.kinds(), "API clients would be redirected to SSO"
+    assert block.steps[0].kind == "rewrite" and block.steps[0].handler["strip_path_prefix"] == "/llm", (
+        "LiteLLM would see /llm/v1/... instead of /v1/..."
+    )
+    assert block.steps[-1].kind == "reverse_proxy" and block.steps[-1].upstreams == ["model-gateway:11435"], (
+        "/llm/* would not reach LiteLLM"
+    )
 
 
-def test_llm_route_forwards_only_the_openai_api(caddyfile):
-    block = _blocks(caddyfile)["handle_path /llm/*"]
-    assert "@not_api not path /v1/*" in block and "respond @not_api" in block, (
+def test_llm_route_forwards_only_the_openai_api(blocks):
+    block = blocks["/llm/*"]
+    not_api = [s for s in block.steps if s.kind == "static_response" and {"not": [{"path": ["/v1/*"]}]} in s.matchers]
+    assert not_api and not_api[0].handler["status_code"] == 404, (
         "LiteLLM's docs, admin UI and openapi.json would be reachable without a key"
     )
+    assert block.steps.index(not_api[0]) < block.first("reverse_proxy")
 
 
-def test_llm_route_checks_the_key_and_fails_closed(caddyfile):
-    block = _blocks(caddyfile)["handle_path /llm/*"]
-    checks = [line.strip() for line in block.splitlines() if line.strip().startswith(("respond", "reverse_proxy"))]
-    assert checks[0].startswith("respond @no_key_configured") and checks[0].endswith(" 503"), (
+def test_llm_route_checks_the_key_and_fails_closed(blocks):
+    block = blocks["/llm/*"]
+    answers = [s for s in block.steps if s.kind in ("static_response", "reverse_proxy")]
+    assert answers[0].handler.get("status_code") == 503 and {"vars": {"{env.LITELLM_MASTER_KEY}": [""]}} in answers[0].matchers, (
         "an empty key would turn the bearer route into an open one"
     )
-    assert '@bad_key not vars {http.request.header.Authorization} "Bearer {env.LITELLM_MASTER_KEY}"' in block, (
-        "the key check would not compare the exact key"
-    )
-    assert checks[-1].startswith("reverse_proxy"), "a request could reach LiteLLM before the key check"
+    key_check = {"not": [{"vars": {"{http.request.header.Authorization}": ["Bearer {env.LITELLM_MASTER_KEY}"]}}]}
+    refusals = [s for s in answers if key_check in s.matchers]
+    assert refusals and refusals[0].handler["status_code"] == 401, "the key would not be compared as exact text"
+    assert answers[-1].kind == "reverse_proxy" and not answers[-1].matchers, "a request could reach LiteLLM before the key check"
 
 
-def test_every_path_not_declared_as_bypass_runs_forward_auth(caddyfile, dev_topology):
-    blocks = _blocks(caddyfile)
+def test_every_path_not_declared_as_bypass_runs_forward_auth(blocks, dev_topology):
     for route in dev_topology.routes:
-        head = "handle" if route.is_catch_all else (
-            f"handle_path {route.path}" if route.auth == "bearer" and route.strip_prefix else f"handle {route.path}"
-        )
-        has_sso = "import sso" in blocks[head]
+        block = blocks[None if route.is_catch_all else route.path]
+        has_sso = "forward_auth" in block.kinds()
         assert has_sso == (route.auth == "sso"), f"{route.path} ({route.auth}) would {'skip' if route.auth == 'sso' else 'need'} SSO"
+
+
+def test_caddy_tries_the_blocks_in_the_topologys_order(caddyfile, dev_topology, tmp_path):
+    order = [block.path for block in site_blocks(adapt(caddyfile, tmp_path))]
+    assert order == [None if r.is_catch_all else r.path for r in dev_topology.routes], (
+        "Caddy would try the routes in another order than the settings check assumed"
+    )
 
 
 def test_sso_401_becomes_a_302_to_the_start_url_with_the_original_url(caddyfile):
@@ -125,27 +128,29 @@ def test_sso_401_becomes_a_302_to_the_start_url_with_the_original_url(caddyfile)
     ), "a signed-out browser would not come back to the page it asked for"
 
 
-def test_client_identity_headers_are_stripped_on_every_proxied_route(caddyfile):
-    for head, block in _blocks(caddyfile).items():
-        if "reverse_proxy" in block:
-            assert "import strip_client_identity" in block, f"{head}: a client could claim to be someone else"
-    snippet = caddyfile.split("(strip_client_identity) {")[1].split("}")[0]
-    for name in ("X-Forwarded-Email", "X-Forwarded-User", "X-Auth-Request-*", "Remote-*"):
-        assert f"request_header -{name}" in snippet, f"{name} from a client would reach upstreams"
+def test_client_identity_headers_are_stripped_on_every_proxied_route(blocks):
+    for path, block in blocks.items():
+        if "reverse_proxy" in block.kinds():
+            deleted = block.deleted_request_headers()
+            for name in ("X-Forwarded-Email", "X-Forwarded-User", "X-Auth-Request-*", "Remote-*"):
+                assert name in deleted, f"{path}: {name} from a client would reach the upstream"
 
 
-def test_identity_strip_runs_before_forward_auth(caddyfile):
-    for head, block in _blocks(caddyfile).items():
-        if "import sso" in block:
-            assert block.index("import strip_client_identity") < block.index("import sso"), (
-                f"{head}: stripping after forward_auth would delete the SSO's own identity headers"
+def test_identity_strip_runs_before_forward_auth(blocks):
+    for path, block in blocks.items():
+        if "forward_auth" in block.kinds():
+            assert block.first("headers") < block.first("forward_auth"), (
+                f"{path}: stripping after forward_auth would delete the SSO's own identity headers"
             )
-            assert "route {" in block, f"{head}: without `route`, Caddy reorders forward_auth before request_header"
 
 
-def test_protected_prefix_is_stripped_after_sso(caddyfile):
-    block = _blocks(caddyfile)["handle /dash/*"]
-    assert block.index("import sso") < block.index("uri strip_prefix /dash") < block.index("reverse_proxy dashboard:8080")
+def test_protected_prefix_is_stripped_after_sso(blocks):
+    block = blocks["/dash/*"]
+    assert block.first("forward_auth") < block.first("rewrite") < block.first("reverse_proxy"), (
+        "the sign-in redirect would lose the /dash prefix, or the prefix would reach the dashboard"
+    )
+    assert block.steps[block.first("rewrite")].handler["strip_path_prefix"] == "/dash"
+    assert block.steps[-1].upstreams == ["dashboard:8080"]
 
 
 def test_no_secret_in_the_caddyfile(caddyfile):

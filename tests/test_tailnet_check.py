@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json5
 
-from components.render.tailnet_policy import gateway_policy
-from components.tailnet_check import Outcome, check_policy_tests
-from components.tailnet_merge import merge_policy
+from components.tailnet.entries import gateway_policy
+from components.tailnet.check import Outcome, check_policy_tests
+from components.tailnet.merge import merge_policy
 from tests.conftest import ROOT
 
 GROUPS = {"group:llm-users": ["alice@example.com"], "group:ops": ["olga@example.com"]}

@@ -6,8 +6,8 @@ import json5
 import pytest
 
 from components.errors import SettingsError
-from components.render.tailnet_policy import gateway_policy
-from components.tailnet_merge import MARKER, merge_policy
+from components.tailnet.entries import gateway_policy
+from components.tailnet.merge import MARKER, merge_policy
 from tests.conftest import ROOT
 
 BASE = (ROOT / "tailnet" / "dev-base.hujson").read_text()

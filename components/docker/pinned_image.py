@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from .images import ImageRef
+from ..images import ImageRef
 
 
 class PinnedImage(pulumi.ComponentResource):

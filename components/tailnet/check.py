@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .errors import SettingsError
+from ..errors import SettingsError
 
 YES, NO, UNKNOWN = "yes", "no", "unknown"
 

@@ -14,17 +14,17 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from .settings import ContainerLimits
+from policy.gateway_contract import (
+    CONFIG_FOR_LABEL,
+    CONFIG_HASH_LABEL,
+    CONFIG_WRITER_ROLE,
+    ROLE_LABEL,
+    ROOT_EXCEPTION_LABEL,
+)
+
+from ..topology import Limits
 
 LOG_OPTS = {"max-size": "10m", "max-file": "3"}
-# The policy pack tells the containers apart by this label.
-ROLE_LABEL = "tailnet-llm-gateway.role"
-# The policy pack accepts uid 0 only with a reason in this label.
-ROOT_EXCEPTION_LABEL = "tailnet-llm-gateway.runs-as-root-because"
-# A config writer names the service it writes for; a service carries the hash of its rendered file.
-CONFIG_FOR_LABEL = "tailnet-llm-gateway.config-for"
-CONFIG_HASH_LABEL = "tailnet-llm-gateway.config-sha256"
-CONFIG_WRITER_ROLE = "config-writer"
 
 
 @dataclass(frozen=True)
@@ -39,14 +39,14 @@ class Health:
     start_period: str
 
 
-def owned_tmpfs(limits: ContainerLimits, size: str) -> str:
+def owned_tmpfs(limits: Limits, size: str) -> str:
     """tmpfs options for a directory the container's own uid writes; a tmpfs is root-owned otherwise."""
     return f"rw,noexec,nosuid,size={size},uid={limits.uid},gid={limits.gid}"
 
 
 def hardened_container_args(
     role: str,
-    limits: ContainerLimits,
+    limits: Limits,
     tmpfs: dict[str, str],
     health: Health,
     root_because: str | None = None,

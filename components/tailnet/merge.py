@@ -18,8 +18,8 @@ import json5
 from json5 import model as hujson
 from json5.loader import ModelLoader
 
-from .errors import SettingsError
-from .render.tailnet_policy import GatewayPolicy
+from ..errors import SettingsError
+from .entries import GatewayPolicy
 
 MARKER = "// tailnet-llm-gateway: managed entry, rewritten on every render"
 SETTING = "tailnetPolicy.base"

@@ -9,8 +9,7 @@ import pulumi_tailscale as tailscale
 from .hardening import Health, container_options, hardened_container_args, rendered_config, secret_environment
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
-from .settings import ContainerLimits, NodeSettings
-from .topology import Topology
+from ..topology import Node
 
 STATE_DIR = "/var/lib/tailscale"
 SERVE_DIR = "/etc/tailscale-serve"
@@ -44,16 +43,15 @@ class TailnetNode(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        topology: Topology,
+        node: Node,
         serve_json: str,
-        node: NodeSettings,
         networks: GatewayNetworks,
         image: PinnedImage,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tailnet-llm-gateway:tailscale:TailnetNode", name, {}, opts)
         child = pulumi.ResourceOptions(parent=self)
-        tag = topology.tailnet.tag
+        tag = node.tag
         self.auth_key = tailscale.TailnetKey(
             f"{name}-auth-key",
             reusable=node.auth_key_reusable,
@@ -69,7 +67,7 @@ class TailnetNode(pulumi.ComponentResource):
         state = docker.Volume(f"{name}-state", name="tailnet-node-state", opts=child)
 
         settings_env = {
-            "TS_HOSTNAME": topology.site.node_hostname,
+            "TS_HOSTNAME": node.hostname,
             "TS_STATE_DIR": STATE_DIR,
             # The key is needed only to join; later starts use the state volume.
             "TS_AUTH_ONCE": "true",
@@ -81,8 +79,7 @@ class TailnetNode(pulumi.ComponentResource):
         }
         envs = secret_environment("TS_AUTHKEY", self.auth_key.key, settings_env)
         # tailscaled runs as root (below), whom the nproc limit does not bind; its memory limit holds.
-        # The uid is its config writer's.
-        limits = ContainerLimits(memory_mb=node.memory_mb, pids=node.pids, user="61003:61003")
+        limits = node.limits
         serve = rendered_config(
             self, f"{name}-serve", "tailnet-node-serve", SERVE_DIR, SERVE_FILE, serve_json, "tailnet-node",
             image.ref, image.image, limits.user,
@@ -92,7 +89,7 @@ class TailnetNode(pulumi.ComponentResource):
             name="tailnet-node",
             image=image.ref,
             envs=envs,
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=networks.names[topology.edge_network])],
+            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=networks.names[node.network])],
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=state.name, container_path=STATE_DIR),
                 serve.mount,

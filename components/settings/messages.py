@@ -14,7 +14,7 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import SettingsError
+from ..errors import SettingsError
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str:

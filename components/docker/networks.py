@@ -5,8 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from .errors import SettingsError
-from .topology import Network
+from ..errors import SettingsError
+from ..topology import Network
 
 
 def _lookup(name: str, parent: pulumi.Resource) -> docker.AwaitableGetNetworkResult | None:

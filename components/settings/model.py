@@ -24,10 +24,12 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from .addresses import HostPort, require_hostname, require_loopback_bind, require_tailscale_ip
-from .images import CADDY_IMAGE, LITELLM_IMAGE, TAILSCALE_IMAGE, ImageRef, parse_image
-from .settings_errors import describe
-from .stack_config import PROJECT, SECRET_KEYS, read_engine_config, read_stack_file
+from policy.gateway_contract import SHARED_UIDS
+
+from ..addresses import HostPort, require_hostname, require_loopback_bind, require_tailscale_ip
+from ..images import CADDY_IMAGE, LITELLM_IMAGE, TAILSCALE_IMAGE, ImageRef, parse_image
+from .messages import describe
+from .sources import PROJECT, SECRET_KEYS, read_engine_config, read_stack_file
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=63)]
@@ -155,12 +157,6 @@ class SsoSettings(_Model):
             "X-Auth-Request-Preferred-Username": "X-Forwarded-Preferred-Username",
         }
     )
-
-
-# The process limit (nproc) counts every process of a uid on the whole host, not per container: a uid that
-# host users or many images share (nobody, distroless `nonroot`, the first login user) would count their
-# processes too. Each container gets a uid of its own instead.
-SHARED_UIDS = frozenset({65532, 65533, 65534, 65535, 1000})
 
 
 class ContainerLimits(_Model):

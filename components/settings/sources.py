@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from .errors import SettingsError
-from .settings_errors import did_you_mean
+from ..errors import SettingsError
+from .messages import did_you_mean
 
 PROJECT = "tailnet-llm-gateway"
 # Keys the settings model does not hold, but a stack file may carry. They must be `secure:` values.

@@ -8,8 +8,7 @@ import pulumi_docker as docker
 from .hardening import Health, container_options, hardened_container_args, owned_tmpfs, rendered_config, secret_environment
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
-from .settings import ContainerLimits
-from .topology import GATEWAY_ENV, MASTER_KEY_ENV, Topology
+from ..topology import GATEWAY_ENV, MASTER_KEY_ENV, Gateway
 
 CONFIG_DIR = "/etc/litellm"
 CONFIG_FILE = "config.yaml"
@@ -50,17 +49,15 @@ class ModelGateway(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        topology: Topology,
+        gateway: Gateway,
         config_yaml: str,
         master_key: pulumi.Input[str],
         networks: GatewayNetworks,
         image: PinnedImage,
-        limits: ContainerLimits,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tailnet-llm-gateway:docker:ModelGateway", name, {}, opts)
-        service = topology.gateway.service
-        bind = topology.gateway.host_bind
+        service, bind, limits = gateway.service, gateway.host_bind, gateway.limits
 
         config = rendered_config(
             self, f"{name}-config", f"{service.name}-config", CONFIG_DIR, CONFIG_FILE, config_yaml, "model-gateway",
@@ -75,7 +72,7 @@ class ModelGateway(pulumi.ComponentResource):
             # the host side is limited by `ports` below.
             command=[
                 "--config", CONFIG_PATH, "--host", "0.0.0.0", "--port", str(service.port),
-                "--num_workers", str(topology.gateway.workers),
+                "--num_workers", str(gateway.workers),
             ],
             envs=envs,
             ports=[docker.ContainerPortArgs(internal=service.port, external=bind.port, ip=bind.host)],
@@ -93,5 +90,5 @@ class ModelGateway(pulumi.ComponentResource):
             ),
             opts=container_options(self, image.image, after=[config.writer]),
         )
-        self.local_url = pulumi.Output.from_input(topology.local_api_url)
+        self.local_url = pulumi.Output.from_input(gateway.local_api_url)
         self.register_outputs({"container": self.container.name, "localUrl": self.local_url})

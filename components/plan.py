@@ -1,0 +1,105 @@
+"""The plan: stack settings in, everything the stack deploys out, decided before any resource exists.
+
+`build_plan` is the one place that turns settings into a topology, merges and checks the tailnet policy
+and renders every file. The Pulumi program (`__main__.py`), the render CLI and the benchmark all call
+it; the components take the plan's parts and only create resources.
+
+    settings -> topology -> plan -> renderers (files) / components (resources)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .addresses import HostPort
+from .images import ImageRef
+from .render.caddyfile import render_caddyfile
+from .render.litellm_config import render_litellm_config
+from .render.tailscale_serve import render_serve_config
+from .settings import Settings
+from .tailnet.check import Assertion
+from .tailnet.policy import checked_policy
+from .topology import Topology, build_topology
+
+
+@dataclass(frozen=True)
+class RenderedFiles:
+    """Every file the stack runs with, as text. None of them holds a secret."""
+
+    caddyfile: str
+    litellm_config: str
+    tailnet_policy: str
+    # The Tailscale node's serve config; only a stack with its own node has one.
+    serve_config: str | None
+
+    def by_name(self) -> dict[str, str]:
+        """The files as the render CLI writes them."""
+        files = {
+            "Caddyfile": self.caddyfile,
+            "litellm.yaml": self.litellm_config,
+            "tailnet-policy.hujson": self.tailnet_policy,
+        }
+        if self.serve_config is not None:
+            files["tailscale-serve.json"] = self.serve_config
+        return files
+
+
+@dataclass(frozen=True)
+class Plan:
+    stack: str
+    topology: Topology
+    files: RenderedFiles
+    # The outcome of every test of the merged tailnet policy (none failed, or there is no plan).
+    policy_assertions: tuple[Assertion, ...]
+
+    @property
+    def images(self) -> dict[str, ImageRef]:
+        """The image each container runs, by role."""
+        images = {"model-gateway": self.topology.gateway.image, "edge": self.topology.edge.image}
+        if self.topology.node is not None:
+            images["tailnet-node"] = self.topology.node.image
+        return images
+
+    @property
+    def declarations(self) -> dict[str, Any]:
+        """What the settings declare, for the policy pack: it sees resources, never settings."""
+        topology = self.topology
+        return {
+            "routes": [{"path": r.path, "auth": r.auth, "upstream": r.upstream.name if r.upstream else None}
+                       for r in topology.routes],
+            "services": {s.name: list(s.networks) for s in topology.services},
+            "edgeNetwork": topology.edge_network,
+            "tailnet": {"tag": topology.tailnet.tag, "target": topology.tailnet.target,
+                        "audiences": list(topology.tailnet.audiences)},
+            "exposure": topology.site.exposure,
+            "authKeyReusable": bool(topology.node and topology.node.auth_key_reusable),
+        }
+
+
+def build_plan(
+    settings: Settings,
+    stack: str,
+    project_dir: Path,
+    upstreams: Mapping[str, HostPort] | None = None,
+    listen: HostPort | None = None,
+) -> Plan:
+    """Cross-check the settings, merge and check the tailnet policy, render every file.
+
+    `upstreams` and `listen` are the local check mode's overrides (render --upstream/--listen): services
+    at other addresses, the site on a loopback address. They move what the files say, never the policy.
+    Raises SettingsError (PolicyTestFailure for a failing policy test) before anything is rendered.
+    """
+    topology = build_topology(settings)
+    policy, assertions = checked_policy(topology.tailnet, project_dir)
+    if upstreams or listen:
+        topology = topology.with_overrides(upstreams, listen)
+    files = RenderedFiles(
+        caddyfile=render_caddyfile(topology, stack),
+        litellm_config=render_litellm_config(topology, stack),
+        tailnet_policy=policy,
+        serve_config=render_serve_config(topology) if topology.node is not None else None,
+    )
+    return Plan(stack=stack, topology=topology, files=files, policy_assertions=assertions)
