@@ -98,7 +98,9 @@ async def measure_http(targets: list[Target], rounds: int, per_batch: dict[int, 
                 if kind == "models" and target.name == "backend":
                     continue  # the fake's /v1/models is not the gateway's: nothing to compare
                 latencies, wall = await _batch(client, target, kind, per_batch[concurrency], concurrency)
-                entry = samples.setdefault(f"{kind}/c{concurrency}/{target.name}", {"latencies": [], "wall": 0.0, "n": 0})
+                entry = samples.setdefault(
+                    f"{kind}/c{concurrency}/{target.name}", {"latencies": [], "wall": 0.0, "n": 0}
+                )
                 entry["latencies"] += latencies
                 entry["wall"] += wall
                 entry["n"] += len(latencies)
@@ -125,8 +127,10 @@ async def measure_streams(targets: list[Target], rounds: int) -> dict:
                 firsts[target.name].append(first)
                 totals[target.name].append(total)
     return {
-        name: {"first_chunk_p50_ms": statistics.median(firsts[name]) * 1000,
-               "total_p50_ms": statistics.median(totals[name]) * 1000}
+        name: {
+            "first_chunk_p50_ms": statistics.median(firsts[name]) * 1000,
+            "total_p50_ms": statistics.median(totals[name]) * 1000,
+        }
         for name in firsts
     }
 
@@ -171,20 +175,41 @@ class LocalStack:
         self.work, self.key = work, "sk-" + secrets.token_urlsafe(24)
         self.processes: list[Process] = []
         backend_port, self.edge_port, litellm_port = free_port(), free_port(), free_port()
-        ports = {"llamacpp": backend_port, "llamacpp-embed": backend_port, "model-gateway": litellm_port,
-                 "oauth2-proxy": free_port(), "dashboard": free_port(), "open-webui": free_port()}
+        ports = {
+            "llamacpp": backend_port,
+            "llamacpp-embed": backend_port,
+            "model-gateway": litellm_port,
+            "oauth2-proxy": free_port(),
+            "dashboard": free_port(),
+            "open-webui": free_port(),
+        }
         logs = work / f"logs-{name}"
         logs.mkdir()
         try:
-            backend = Process(f"backend-{name}", [sys.executable, "-m", "tests.fakes", "--port", str(backend_port),
-                                                  "--delay-ms", str(delay_ms), "--stream-pause-ms", str(stream_pause_ms)],
-                              logs, cwd=ROOT)
+            backend = Process(
+                f"backend-{name}",
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.fakes",
+                    "--port",
+                    str(backend_port),
+                    "--delay-ms",
+                    str(delay_ms),
+                    "--stream-pause-ms",
+                    str(stream_pause_ms),
+                ],
+                logs,
+                cwd=ROOT,
+            )
             self.processes.append(backend)
             backend.wait_http(f"http://127.0.0.1:{backend_port}/v1/models", 20)
             out = render("dev", work / f"rendered-{name}", ROOT, ports, self.edge_port)
             # As many workers as the dev stack deploys: the figures are for what ships.
             workers = load_plan("dev").topology.gateway.workers
-            self.processes.append(start_litellm(out / "litellm.yaml", litellm_port, logs, self.key, GATEWAY_ENV, workers))
+            self.processes.append(
+                start_litellm(out / "litellm.yaml", litellm_port, logs, self.key, GATEWAY_ENV, workers)
+            )
             self.processes.append(start_caddy(out / "Caddyfile", self.edge_port, logs, self.key, name=f"caddy-{name}"))
         except Exception:
             self.stop()
@@ -200,15 +225,21 @@ class LocalStack:
 
 
 def _table(results: dict) -> str:
-    lines = ["", "request latency and throughput (interleaved rounds)",
-             f"{'series':<34}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}"]
+    lines = [
+        "",
+        "request latency and throughput (interleaved rounds)",
+        f"{'series':<34}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}",
+    ]
     for key, v in sorted(results["http"].items()):
         lines.append(f"{key:<34}{v['p50_ms']:>10.2f}{v['p99_ms']:>10.2f}{v['rps']:>10.1f}")
     lines += ["", "streaming (p50)", f"{'path':<34}{'first chunk ms':>16}{'total ms':>10}"]
     for key, v in results["stream"].items():
         lines.append(f"{key:<34}{v['first_chunk_p50_ms']:>16.2f}{v['total_p50_ms']:>10.2f}")
-    lines += ["", f"slow backend ({results['slow_backend_ms']} ms per completion)",
-              f"{'series':<34}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}"]
+    lines += [
+        "",
+        f"slow backend ({results['slow_backend_ms']} ms per completion)",
+        f"{'series':<34}{'p50 ms':>10}{'p99 ms':>10}{'req/s':>10}",
+    ]
     for key, v in sorted(results["slow"].items()):
         lines.append(f"{key:<34}{v['p50_ms']:>10.2f}{v['p99_ms']:>10.2f}{v['rps']:>10.1f}")
     lines += ["", "ratios (target in brackets)"]
@@ -228,8 +259,15 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "bench-results.json")
     args = parser.parse_args()
 
-    results: dict = {"machine": {"python": platform.python_version(), "platform": platform.platform(),
-                                 "cpus": os.cpu_count(), "cpu": _cpu_model()}, "slow_backend_ms": args.slow_delay_ms}
+    results: dict = {
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "cpu": _cpu_model(),
+        },
+        "slow_backend_ms": args.slow_delay_ms,
+    }
     per_batch = {1: args.requests, 16: args.requests * 4}
     with tempfile.TemporaryDirectory() as tmp:
         fast = LocalStack(Path(tmp), 0.0, 20.0, "fast")
@@ -241,7 +279,9 @@ def main() -> int:
             fast.stop()
         slow = LocalStack(Path(tmp), args.slow_delay_ms, 20.0, "slow")
         try:
-            results["slow"] = asyncio.run(measure_http([slow.backend, slow.edge], args.rounds, {1: args.requests}, ["chat"]))
+            results["slow"] = asyncio.run(
+                measure_http([slow.backend, slow.edge], args.rounds, {1: args.requests}, ["chat"])
+            )
         finally:
             slow.stop()
     asyncio.set_event_loop(asyncio.new_event_loop())  # asyncio.run left none; the Pulumi SDK needs one
@@ -250,17 +290,34 @@ def main() -> int:
     http, stream, slow_http, growth = results["http"], results["stream"], results["slow"], results["growth"]
     results["ratios"] = {
         "edge/litellm p50, chat c1": (http["chat/c1/edge"]["p50_ms"] / http["chat/c1/litellm"]["p50_ms"], "<= 1.10"),
-        "edge/litellm p50, models c1": (http["models/c1/edge"]["p50_ms"] / http["models/c1/litellm"]["p50_ms"], "<= 1.10"),
+        "edge/litellm p50, models c1": (
+            http["models/c1/edge"]["p50_ms"] / http["models/c1/litellm"]["p50_ms"],
+            "<= 1.10",
+        ),
         "edge/litellm throughput, chat c16": (http["chat/c16/edge"]["rps"] / http["chat/c16/litellm"]["rps"], ">= 0.9"),
-        "edge/litellm throughput, models c16": (http["models/c16/edge"]["rps"] / http["models/c16/litellm"]["rps"], ">= 0.9"),
-        "gateway/backend p50, chat c1 (fast backend)": (http["chat/c1/edge"]["p50_ms"] / http["chat/c1/backend"]["p50_ms"], "info"),
-        "gateway/backend p50, chat c1 (slow backend)": (slow_http["chat/c1/edge"]["p50_ms"] / slow_http["chat/c1/backend"]["p50_ms"], "<= 1.10"),
-        "first chunk, edge minus direct (ms)": (stream["edge"]["first_chunk_p50_ms"] - stream["litellm"]["first_chunk_p50_ms"], "<= 5"),
+        "edge/litellm throughput, models c16": (
+            http["models/c16/edge"]["rps"] / http["models/c16/litellm"]["rps"],
+            ">= 0.9",
+        ),
+        "gateway/backend p50, chat c1 (fast backend)": (
+            http["chat/c1/edge"]["p50_ms"] / http["chat/c1/backend"]["p50_ms"],
+            "info",
+        ),
+        "gateway/backend p50, chat c1 (slow backend)": (
+            slow_http["chat/c1/edge"]["p50_ms"] / slow_http["chat/c1/backend"]["p50_ms"],
+            "<= 1.10",
+        ),
+        "first chunk, edge minus direct (ms)": (
+            stream["edge"]["first_chunk_p50_ms"] - stream["litellm"]["first_chunk_p50_ms"],
+            "<= 5",
+        ),
         "render 100 routes/200 models (s)": (growth["100r/200m"]["render_s"], "< 0.2"),
         # Linear growth: doubling the added routes and models doubles the added evaluation time.
         "evaluate growth, (100r-50r)/(50r-25r)": (
             (growth["100r/200m"]["evaluate_s"] - growth["50r/100m"]["evaluate_s"])
-            / (growth["50r/100m"]["evaluate_s"] - growth["25r/50m"]["evaluate_s"]), "~2 (linear)"),
+            / (growth["50r/100m"]["evaluate_s"] - growth["25r/50m"]["evaluate_s"]),
+            "~2 (linear)",
+        ),
     }
     args.json.write_text(json.dumps(results, indent=2))
     print(f"machine: {results['machine']}")

@@ -12,7 +12,6 @@ from typing import NamedTuple
 
 from policy.gateway_contract import TAILSCALE_RANGES
 
-
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 

@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from .addresses import HostPort, parse_host_port, require_loopback_bind
 from .errors import SettingsError
@@ -58,7 +59,7 @@ def _listen(text: str) -> HostPort:
 class _OneLineParser(argparse.ArgumentParser):
     """Bad flags, like bad settings, get one line on stderr and exit status 2."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {self.prog}: {message}\n")
 
 
@@ -78,7 +79,10 @@ def _parser() -> argparse.ArgumentParser:
         help="point a service at another address everywhere it is used (repeatable)",
     )
     render.add_argument(
-        "--listen", type=_listen, metavar="HOST:PORT", help="serve plain HTTP on this address instead of the tailnet name"
+        "--listen",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="serve plain HTTP on this address instead of the tailnet name",
     )
     render.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
 

@@ -17,7 +17,8 @@ LITELLM_VERSION = "1.106.2"
 
 CADDY_IMAGE = f"docker.io/library/caddy:{CADDY_VERSION}"
 TAILSCALE_IMAGE = "docker.io/tailscale/tailscale:v1.98.10"
-# The non-root variant runs as `nobody` and keeps its UI outside the package tree (reference B4).
+# The non-root variant runs as `nobody` and keeps its UI outside the package tree
+# (shared/reference/tailscale-and-litellm.md, B4).
 LITELLM_IMAGE = f"ghcr.io/berriai/litellm-non_root:v{LITELLM_VERSION}"
 
 _REFERENCE = re.compile(

@@ -68,12 +68,17 @@ class Plan:
         """What the settings declare, for the policy pack: it sees resources, never settings."""
         topology = self.topology
         return {
-            "routes": [{"path": r.path, "auth": r.auth, "upstream": r.upstream.name if r.upstream else None}
-                       for r in topology.routes],
+            "routes": [
+                {"path": r.path, "auth": r.auth, "upstream": r.upstream.name if r.upstream else None}
+                for r in topology.routes
+            ],
             "services": {s.name: list(s.networks) for s in topology.services},
             "edgeNetwork": topology.edge_network,
-            "tailnet": {"tag": topology.tailnet.tag, "target": topology.tailnet.target,
-                        "audiences": list(topology.tailnet.audiences)},
+            "tailnet": {
+                "tag": topology.tailnet.tag,
+                "target": topology.tailnet.target,
+                "audiences": list(topology.tailnet.audiences),
+            },
             "exposure": topology.site.exposure,
             "authKeyReusable": bool(topology.node and topology.node.auth_key_reusable),
         }

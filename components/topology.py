@@ -370,7 +370,9 @@ def build_topology(settings: Settings) -> Topology:
             limits=_limits(settings.edge.limits),
             image=settings.edge.image_ref,
         ),
-        node=None if site.exposure != "tailnet-node" else Node(
+        node=None
+        if site.exposure != "tailnet-node"
+        else Node(
             hostname=site.node_hostname,
             tag=tag,
             network=edge_network,
@@ -525,9 +527,7 @@ def _routes(
                     f"{upstream.name!r} is not on {edge_network!r}, the edge's network; Caddy could not resolve it",
                 )
         if spec.auth == "bearer" and (upstream is None or upstream.name != gateway.name):
-            raise SettingsError(
-                f"{where}.upstream", f"a bearer route must go to the gateway service {gateway.name!r}"
-            )
+            raise SettingsError(f"{where}.upstream", f"a bearer route must go to the gateway service {gateway.name!r}")
         if spec.auth == "none" and upstream is not None and upstream.name != settings.sso.service:
             raise SettingsError(
                 f"{where}.auth",

@@ -151,7 +151,7 @@ def route_conflicts(routes: Sequence[RoutePath]) -> list[tuple[RoutePath, str]]:
     found = []
     listed = [r for r in routes if r.pattern is not None]  # the catch-all is everything else, by design
     for position, first in enumerate(listed):
-        for second in listed[position + 1:]:
+        for second in listed[position + 1 :]:
             if not overlaps(first, second):
                 continue
             if strictly_within(first, second):
@@ -159,15 +159,30 @@ def route_conflicts(routes: Sequence[RoutePath]) -> list[tuple[RoutePath, str]]:
             elif strictly_within(second, first):
                 specific, general = second, first
             else:
-                found.append((second, f"{second.label} and {first.label} match the same requests (e.g. "
-                                      f"{_example(first, second)}): Caddy compares paths case-insensitively "
-                                      "and decoded; keep one of them"))
+                found.append(
+                    (
+                        second,
+                        f"{second.label} and {first.label} match the same requests (e.g. "
+                        f"{_example(first, second)}): Caddy compares paths case-insensitively "
+                        "and decoded; keep one of them",
+                    )
+                )
                 continue
             assert specific.pattern is not None and general.pattern is not None
             if not caddy_before(specific.pattern, general.pattern):
-                found.append((specific, f"{specific.label} is never reached: {general.label} also matches its "
-                                        f"requests (e.g. {_example(specific, general)}) and Caddy tries it first"))
+                found.append(
+                    (
+                        specific,
+                        f"{specific.label} is never reached: {general.label} also matches its "
+                        f"requests (e.g. {_example(specific, general)}) and Caddy tries it first",
+                    )
+                )
             elif AUTH_STRENGTH[specific.auth] < AUTH_STRENGTH[general.auth]:
-                found.append((specific, f"{specific.label} would take requests such as "
-                                        f"{_example(specific, general)} from {general.label} with a weaker auth"))
+                found.append(
+                    (
+                        specific,
+                        f"{specific.label} would take requests such as "
+                        f"{_example(specific, general)} from {general.label} with a weaker auth",
+                    )
+                )
     return found

@@ -194,7 +194,10 @@ def _capabilities_dropped(props, report):
 
 @_container_only
 def _no_new_privileges(props, report):
-    if not any(str(o).replace("=", ":") in ("no-new-privileges", "no-new-privileges:true") for o in props.get("securityOpts") or []):
+    if not any(
+        str(o).replace("=", ":") in ("no-new-privileges", "no-new-privileges:true")
+        for o in props.get("securityOpts") or []
+    ):
         report("no-new-privileges is not set")
 
 
@@ -219,8 +222,10 @@ def _file_capabilities_kept(props, report):
     adds = {str(c).upper().removeprefix("CAP_") for c in caps.get("adds") or []}
     missing = [c for c in needed if ("ALL" in drops or c in drops) and c not in adds]
     if missing and not _never_started(props):
-        report(f"the image's binary carries the file capabilities {missing}, which the bounding set drops: "
-               "exec fails with 'operation not permitted'")
+        report(
+            f"the image's binary carries the file capabilities {missing}, which the bounding set drops: "
+            "exec fails with 'operation not permitted'"
+        )
 
 
 @_container_only
@@ -228,7 +233,7 @@ def _non_root(props, report):
     user = str(props.get("user") or "")
     name = user.split(":")[0]
     if name in ("", "0", "root") and not _label(props, ROOT_EXCEPTION_LABEL):
-        report(f"runs as {'the image default (root)' if not user else user}; set a uid or label {ROOT_EXCEPTION_LABEL}")
+        report(f"runs as {user or 'the image default (root)'}; set a uid or label {ROOT_EXCEPTION_LABEL}")
 
 
 @_container_only
@@ -252,8 +257,10 @@ def _subnet_outside_default_pools(args: ResourceValidationArgs, report: ReportVi
         except ValueError:
             continue
         if any(subnet.overlaps(pool) for pool in DOCKER_DEFAULT_POOLS):
-            report(f"the subnet {subnet} lies in Docker's default address pools; networks Docker addresses "
-                   "itself will collide with it ('Pool overlaps')")
+            report(
+                f"the subnet {subnet} lies in Docker's default address pools; networks Docker addresses "
+                "itself will collide with it ('Pool overlaps')"
+            )
 
 
 def _images_pinned(args: ResourceValidationArgs, report: ReportViolation) -> None:
@@ -277,8 +284,10 @@ def _no_secrets_in_files_or_commands(args: StackValidationArgs, report: ReportVi
                 secrets.append(value)
     for container in _containers(args.resources):
         props = container.props
-        places = {"command": " ".join(map(str, props.get("command") or [])),
-                  "entrypoint": " ".join(map(str, props.get("entrypoints") or []))}
+        places = {
+            "command": " ".join(map(str, props.get("command") or [])),
+            "entrypoint": " ".join(map(str, props.get("entrypoints") or [])),
+        }
         for upload in props.get("uploads") or []:
             places[f"upload {upload.get('file')}"] = str(upload.get("content") or "")
         for label in props.get("labels") or []:
@@ -334,8 +343,10 @@ def _upstreams_share_a_network(args: StackValidationArgs, report: ReportViolatio
             if host in services and not any(c.props.get("name") == host for c in _containers(args.resources)):
                 reachable |= set(services[host])
             if not reachable & edge_networks:
-                report(f"the Caddyfile names {host}, which shares no network with the edge {sorted(edge_networks)}",
-                       edge.urn)
+                report(
+                    f"the Caddyfile names {host}, which shares no network with the edge {sorted(edge_networks)}",
+                    edge.urn,
+                )
 
 
 def _bypasses_declared(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -363,7 +374,9 @@ def _routes_resolve_as_declared(args: StackValidationArgs, report: ReportViolati
         paths = []
         for index, (head, body) in enumerate(_site_blocks(_caddyfile(args.resources))):
             parts = head.split()
-            paths.append(RoutePath(index, parts[1] if len(parts) > 1 else None, _block_auth(body), name=f"`{parts[0]}`"))
+            paths.append(
+                RoutePath(index, parts[1] if len(parts) > 1 else None, _block_auth(body), name=f"`{parts[0]}`")
+            )
         for _route, problem in route_conflicts(paths):
             report(problem, edge.urn)
 
@@ -383,8 +396,9 @@ def _api_bypass_forwards_only_the_api(args: StackValidationArgs, report: ReportV
             # The allowed paths must be narrower than everything under the prefix.
             narrow = allowed and not any(p.rstrip("*").rstrip("/") in ("", "*") for p in allowed)
             if not (guard and answered and narrow and guard.start() < proxy_at and answered.start() < proxy_at):
-                report(f"`{head}` forwards more than the API: no `not path` guard answering 404 before the proxy",
-                       edge.urn)
+                report(
+                    f"`{head}` forwards more than the API: no `not path` guard answering 404 before the proxy", edge.urn
+                )
 
 
 def _tailnet_policy_tested_and_scoped(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -401,17 +415,24 @@ def _tailnet_policy_tested_and_scoped(args: StackValidationArgs, report: ReportV
         if not policy.get("tests"):
             report("the tailnet policy has no tests", acl.urn)
         rules = [("grants", g, g.get("dst") or []) for g in policy.get("grants") or []]
-        rules += [("acls", a, [str(d).rpartition(":")[0] for d in a.get("dst") or []]) for a in policy.get("acls") or []]
+        rules += [
+            ("acls", a, [str(d).rpartition(":")[0] for d in a.get("dst") or []]) for a in policy.get("acls") or []
+        ]
         for kind, rule, hosts in rules:
             sources = set(rule.get("src") or [])
             named = sorted(names & set(hosts))
             if named or "*" in hosts:
                 if sources & TOO_BROAD:
-                    report(f"{kind} lets {sorted(sources & TOO_BROAD)} reach the gateway ({', '.join(named) or '*'})",
-                           acl.urn)
+                    report(
+                        f"{kind} lets {sorted(sources & TOO_BROAD)} reach the gateway ({', '.join(named) or '*'})",
+                        acl.urn,
+                    )
                 elif named and not sources <= audiences:
-                    report(f"{kind} lets {sorted(sources - audiences)} reach {', '.join(named)}; the settings allow "
-                           f"{sorted(audiences)}", acl.urn)
+                    report(
+                        f"{kind} lets {sorted(sources - audiences)} reach {', '.join(named)}; the settings allow "
+                        f"{sorted(audiences)}",
+                        acl.urn,
+                    )
 
 
 def _node_mode_loopback_only(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -422,8 +443,11 @@ def _node_mode_loopback_only(args: StackValidationArgs, report: ReportViolation)
         for port in container.props.get("ports") or []:
             address = _address(port.get("ip"))
             if address is None or not address.is_loopback:
-                report(f"{container.props.get('name')} publishes {port.get('external')} on {port.get('ip')!r}; "
-                       "with its own tailnet node the gateway needs no host port off loopback", container.urn)
+                report(
+                    f"{container.props.get('name')} publishes {port.get('external')} on {port.get('ip')!r}; "
+                    "with its own tailnet node the gateway needs no host port off loopback",
+                    container.urn,
+                )
 
 
 def _auth_key_safe(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -452,45 +476,80 @@ POLICIES = [
     _policy("no-wildcard-host-ports", "No port is published on 0.0.0.0, :: or an empty host IP.", _no_wildcard_ports),
     _policy("gateway-port-loopback-only", "The model gateway's host port binds loopback only.", _gateway_loopback),
     _policy("edge-port-tailnet-only", "The edge publishes ports only on a Tailscale address.", _edge_tailnet),
-    _policy("no-privileged-or-host-namespaces", "No privileged container, host network, PID, IPC or user namespace.",
-            _no_host_namespaces),
+    _policy(
+        "no-privileged-or-host-namespaces",
+        "No privileged container, host network, PID, IPC or user namespace.",
+        _no_host_namespaces,
+    ),
     _policy("no-sensitive-host-mounts", "No Docker socket or sensitive host path is mounted.", _no_sensitive_mounts),
-    _policy("capabilities-dropped", "All capabilities are dropped (only NET_BIND_SERVICE may be added back).",
-            _capabilities_dropped),
+    _policy(
+        "capabilities-dropped",
+        "All capabilities are dropped (only NET_BIND_SERVICE may be added back).",
+        _capabilities_dropped,
+    ),
     _policy("no-new-privileges", "Containers set no-new-privileges.", _no_new_privileges),
     _policy("read-only-root", "Containers that run have a read-only root filesystem.", _read_only_root),
-    _policy("no-uploads-into-read-only-root",
-            "No upload targets a read-only root (Docker refuses the copy; use a config writer).",
-            _no_uploads_into_read_only_root),
-    _policy("file-capabilities-kept",
-            "An image whose binary carries file capabilities keeps them in the bounding set.",
-            _file_capabilities_kept),
-    _policy("subnet-outside-default-pools", "A pinned subnet lies outside Docker's default address pools.",
-            _subnet_outside_default_pools),
+    _policy(
+        "no-uploads-into-read-only-root",
+        "No upload targets a read-only root (Docker refuses the copy; use a config writer).",
+        _no_uploads_into_read_only_root,
+    ),
+    _policy(
+        "file-capabilities-kept",
+        "An image whose binary carries file capabilities keeps them in the bounding set.",
+        _file_capabilities_kept,
+    ),
+    _policy(
+        "subnet-outside-default-pools",
+        "A pinned subnet lies outside Docker's default address pools.",
+        _subnet_outside_default_pools,
+    ),
     _policy("non-root-user", "Containers run as a non-root uid, or carry a documented exception label.", _non_root),
     _policy("resource-limits", "Containers have memory and process limits.", _resource_limits),
     _policy("images-pinned-by-digest", "Images are exact release tags run by digest.", _images_pinned),
-    _stack_policy("no-secrets-in-files-or-commands", "No secret value in a rendered file, a command or a label.",
-                  _no_secrets_in_files_or_commands),
+    _stack_policy(
+        "no-secrets-in-files-or-commands",
+        "No secret value in a rendered file, a command or a label.",
+        _no_secrets_in_files_or_commands,
+    ),
     _policy("healthcheck-required", "Every container that runs has a healthcheck.", _healthcheck),
-    _stack_policy("edge-upstreams-share-a-network", "Every Caddy upstream shares a network with Caddy.",
-                  _upstreams_share_a_network),
-    _stack_policy("sso-bypasses-declared", "Every route that skips SSO is a declared bypass with its own auth mode.",
-                  _bypasses_declared),
-    _stack_policy("routes-resolve-as-declared",
-                  "No two site blocks match one request unless Caddy tries the stricter one first and it is not "
-                  "weaker (paths compared as Caddy does: case-insensitive, decoded).", _routes_resolve_as_declared),
-    _stack_policy("api-bypass-forwards-only-the-api", "The bearer bypass forwards only the API paths.",
-                  _api_bypass_forwards_only_the_api),
-    _stack_policy("tailnet-policy-tested-and-scoped",
-                  "The tailnet policy carries tests and grants the gateway only to the configured audiences.",
-                  _tailnet_policy_tested_and_scoped),
-    _stack_policy("tailnet-node-loopback-only",
-                  "With its own tailnet node, no container publishes a port on anything but loopback.",
-                  _node_mode_loopback_only),
-    _stack_policy("tailnet-node-auth-key-safe",
-                  "The node's auth key is pre-authorized, carries only the gateway tag, and is single-use "
-                  "unless the settings say otherwise.", _auth_key_safe),
+    _stack_policy(
+        "edge-upstreams-share-a-network",
+        "Every Caddy upstream shares a network with Caddy.",
+        _upstreams_share_a_network,
+    ),
+    _stack_policy(
+        "sso-bypasses-declared",
+        "Every route that skips SSO is a declared bypass with its own auth mode.",
+        _bypasses_declared,
+    ),
+    _stack_policy(
+        "routes-resolve-as-declared",
+        "No two site blocks match one request unless Caddy tries the stricter one first and it is not "
+        "weaker (paths compared as Caddy does: case-insensitive, decoded).",
+        _routes_resolve_as_declared,
+    ),
+    _stack_policy(
+        "api-bypass-forwards-only-the-api",
+        "The bearer bypass forwards only the API paths.",
+        _api_bypass_forwards_only_the_api,
+    ),
+    _stack_policy(
+        "tailnet-policy-tested-and-scoped",
+        "The tailnet policy carries tests and grants the gateway only to the configured audiences.",
+        _tailnet_policy_tested_and_scoped,
+    ),
+    _stack_policy(
+        "tailnet-node-loopback-only",
+        "With its own tailnet node, no container publishes a port on anything but loopback.",
+        _node_mode_loopback_only,
+    ),
+    _stack_policy(
+        "tailnet-node-auth-key-safe",
+        "The node's auth key is pre-authorized, carries only the gateway tag, and is single-use "
+        "unless the settings say otherwise.",
+        _auth_key_safe,
+    ),
     _policy("restart-unless-stopped", "Containers restart after crashes and reboots.", _advisory_restart, ADVISORY),
     _policy("log-rotation", "json-file logs are capped.", _advisory_logs, ADVISORY),
     _policy("cpu-limit", "Containers have a CPU limit.", _advisory_cpu, ADVISORY),

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.topology import CERT_MOUNT
 from tests.caddy_check import self_signed_cert
 from tests.processes import binary
-from components.topology import CERT_MOUNT
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,12 @@ class Block:
         return self.kinds().index(kind)
 
     def deleted_request_headers(self) -> set[str]:
-        return {name for step in self.steps if step.kind == "headers"
-                for name in step.handler.get("request", {}).get("delete", [])}
+        return {
+            name
+            for step in self.steps
+            if step.kind == "headers"
+            for name in step.handler.get("request", {}).get("delete", [])
+        }
 
 
 def adapt(caddyfile: str, work: Path) -> dict[str, Any]:
@@ -60,8 +64,13 @@ def adapt(caddyfile: str, work: Path) -> dict[str, Any]:
     self_signed_cert(certs, "gpu-box.tail0a1b2c.ts.net")
     path = work / "Caddyfile"
     path.write_text(caddyfile.replace(CERT_MOUNT + "/", f"{certs}/"))
-    result = subprocess.run([str(binary("caddy")), "adapt", "--config", str(path), "--adapter", "caddyfile"],
-                            capture_output=True, text=True, timeout=60, env={"HOME": str(work)})
+    result = subprocess.run(
+        [str(binary("caddy")), "adapt", "--config", str(path), "--adapter", "caddyfile"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"HOME": str(work)},
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout)
 

@@ -22,7 +22,7 @@ def stack_values(stack: str = "dev", directory: Path = ROOT) -> dict:
     """The project's settings from Pulumi.<stack>.yaml (at the repository root), without namespaces."""
     document = yaml.safe_load((directory / f"Pulumi.{stack}.yaml").read_text()) or {}
     prefix = f"{PROJECT}:"
-    return {k[len(prefix):]: v for k, v in (document.get("config") or {}).items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in (document.get("config") or {}).items() if k.startswith(prefix)}
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -112,9 +113,7 @@ def _completion(model: str) -> dict:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}
-        ],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }
 
@@ -179,14 +178,15 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=0.0, help="time to answer a chat completion")
     parser.add_argument("--stream-pause-ms", type=float, default=STREAM_PAUSE_S * 1000)
     args = parser.parse_args()
-    handler = type("BenchBackend", (OpenAIBackendHandler,), {
-        "reply_delay_s": args.delay_ms / 1000, "stream_pause_s": args.stream_pause_ms / 1000})
+    handler = type(
+        "BenchBackend",
+        (OpenAIBackendHandler,),
+        {"reply_delay_s": args.delay_ms / 1000, "stream_pause_s": args.stream_pause_ms / 1000},
+    )
     server = _QuietServer(("127.0.0.1", args.port), handler)
     server.name = "llamacpp"
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

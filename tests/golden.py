@@ -27,7 +27,7 @@ STACKS = ("dev", "dev-node")
 def rendered(stack: str) -> dict[str, str]:
     """Every file `python -m components render --stack STACK` writes."""
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
-        assert main(["render", "--stack", stack, "--out", out]) == 0
+        assert main(["render", "--stack", stack, "--out", out]) == 0, "the dev stack no longer renders"
         return {path.name: path.read_text() for path in sorted(Path(out).iterdir())}
 
 

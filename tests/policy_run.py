@@ -20,6 +20,7 @@ from pulumi_policy import (
     ResourceValidationPolicy,
     StackValidationArgs,
 )
+
 from tests.conftest import ROOT
 from tests.program_run import ProgramRun
 from tests.pulumi_internals import UnknownValueError, engine_view
@@ -50,8 +51,9 @@ def _options() -> PolicyResourceOptions:
     )
 
 
-def evaluate_pack(run: ProgramRun, project: str = "tailnet-llm-gateway", stack: str = "dev",
-                  policies=None) -> tuple[list[Violation], list[str]]:
+def evaluate_pack(
+    run: ProgramRun, project: str = "tailnet-llm-gateway", stack: str = "dev", policies=None
+) -> tuple[list[Violation], list[str]]:
     """All violations, and the names of policies that could not run on unknown values."""
     policies = gateway_rules.POLICIES if policies is None else policies
     resources = []
@@ -63,14 +65,16 @@ def evaluate_pack(run: ProgramRun, project: str = "tailnet-llm-gateway", stack: 
     violations: list[Violation] = []
     not_run: list[str] = []
     for policy in policies:
+
         def report(message: str, urn: str | None = None, _policy=policy, _default: str = "stack") -> None:
             violations.append(Violation(_policy.name, _policy.enforcement_level, urn or _default, message))
 
         try:
             if isinstance(policy, ResourceValidationPolicy):
                 for resource in resources:
-                    args = ResourceValidationArgs(resource.resource_type, resource.props, resource.urn,
-                                                  resource.name, resource.opts, None, {})
+                    args = ResourceValidationArgs(
+                        resource.resource_type, resource.props, resource.urn, resource.name, resource.opts, None, {}
+                    )
                     policy.validate(args, lambda m, u=None, r=resource, p=policy: report(m, u, p, r.urn))
             else:
                 policy.validate(StackValidationArgs(resources, {}), report)

@@ -34,7 +34,7 @@ class Process:
     def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None, cwd=None):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - open for the process's life, closed by stop()
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
         full_env.update(env or {})
         self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
@@ -88,8 +88,12 @@ def start_caddy(caddyfile: Path, port: int, log_dir: Path, key: str, name: str =
         name,
         [str(binary("caddy")), "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
         log_dir,
-        env={"LITELLM_MASTER_KEY": key, "HOME": str(log_dir), "XDG_DATA_HOME": str(log_dir / f"{name}-data"),
-             "XDG_CONFIG_HOME": str(log_dir / f"{name}-config")},
+        env={
+            "LITELLM_MASTER_KEY": key,
+            "HOME": str(log_dir),
+            "XDG_DATA_HOME": str(log_dir / f"{name}-data"),
+            "XDG_CONFIG_HOME": str(log_dir / f"{name}-config"),
+        },
     )
     try:
         proc.wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=20)
@@ -99,13 +103,20 @@ def start_caddy(caddyfile: Path, port: int, log_dir: Path, key: str, name: str =
     return proc
 
 
-def start_litellm(
-    config: Path, port: int, log_dir: Path, key: str, env: dict[str, str], workers: int = 1
-) -> Process:
+def start_litellm(config: Path, port: int, log_dir: Path, key: str, env: dict[str, str], workers: int = 1) -> Process:
     proc = Process(
         "litellm",
-        [str(binary("litellm")), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-         "--num_workers", str(workers)],
+        [
+            str(binary("litellm")),
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            str(workers),
+        ],
         log_dir,
         env={**env, "LITELLM_MASTER_KEY": key, "HOME": str(log_dir)},
     )

@@ -1,9 +1,10 @@
 """Run the Pulumi program (`__main__.py`) under mocks and record what it registers.
 
 No Pulumi CLI: `pulumi.runtime.set_mocks` stands in for the engine, and invokes are answered here
-(the registry digest lookup, existing-network lookups) the way the Docker provider would. The config
-is set with `pulumi.runtime.set_all_config`, the run is awaited with `pulumi.runtime.test`, options and URNs are read through a stack transformation, and
-exports through `pulumi.export`. What is not public API is in tests/pulumi_internals.py.
+(the registry digest lookup, existing-network lookups) the way the Docker provider would. The config is
+set with `pulumi.runtime.set_all_config`, the run is awaited with `pulumi.runtime.test`, options and URNs
+are read through a stack transformation, and exports through `pulumi.export`. What is not public API is
+in tests/pulumi_internals.py.
 """
 
 from __future__ import annotations
@@ -63,8 +64,11 @@ class ProgramRun:
     @property
     def containers(self) -> dict[str, Registered]:
         """The service containers (the ones that run) by their Docker container name."""
-        return {r.inputs["name"]: r for r in self.of_type("docker:index/container:Container")
-                if r.inputs.get("start", True) is not False}
+        return {
+            r.inputs["name"]: r
+            for r in self.of_type("docker:index/container:Container")
+            if r.inputs.get("start", True) is not False
+        }
 
     @property
     def config_writers(self) -> dict[str, Registered]:
@@ -155,7 +159,9 @@ def run_program(
     logger.addHandler(_ListHandler(run.log))
     fresh_root_stack()
     lookup = networks if networks is not None else networks_from_settings(values)
-    pulumi.runtime.set_mocks(_RecordingMocks(run, preview, lookup), project=PROJECT, stack=stack, preview=preview, logger=logger)
+    pulumi.runtime.set_mocks(
+        _RecordingMocks(run, preview, lookup), project=PROJECT, stack=stack, preview=preview, logger=logger
+    )
     secrets = dict(secrets or {})
     # A stack file's `secure:` values cannot be decrypted here: stand in a test value, still a secret.
     for key, value in list(values.items()):
@@ -189,32 +195,30 @@ def run_program(
 
         def keep(values: list[Any]) -> None:
             count = len(names)
-            run.exports.update(zip(names, values[:count]))
-            run.secret_exports.update(n for n, is_secret in zip(names, values[count:2 * count]) if is_secret)
-            run.urns.extend(values[2 * count:])
+            run.exports.update(zip(names, values[:count], strict=True))
+            secret_flags = zip(names, values[count:], strict=True)
+            run.secret_exports.update(name for name, is_secret in secret_flags if is_secret)
 
-        return pulumi.Output.all(
-            *outputs,
-            *[pulumi.Output.from_input(secret(o)) for o in outputs],
-            *[resource.urn for _, resource in registered],
-        ).apply(keep)
+        return pulumi.Output.all(*outputs, *[pulumi.Output.from_input(secret(o)) for o in outputs]).apply(keep)
 
     pulumi.runtime.set_all_config(config, [f"{PROJECT}:{k}" for k in secrets])
-    with mock.patch.object(pulumi, "export", export):
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            program()
+    with mock.patch.object(pulumi, "export", export), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        program()
     run.python_warnings = list(caught)
     run.urns = _engine_urns(registered, options, stack)
-    urns = dict(zip([key for key, _ in registered], run.urns))
+    urns = dict(zip([key for key, _ in registered], run.urns, strict=True))
     for resource in run.resources:
         resource.opts = options.get((resource.type, resource.name))
         resource.urn = urns.get((resource.type, resource.name))
     return run
 
 
-def _engine_urns(registered: list[tuple[tuple[str, str], pulumi.Resource]],
-                 options: dict[tuple[str, str], pulumi.ResourceOptions], stack: str) -> list[str]:
+def _engine_urns(
+    registered: list[tuple[tuple[str, str], pulumi.Resource]],
+    options: dict[tuple[str, str], pulumi.ResourceOptions],
+    stack: str,
+) -> list[str]:
     """URNs as the engine forms them: the types of every ancestor below the stack, joined by `$`
     (the mocks join only the parent's type, so a changed grandparent would go unseen)."""
     key_of = {id(resource): key for key, resource in registered}

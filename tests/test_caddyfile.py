@@ -71,7 +71,9 @@ def test_edge_case_stack_passes_caddy_validate(dev_values, tmp_path):
 
 def test_site_is_the_tailnet_name_with_the_mounted_tailscale_cert(caddyfile):
     assert "https://gpu-box.tail0a1b2c.ts.net:8443 {" in caddyfile, "the site would not answer to the tailnet name"
-    assert "tls /etc/caddy/certs/tailnet.crt /etc/caddy/certs/tailnet.key" in caddyfile, "TLS would not use Tailscale's cert"
+    assert "tls /etc/caddy/certs/tailnet.crt /etc/caddy/certs/tailnet.key" in caddyfile, (
+        "TLS would not use Tailscale's cert"
+    )
     assert "auto_https off" in caddyfile, "Caddy would try ACME for a tailnet name"
 
 
@@ -92,26 +94,33 @@ def test_llm_route_forwards_only_the_openai_api(blocks):
     assert not_api and not_api[0].handler["status_code"] == 404, (
         "LiteLLM's docs, admin UI and openapi.json would be reachable without a key"
     )
-    assert block.steps.index(not_api[0]) < block.first("reverse_proxy")
+    assert block.steps.index(not_api[0]) < block.first("reverse_proxy"), (
+        "a key-less LiteLLM page could be proxied before the 404"
+    )
 
 
 def test_llm_route_checks_the_key_and_fails_closed(blocks):
     block = blocks["/llm/*"]
     answers = [s for s in block.steps if s.kind in ("static_response", "reverse_proxy")]
-    assert answers[0].handler.get("status_code") == 503 and {"vars": {"{env.LITELLM_MASTER_KEY}": [""]}} in answers[0].matchers, (
-        "an empty key would turn the bearer route into an open one"
-    )
+    assert (
+        answers[0].handler.get("status_code") == 503
+        and {"vars": {"{env.LITELLM_MASTER_KEY}": [""]}} in answers[0].matchers
+    ), "an empty key would turn the bearer route into an open one"
     key_check = {"not": [{"vars": {"{http.request.header.Authorization}": ["Bearer {env.LITELLM_MASTER_KEY}"]}}]}
     refusals = [s for s in answers if key_check in s.matchers]
     assert refusals and refusals[0].handler["status_code"] == 401, "the key would not be compared as exact text"
-    assert answers[-1].kind == "reverse_proxy" and not answers[-1].matchers, "a request could reach LiteLLM before the key check"
+    assert answers[-1].kind == "reverse_proxy" and not answers[-1].matchers, (
+        "a request could reach LiteLLM before the key check"
+    )
 
 
 def test_every_path_not_declared_as_bypass_runs_forward_auth(blocks, dev_topology):
     for route in dev_topology.routes:
         block = blocks[None if route.is_catch_all else route.path]
         has_sso = "forward_auth" in block.kinds()
-        assert has_sso == (route.auth == "sso"), f"{route.path} ({route.auth}) would {'skip' if route.auth == 'sso' else 'need'} SSO"
+        assert has_sso == (route.auth == "sso"), (
+            f"{route.path} ({route.auth}) would {'skip' if route.auth == 'sso' else 'need'} SSO"
+        )
 
 
 def test_caddy_tries_the_blocks_in_the_topologys_order(caddyfile, dev_topology, tmp_path):
@@ -122,7 +131,7 @@ def test_caddy_tries_the_blocks_in_the_topologys_order(caddyfile, dev_topology, 
 
 
 def test_sso_401_becomes_a_302_to_the_start_url_with_the_original_url(caddyfile):
-    assert "@unauthenticated status 401" in caddyfile
+    assert "@unauthenticated status 401" in caddyfile, "an SSO refusal would not become a sign-in redirect"
     assert (
         "redir * {scheme}://{hostport}/oauth2/start?rd={scheme}://{hostport}{http.request.orig_uri} 302" in caddyfile
     ), "a signed-out browser would not come back to the page it asked for"
@@ -149,17 +158,21 @@ def test_protected_prefix_is_stripped_after_sso(blocks):
     assert block.first("forward_auth") < block.first("rewrite") < block.first("reverse_proxy"), (
         "the sign-in redirect would lose the /dash prefix, or the prefix would reach the dashboard"
     )
-    assert block.steps[block.first("rewrite")].handler["strip_path_prefix"] == "/dash"
-    assert block.steps[-1].upstreams == ["dashboard:8080"]
+    assert block.steps[block.first("rewrite")].handler["strip_path_prefix"] == "/dash", (
+        "the dashboard would see the /dash prefix"
+    )
+    assert block.steps[-1].upstreams == ["dashboard:8080"], "/dash/* would go to another upstream"
 
 
 def test_no_secret_in_the_caddyfile(caddyfile):
-    assert "{env.LITELLM_MASTER_KEY}" in caddyfile
+    assert "{env.LITELLM_MASTER_KEY}" in caddyfile, "the key would not be read from the environment"
     assert not re.search(r"sk-[A-Za-z0-9]", caddyfile), "a key literal would sit in the rendered file"
 
 
 def test_health_listener_stays_on_container_loopback(caddyfile):
-    assert "http://127.0.0.1:8080 {\n\tbind 127.0.0.1" in caddyfile, "the health listener would be reachable from other containers"
+    assert "http://127.0.0.1:8080 {\n\tbind 127.0.0.1" in caddyfile, (
+        "the health listener would be reachable from other containers"
+    )
 
 
 def test_upstream_override_moves_every_use_of_a_service(dev_topology):
@@ -177,8 +190,13 @@ def test_http3_is_off_on_every_server(caddyfile, tmp_path):
 
     path = tmp_path / "Caddyfile"
     path.write_text(caddyfile)
-    adapted = subprocess.run([str(binary("caddy")), "adapt", "--config", str(path), "--adapter", "caddyfile"],
-                             capture_output=True, text=True, timeout=60, env={"HOME": str(tmp_path)})
+    adapted = subprocess.run(
+        [str(binary("caddy")), "adapt", "--config", str(path), "--adapter", "caddyfile"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"HOME": str(tmp_path)},
+    )
     assert adapted.returncode == 0, adapted.stderr[-2000:]
     servers = json.loads(adapted.stdout)["apps"]["http"]["servers"]
     for name, server in servers.items():

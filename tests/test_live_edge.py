@@ -32,39 +32,49 @@ def test_litellm_under_test_is_the_deployed_version():
 def test_litellm_loads_the_rendered_config_and_lists_the_models(local_edge):
     response = httpx.get(f"{local_edge.litellm_url}/v1/models", headers=_auth(local_edge.key), timeout=30)
     assert response.status_code == 200, response.text
-    assert sorted(m["id"] for m in response.json()["data"]) == ["local-chat", "local-embed"]
+    assert sorted(m["id"] for m in response.json()["data"]) == ["local-chat", "local-embed"], (
+        "LiteLLM lists other models than the rendered config names"
+    )
 
 
 def test_models_listed_with_the_key_through_the_edge(local_edge):
     response = httpx.get(f"{local_edge.base_url}/llm/v1/models", headers=_auth(local_edge.key), timeout=30)
     assert response.status_code == 200, f"clients could not list models: {response.status_code} {response.text[:200]}"
-    assert sorted(m["id"] for m in response.json()["data"]) == ["local-chat", "local-embed"]
+    assert sorted(m["id"] for m in response.json()["data"]) == ["local-chat", "local-embed"], (
+        "clients would see other models than the stack serves"
+    )
 
 
 def test_missing_key_gets_401_json_not_a_redirect(local_edge):
     response = httpx.get(f"{local_edge.base_url}/llm/v1/models", timeout=30)
     assert response.status_code == 401, f"API clients without a key got {response.status_code} (302 = sent to SSO)"
-    assert response.json()["error"]["type"] == "auth_error"
+    assert response.json()["error"]["type"] == "auth_error", "clients could not tell a missing key from another error"
 
 
 def test_wrong_key_gets_401_not_400(local_edge):
     response = httpx.get(f"{local_edge.base_url}/llm/v1/models", headers=_auth("sk-wrong-key-123"), timeout=30)
     assert response.status_code == 401, f"a wrong key got {response.status_code}; LiteLLM alone answers 400"
-    assert response.json()["error"]["type"] == "auth_error"
+    assert response.json()["error"]["type"] == "auth_error", "clients could not tell a wrong key from another error"
 
 
 def test_chat_completion_through_the_edge(local_edge):
     body = {"model": "local-chat", "messages": [{"role": "user", "content": "ping"}]}
-    response = httpx.post(f"{local_edge.base_url}/llm/v1/chat/completions", json=body, headers=_auth(local_edge.key), timeout=60)
+    response = httpx.post(
+        f"{local_edge.base_url}/llm/v1/chat/completions", json=body, headers=_auth(local_edge.key), timeout=60
+    )
     assert response.status_code == 200, response.text[:500]
-    assert response.json()["choices"][0]["message"]["content"] == "pong"
+    assert response.json()["choices"][0]["message"]["content"] == "pong", "the completion did not come from the backend"
 
 
 def test_embeddings_through_the_edge(local_edge):
     body = {"model": "local-embed", "input": ["a", "b"]}
-    response = httpx.post(f"{local_edge.base_url}/llm/v1/embeddings", json=body, headers=_auth(local_edge.key), timeout=60)
+    response = httpx.post(
+        f"{local_edge.base_url}/llm/v1/embeddings", json=body, headers=_auth(local_edge.key), timeout=60
+    )
     assert response.status_code == 200, response.text[:500]
-    assert len(response.json()["data"]) == 2 and response.json()["data"][0]["embedding"] == [0.1, 0.2, 0.3]
+    assert len(response.json()["data"]) == 2 and response.json()["data"][0]["embedding"] == [0.1, 0.2, 0.3], (
+        "embeddings did not come back for every input"
+    )
 
 
 def test_streaming_arrives_chunk_by_chunk_through_the_edge(local_edge):
@@ -74,7 +84,7 @@ def test_streaming_arrives_chunk_by_chunk_through_the_edge(local_edge):
     with httpx.stream(
         "POST", f"{local_edge.base_url}/llm/v1/chat/completions", json=body, headers=_auth(local_edge.key), timeout=60
     ) as response:
-        assert response.status_code == 200
+        assert response.status_code == 200, "streaming through the edge failed"
         for line in response.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
@@ -93,19 +103,27 @@ def test_streaming_arrives_chunk_by_chunk_through_the_edge(local_edge):
 def test_protected_route_redirects_to_sso_with_the_original_url(local_edge):
     response = httpx.get(f"{local_edge.base_url}/dash/panel?x=1", timeout=30)
     assert response.status_code == 302, f"a signed-out browser got {response.status_code}, not a sign-in redirect"
-    assert response.headers["location"] == f"{local_edge.base_url}/oauth2/start?rd={local_edge.base_url}/dash/panel?x=1"
+    assert (
+        response.headers["location"] == f"{local_edge.base_url}/oauth2/start?rd={local_edge.base_url}/dash/panel?x=1"
+    ), "after sign-in the browser would not come back to the page and query it asked for"
 
 
 def test_catch_all_is_protected_too(local_edge):
     response = httpx.get(f"{local_edge.base_url}/some/page", timeout=30)
-    assert response.status_code == 302 and "/oauth2/start?rd=" in response.headers["location"]
+    assert response.status_code == 302 and "/oauth2/start?rd=" in response.headers["location"], (
+        "the catch-all would serve a signed-out browser"
+    )
 
 
 def test_protected_route_with_a_session_reaches_its_upstream_prefix_stripped(local_edge):
     dash = httpx.get(f"{local_edge.base_url}/dash/panel", headers=SESSION, timeout=30)
-    assert dash.status_code == 200 and dash.json()["upstream"] == "dashboard" and dash.json()["path"] == "/panel"
+    assert dash.status_code == 200 and dash.json()["upstream"] == "dashboard" and dash.json()["path"] == "/panel", (
+        "a signed-in browser would not reach the dashboard, or would send it the /dash prefix"
+    )
     webui = httpx.get(f"{local_edge.base_url}/chats/1", headers=SESSION, timeout=30)
-    assert webui.status_code == 200 and webui.json()["upstream"] == "open-webui" and webui.json()["path"] == "/chats/1"
+    assert (
+        webui.status_code == 200 and webui.json()["upstream"] == "open-webui" and webui.json()["path"] == "/chats/1"
+    ), "a signed-in browser would not reach open-webui at the path it asked for"
 
 
 def test_client_identity_headers_never_reach_an_upstream(local_edge):
@@ -114,7 +132,9 @@ def test_client_identity_headers_never_reach_an_upstream(local_edge):
 
 def test_client_identity_headers_never_reach_the_api_upstream(local_edge):
     response = httpx.get(
-        f"{local_edge.api_echo_base_url}/llm/v1/models", headers={**SPOOFED_IDENTITY, **_auth(local_edge.key)}, timeout=30
+        f"{local_edge.api_echo_base_url}/llm/v1/models",
+        headers={**SPOOFED_IDENTITY, **_auth(local_edge.key)},
+        timeout=30,
     )
     assert response.status_code == 200 and response.json()["path"] == "/v1/models", "handle_path did not strip /llm"
     seen = {k.lower() for k in response.json()["headers"]}
@@ -152,9 +172,20 @@ def test_path_tricks_never_reach_a_protected_upstream_without_a_session(local_ed
 
 @pytest.mark.parametrize(
     "page",
-    ["/llm/", "/llm/openapi.json", "/llm/routes", "/llm/ui/", "/llm/docs", "/llm/health/liveliness",
-     "/llm/health/readiness", "/llm/test", "/llm/.well-known/litellm-ui-config", "/llm/public/model_hub",
-     "/llm/metrics", "/llm/config/yaml"],
+    [
+        "/llm/",
+        "/llm/openapi.json",
+        "/llm/routes",
+        "/llm/ui/",
+        "/llm/docs",
+        "/llm/health/liveliness",
+        "/llm/health/readiness",
+        "/llm/test",
+        "/llm/.well-known/litellm-ui-config",
+        "/llm/public/model_hub",
+        "/llm/metrics",
+        "/llm/config/yaml",
+    ],
 )
 def test_litellm_keyless_pages_are_not_reachable_under_llm(local_edge, page):
     for headers in ({}, _auth(local_edge.key)):
@@ -169,7 +200,7 @@ def test_llm_without_trailing_path_falls_to_the_protected_fallback(local_edge):
 
 def test_healthz_answers_without_sso(local_edge):
     response = httpx.get(f"{local_edge.base_url}/healthz", timeout=30)
-    assert response.status_code == 200 and response.text == "ok"
+    assert response.status_code == 200 and response.text == "ok", "monitors would not get their fixed answer"
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer ", "Bearer", "Bearer sk-anything"])
@@ -181,8 +212,21 @@ def test_empty_key_at_run_time_fails_closed(local_edge, authorization):
 
 def test_smoke_cli_passes_against_the_local_edge(local_edge):
     result = subprocess.run(
-        [sys.executable, "-m", "components", "smoke", "--base-url", f"{local_edge.base_url}/llm/v1", "--model", "local-chat"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, env={"LITELLM_MASTER_KEY": local_edge.key, "PATH": ""},
+        [
+            sys.executable,
+            "-m",
+            "components",
+            "smoke",
+            "--base-url",
+            f"{local_edge.base_url}/llm/v1",
+            "--model",
+            "local-chat",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"LITELLM_MASTER_KEY": local_edge.key, "PATH": ""},
     )
     lines = result.stdout.strip().splitlines()
     assert result.returncode == 0, result.stdout + result.stderr
@@ -193,11 +237,25 @@ def test_smoke_cli_passes_against_the_local_edge(local_edge):
 def test_smoke_cli_fails_against_litellm_without_the_edge(local_edge):
     """LiteLLM alone answers a wrong key with 400 and serves key-less pages: smoke must say so."""
     result = subprocess.run(
-        [sys.executable, "-m", "components", "smoke", "--base-url", f"{local_edge.litellm_url}/v1", "--key", local_edge.key],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "components",
+            "smoke",
+            "--base-url",
+            f"{local_edge.litellm_url}/v1",
+            "--key",
+            local_edge.key,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert result.returncode == 1, result.stdout
-    assert "FAIL wrong key gets 401" in result.stdout and "FAIL LiteLLM's key-less pages hidden" in result.stdout
+    assert "FAIL wrong key gets 401" in result.stdout and "FAIL LiteLLM's key-less pages hidden" in result.stdout, (
+        "smoke would not say what is wrong with a bare LiteLLM"
+    )
 
 
 def test_litellm_alone_answers_401_without_a_key(local_edge):

@@ -33,8 +33,9 @@ def mutant_edge(local_edge, tmp_path):
         caddyfile = out / "Caddyfile"
         if edit is not None:
             caddyfile.write_text(edit(caddyfile.read_text()))
-        started.append(start_caddy(caddyfile, port, local_edge.log_dir, key or local_edge.key,
-                                   name=f"mutant{len(started)}"))
+        started.append(
+            start_caddy(caddyfile, port, local_edge.log_dir, key or local_edge.key, name=f"mutant{len(started)}")
+        )
         return f"http://127.0.0.1:{port}"
 
     yield start
@@ -49,7 +50,10 @@ def test_llm_behind_sso_fails_the_smoke_check(mutant_edge, local_edge):
     assert httpx.get(f"{base}/llm/v1/models", timeout=30).status_code == 302, "the mutant is not the intended break"
     result = subprocess.run(
         [sys.executable, "-m", "components", "smoke", "--base-url", f"{base}/llm/v1", "--key", local_edge.key],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
     )
     assert result.returncode == 1 and "FAIL no key gets 401" in result.stdout, result.stdout
 

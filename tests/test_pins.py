@@ -10,7 +10,9 @@ from tests.conftest import ROOT
 
 def _pins() -> dict[str, str]:
     text = (ROOT / "requirements-dev.txt").read_text()
-    return {m.group(1).lower(): m.group(2) for m in re.finditer(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)", text, re.M)}
+    return {
+        m.group(1).lower(): m.group(2) for m in re.finditer(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)", text, re.M)
+    }
 
 
 def test_caddy_wheel_pin_matches_the_deployed_image():

@@ -28,7 +28,7 @@ MANDATORY_RULES = sorted(p.name for p in gateway_rules.POLICIES if p.enforcement
 
 def stack_file_violations(path: Path, project_dir: Path = ROOT) -> list[str]:
     """Run the program for one stack file under mocks and describe every mandatory violation."""
-    stack = path.name[len("Pulumi."):-len(".yaml")]
+    stack = path.name[len("Pulumi.") : -len(".yaml")]
     run = run_program(stack_values(stack, path.parent), stack=stack, project_dir=project_dir)
     violations, _ = evaluate_pack(run, stack=stack)
     return [v.describe(path.name) for v in mandatory(violations)]
@@ -41,7 +41,9 @@ def test_stack_file_passes_every_mandatory_rule(stack_file):
 
 
 def test_every_stack_file_at_the_root_is_checked():
-    assert [p.name for p in STACK_FILES] and "Pulumi.dev.yaml" in [p.name for p in STACK_FILES]
+    assert [p.name for p in STACK_FILES] and "Pulumi.dev.yaml" in [p.name for p in STACK_FILES], (
+        "the pack would check no stack file, or not the dev stack"
+    )
 
 
 def test_a_new_stack_file_is_checked_and_named(tmp_path, dev_values):
@@ -49,12 +51,16 @@ def test_a_new_stack_file_is_checked_and_named(tmp_path, dev_values):
     shutil.copytree(ROOT / "tailnet", tmp_path / "tailnet")
     base = (tmp_path / "tailnet" / "dev-base.hujson").read_text()
     base = base.replace('"groups": {', '"groups": {\n\t\t"group:ops": ["olga@example.com"],')
-    base = base.replace('"grants": [', '"grants": [\n\t\t{"src": ["group:ops"], "dst": ["tag:llm-gateway"], "ip": ["tcp:22"]},')
+    base = base.replace(
+        '"grants": [', '"grants": [\n\t\t{"src": ["group:ops"], "dst": ["tag:llm-gateway"], "ip": ["tcp:22"]},'
+    )
     (tmp_path / "tailnet" / "dev-base.hujson").write_text(base)
     path = write_stack(tmp_path, "staging", dev_values)
     violations = stack_file_violations(path, project_dir=tmp_path)
     assert violations and "Pulumi.staging.yaml" in violations[0], violations
-    assert "tailnet-policy-tested-and-scoped" in violations[0] and "tailscale:index/acl:Acl" in violations[0]
+    assert "tailnet-policy-tested-and-scoped" in violations[0] and "tailscale:index/acl:Acl" in violations[0], (
+        "the violation does not name the rule and the resource"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,25 +98,31 @@ def _of_type(run: ProgramRun, type_: str) -> dict:
 
 def _caddyfile_edit(old: str, new: str):
     def edit(run):
-        writer = next(r.inputs for r in run.resources
-                      if {"label": "tailnet-llm-gateway.config-for", "value": "edge"} in r.inputs.get("labels", []))
+        writer = next(
+            r.inputs
+            for r in run.resources
+            if {"label": "tailnet-llm-gateway.config-for", "value": "edge"} in r.inputs.get("labels", [])
+        )
         upload = next(u for u in writer["uploads"] if u["file"].endswith("/Caddyfile"))
         assert old in upload["content"], f"mutation target {old!r} not in the Caddyfile"
         upload["content"] = upload["content"].replace(old, new, 1)
+
     return edit
 
 
 def _set(role: str, key: str, value):
     def edit(run):
         _container(run, role)[key] = value
+
     return edit
 
 
 def _acl_edit(old: str, new: str):
     def edit(run):
         acl = _of_type(run, "tailscale:index/acl:Acl")
-        assert old in acl["acl"]
+        assert old in acl["acl"], "the case's edit does not apply to the policy any more"
         acl["acl"] = acl["acl"].replace(old, new, 1)
+
     return edit
 
 
@@ -122,7 +134,10 @@ def _envs_key(run) -> str:
 
 def _network(name: str, **changes):
     def edit(run):
-        next(r.inputs for r in run.resources if r.type == "docker:index/network:Network" and r.name == name).update(changes)
+        next(r.inputs for r in run.resources if r.type == "docker:index/network:Network" and r.name == name).update(
+            changes
+        )
+
     return edit
 
 
@@ -142,55 +157,119 @@ def row(case: str, mutate, *violates: str, stack: str = "dev") -> Row:
 
 
 TABLE = [
-    row("edge published on every interface", _set("edge", "ports", [{"internal": 8443.0, "external": 443.0, "ip": "0.0.0.0"}]),
-        "no-wildcard-host-ports", "edge-port-tailnet-only"),
-    row("gateway published on the LAN", _set("model-gateway", "ports",
-                                            [{"internal": 11435.0, "external": 11435.0, "ip": "192.168.1.20"}]),
-        "gateway-port-loopback-only"),
-    row("edge published on loopback", _set("edge", "ports", [{"internal": 8443.0, "external": 443.0, "ip": "127.0.0.1"}]),
-        "edge-port-tailnet-only"),
-    row("gateway on the host network", _set("model-gateway", "networkMode", "host"), "no-privileged-or-host-namespaces"),
-    row("edge with the Docker socket", lambda run: _container(run, "edge")["volumes"].append(
-        {"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock"}), "no-sensitive-host-mounts"),
-    row("edge with SYS_ADMIN added back", _set("edge", "capabilities", {"adds": ["SYS_ADMIN"], "drops": ["ALL"]}),
-        "capabilities-dropped", "file-capabilities-kept"),
+    row(
+        "edge published on every interface",
+        _set("edge", "ports", [{"internal": 8443.0, "external": 443.0, "ip": "0.0.0.0"}]),
+        "no-wildcard-host-ports",
+        "edge-port-tailnet-only",
+    ),
+    row(
+        "gateway published on the LAN",
+        _set("model-gateway", "ports", [{"internal": 11435.0, "external": 11435.0, "ip": "192.168.1.20"}]),
+        "gateway-port-loopback-only",
+    ),
+    row(
+        "edge published on loopback",
+        _set("edge", "ports", [{"internal": 8443.0, "external": 443.0, "ip": "127.0.0.1"}]),
+        "edge-port-tailnet-only",
+    ),
+    row(
+        "gateway on the host network", _set("model-gateway", "networkMode", "host"), "no-privileged-or-host-namespaces"
+    ),
+    row(
+        "edge with the Docker socket",
+        lambda run: _container(run, "edge")["volumes"].append(
+            {"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock"}
+        ),
+        "no-sensitive-host-mounts",
+    ),
+    row(
+        "edge with SYS_ADMIN added back",
+        _set("edge", "capabilities", {"adds": ["SYS_ADMIN"], "drops": ["ALL"]}),
+        "capabilities-dropped",
+        "file-capabilities-kept",
+    ),
     row("gateway without no-new-privileges", _set("model-gateway", "securityOpts", []), "no-new-privileges"),
     row("edge with a writable root", _set("edge", "readOnly", False), "read-only-root"),
     row("upload into the edge's read-only root", _upload_into_read_only_root, "no-uploads-into-read-only-root"),
-    row("caddy's file capability dropped from the bounding set", _set("edge", "capabilities", {"drops": ["ALL"]}),
-        "file-capabilities-kept"),
-    row("proxy-net pinned in Docker's pools", _network("proxy-net", ipamConfigs=[{"subnet": "172.24.0.0/16"}]),
-        "subnet-outside-default-pools"),
+    row(
+        "caddy's file capability dropped from the bounding set",
+        _set("edge", "capabilities", {"drops": ["ALL"]}),
+        "file-capabilities-kept",
+    ),
+    row(
+        "proxy-net pinned in Docker's pools",
+        _network("proxy-net", ipamConfigs=[{"subnet": "172.24.0.0/16"}]),
+        "subnet-outside-default-pools",
+    ),
     row("gateway as root", _set("model-gateway", "user", "0:0"), "non-root-user"),
     row("gateway as nobody", _set("model-gateway", "user", "65534:65534"), "resource-limits"),
     row("edge without a process limit", _set("edge", "ulimits", []), "resource-limits"),
-    row("gateway on a floating tag", _set("model-gateway", "image", "ghcr.io/berriai/litellm-non_root:main-stable"),
-        "images-pinned-by-digest"),
-    row("master key on the command line", lambda run: _container(run, "model-gateway")["command"].extend(
-        ["--master_key", _envs_key(run)]), "no-secrets-in-files-or-commands"),
+    row(
+        "gateway on a floating tag",
+        _set("model-gateway", "image", "ghcr.io/berriai/litellm-non_root:main-stable"),
+        "images-pinned-by-digest",
+    ),
+    row(
+        "master key on the command line",
+        lambda run: _container(run, "model-gateway")["command"].extend(["--master_key", _envs_key(run)]),
+        "no-secrets-in-files-or-commands",
+    ),
     row("edge without a healthcheck", lambda run: _container(run, "edge").pop("healthcheck"), "healthcheck-required"),
-    row("edge on another network", _set("edge", "networksAdvanced", [{"name": "frontend"}]),
-        "edge-upstreams-share-a-network"),
-    row("catch-all without SSO", _caddyfile_edit("\t\t\timport sso\n\t\t\treverse_proxy open-webui:8080",
-                                                 "\t\t\treverse_proxy open-webui:8080"), "sso-bypasses-declared"),
-    row("the API bypass forwarding everything", _caddyfile_edit("@not_api not path /v1/*", "@not_api not path /*"),
-        "api-bypass-forwards-only-the-api"),
-    row("an upper-case twin of a protected route without SSO", _caddyfile_edit(
-        "\t# /dash/* requires SSO", "\thandle /DASH/* {\n\t\treverse_proxy dashboard:8080\n\t}\n\n\t# /dash/* requires SSO"),
-        "routes-resolve-as-declared", "sso-bypasses-declared"),
-    row("everyone granted the gateway", _acl_edit('"src": ["group:llm-users"], "dst": ["llm-gateway-host"]',
-                                                  '"src": ["*"], "dst": ["llm-gateway-host"]'),
-        "tailnet-policy-tested-and-scoped"),
+    row(
+        "edge on another network",
+        _set("edge", "networksAdvanced", [{"name": "frontend"}]),
+        "edge-upstreams-share-a-network",
+    ),
+    row(
+        "catch-all without SSO",
+        _caddyfile_edit("\t\t\timport sso\n\t\t\treverse_proxy open-webui:8080", "\t\t\treverse_proxy open-webui:8080"),
+        "sso-bypasses-declared",
+    ),
+    row(
+        "the API bypass forwarding everything",
+        _caddyfile_edit("@not_api not path /v1/*", "@not_api not path /*"),
+        "api-bypass-forwards-only-the-api",
+    ),
+    row(
+        "an upper-case twin of a protected route without SSO",
+        _caddyfile_edit(
+            "\t# /dash/* requires SSO",
+            "\thandle /DASH/* {\n\t\treverse_proxy dashboard:8080\n\t}\n\n\t# /dash/* requires SSO",
+        ),
+        "routes-resolve-as-declared",
+        "sso-bypasses-declared",
+    ),
+    row(
+        "everyone granted the gateway",
+        _acl_edit(
+            '"src": ["group:llm-users"], "dst": ["llm-gateway-host"]', '"src": ["*"], "dst": ["llm-gateway-host"]'
+        ),
+        "tailnet-policy-tested-and-scoped",
+    ),
     # These hold in tailnet-node mode, so they break the dev-node stack.
-    row("a node-mode edge on a tailnet address", _set("edge", "ports",
-                                                      [{"internal": 8081.0, "external": 8081.0, "ip": "100.101.102.103"}]),
-        "tailnet-node-loopback-only", stack="dev-node"),
-    row("a reusable, unapproved node key", lambda run: _of_type(run, "tailscale:index/tailnetKey:TailnetKey").update(
-        reusable=True, preauthorized=False), "tailnet-node-auth-key-safe", stack="dev-node"),
+    row(
+        "a node-mode edge on a tailnet address",
+        _set("edge", "ports", [{"internal": 8081.0, "external": 8081.0, "ip": "100.101.102.103"}]),
+        "tailnet-node-loopback-only",
+        stack="dev-node",
+    ),
+    row(
+        "a reusable, unapproved node key",
+        lambda run: _of_type(run, "tailscale:index/tailnetKey:TailnetKey").update(reusable=True, preauthorized=False),
+        "tailnet-node-auth-key-safe",
+        stack="dev-node",
+    ),
     # Exceptions the rules accept.
-    row("root with a documented reason", lambda run: (
-        _container(run, "edge").update(user="0:0"),
-        _container(run, "edge")["labels"].append({"label": "tailnet-llm-gateway.runs-as-root-because", "value": "why"}))),
+    row(
+        "root with a documented reason",
+        lambda run: (
+            _container(run, "edge").update(user="0:0"),
+            _container(run, "edge")["labels"].append(
+                {"label": "tailnet-llm-gateway.runs-as-root-because", "value": "why"}
+            ),
+        ),
+    ),
     row("a config writer: writable, no healthcheck, never started", lambda run: None),
 ]
 
@@ -231,13 +310,18 @@ def test_pack_runs_on_a_preview_without_mandatory_violations():
     assert "no-secrets-in-files-or-commands" in not_run, "the unknown key was treated as known"
 
 
-@pytest.mark.parametrize(("block", "why"), [
-    ("handle /LLM/* {\n\t\treverse_proxy oauth2-proxy:4180\n\t}", "an API route without the key"),
-    ("handle /Dash/* {\n\t\treverse_proxy oauth2-proxy:4180\n\t}", "an SSO route without SSO"),
-    ("handle /dash/admin/* {\n\t\treverse_proxy dashboard:8080\n\t}", "a protected sub-path without SSO"),
-    ("handle /DASH/* {\n\t\troute {\n\t\t\timport sso\n\t\t\treverse_proxy dashboard:8080\n\t\t}\n\t}",
-     "a case twin that Caddy may try first"),
-])
+@pytest.mark.parametrize(
+    ("block", "why"),
+    [
+        ("handle /LLM/* {\n\t\treverse_proxy oauth2-proxy:4180\n\t}", "an API route without the key"),
+        ("handle /Dash/* {\n\t\treverse_proxy oauth2-proxy:4180\n\t}", "an SSO route without SSO"),
+        ("handle /dash/admin/* {\n\t\treverse_proxy dashboard:8080\n\t}", "a protected sub-path without SSO"),
+        (
+            "handle /DASH/* {\n\t\troute {\n\t\t\timport sso\n\t\t\treverse_proxy dashboard:8080\n\t\t}\n\t}",
+            "a case twin that Caddy may try first",
+        ),
+    ],
+)
 def test_routes_rule_catches_blocks_caddy_would_resolve_otherwise(dev_run, block, why):
     broken = _editable(dev_run)
     _caddyfile_edit("\t# /dash/* requires SSO", f"\t{block}\n\n\t# /dash/* requires SSO")(broken)

@@ -59,7 +59,9 @@ def test_program_registers_the_expected_resources_without_warnings(dev_run):
             (ACL, "gateway-tailnet-policy"),
         ]
     ), "the program no longer creates exactly the dev topology"
-    warnings = [r.getMessage() for r in dev_run.log if r.levelno >= 30] + [str(w.message) for w in dev_run.python_warnings]
+    warnings = [r.getMessage() for r in dev_run.log if r.levelno >= 30] + [
+        str(w.message) for w in dev_run.python_warnings
+    ]
     assert warnings == [], f"the program warns: {warnings}"
 
 
@@ -106,7 +108,9 @@ def test_caddy_shares_a_network_with_every_upstream_its_caddyfile_names(dev_run)
     caddy_networks = {n["name"] for n in caddy.inputs["networksAdvanced"]}
     caddyfile = dev_run.rendered_file("edge")
     upstream_hosts = set(re.findall(r"(?:reverse_proxy|forward_auth) ([a-z0-9.-]+):\d+", caddyfile))
-    assert upstream_hosts == {"oauth2-proxy", "model-gateway", "dashboard", "open-webui"}
+    assert upstream_hosts == {"oauth2-proxy", "model-gateway", "dashboard", "open-webui"}, (
+        "the Caddyfile names other upstreams than the dev stack's"
+    )
     settings = stack_values("dev")["services"]
     for host in upstream_hosts:
         if host in dev_run.containers:  # a container this stack runs: trust what is registered
@@ -139,8 +143,10 @@ def test_uploaded_files_are_exactly_the_renderers_output(dev_run):
     )
 
 
-@pytest.mark.parametrize(("role", "container", "directory"), [
-    ("edge", "tailnet-edge", "/etc/caddy/rendered"), ("model-gateway", "model-gateway", "/etc/litellm")])
+@pytest.mark.parametrize(
+    ("role", "container", "directory"),
+    [("edge", "tailnet-edge", "/etc/caddy/rendered"), ("model-gateway", "model-gateway", "/etc/litellm")],
+)
 def test_rendered_files_reach_read_only_services_through_a_config_writer(dev_run, role, container, directory):
     """Docker refuses any upload into a read-only root, and the provider always copies uploads to "/"."""
     service, writer = dev_run.containers[container].inputs, dev_run.config_writers[role].inputs
@@ -174,8 +180,12 @@ def test_gateway_runs_one_worker_by_default(dev_run):
 
 
 def test_each_container_runs_the_uploaded_config(dev_run):
-    assert dev_run.containers["model-gateway"].inputs["command"][:2] == ["--config", "/etc/litellm/config.yaml"]
-    assert dev_run.containers["tailnet-edge"].inputs["command"][3] == "/etc/caddy/rendered/Caddyfile"
+    assert dev_run.containers["model-gateway"].inputs["command"][:2] == ["--config", "/etc/litellm/config.yaml"], (
+        "LiteLLM would not load the rendered config"
+    )
+    assert dev_run.containers["tailnet-edge"].inputs["command"][3] == "/etc/caddy/rendered/Caddyfile", (
+        "Caddy would not load the rendered Caddyfile"
+    )
 
 
 @pytest.mark.parametrize("run_name", ["dev_run", "keyed_run"])
@@ -189,11 +199,13 @@ def test_master_key_reaches_the_containers_only_as_a_secret(request, run_name):
         assert f"LITELLM_MASTER_KEY={key}" in envs, f"{name} would not get the key"
         others = {k: v for k, v in container.inputs.items() if k != "envs"}
         assert key not in repr(others), f"the key leaked into another input of {name}"
-        assert container.opts.additional_secret_outputs == ["envs"]
+        assert container.opts.additional_secret_outputs == ["envs"], (
+            "state would hold the container's environment, with the key, in plain text"
+        )
 
 
 def test_set_master_key_is_used_as_given(keyed_run):
-    assert keyed_run.exports["masterKey"] == USER_KEY
+    assert keyed_run.exports["masterKey"] == USER_KEY, "the master key set as a secret was not the one deployed"
     assert not keyed_run.of_type("random:index/randomPassword:RandomPassword"), "a key was generated anyway"
 
 
@@ -209,7 +221,9 @@ def test_images_run_from_the_digest_resolved_for_their_exact_tag(dev_run, contai
     assert image == f"{tag}@{fake_digest(tag)}", f"{container} would run a floating tag, not the resolved digest"
     pulled = {r.inputs["name"] for r in dev_run.of_type("docker:index/remoteImage:RemoteImage")}
     assert image in pulled, "the image the container runs is not the one pulled"
-    assert ("docker:index/getRegistryImage:getRegistryImage", {"name": tag}) in dev_run.invokes
+    assert ("docker:index/getRegistryImage:getRegistryImage", {"name": tag}) in dev_run.invokes, (
+        "the tag was not resolved to its registry digest"
+    )
 
 
 def test_a_digest_pinned_in_settings_is_used_without_a_lookup():
@@ -217,8 +231,10 @@ def test_a_digest_pinned_in_settings_is_used_without_a_lookup():
     pinned = f"{CADDY_IMAGE}@sha256:{'b' * 64}"
     values["edge"]["image"] = pinned
     run = run_program(values)
-    assert run.containers["tailnet-edge"].inputs["image"] == pinned
-    assert ("docker:index/getRegistryImage:getRegistryImage", {"name": CADDY_IMAGE}) not in run.invokes
+    assert run.containers["tailnet-edge"].inputs["image"] == pinned, "a digest pinned in settings was not used as it is"
+    assert ("docker:index/getRegistryImage:getRegistryImage", {"name": CADDY_IMAGE}) not in run.invokes, (
+        "a pinned digest was looked up again, needing the registry for nothing"
+    )
 
 
 @pytest.mark.parametrize("container", ["model-gateway", "tailnet-edge"])
@@ -229,11 +245,11 @@ def test_container_is_hardened(dev_run, container):
     assert inputs["readOnly"] is True, f"{container} could modify its own image at run time"
     assert inputs["capabilities"]["drops"] == ["ALL"], f"{container} keeps Linux capabilities it does not need"
     assert "no-new-privileges:true" in inputs["securityOpts"], f"{container} could gain privileges via setuid"
-    assert inputs.get("privileged") is False
+    assert inputs.get("privileged") is False, "the container would be privileged"
     assert "networkMode" not in inputs, f"{container} would share the host network"
     assert inputs["memory"] > 0 and inputs["memorySwap"] == inputs["memory"], f"{container} has no memory limit"
     assert any(u["name"] == "nproc" and u["hard"] > 0 for u in inputs["ulimits"]), f"{container} has no process limit"
-    assert inputs["restart"] == "unless-stopped"
+    assert inputs["restart"] == "unless-stopped", "the container would stay down after a crash or a reboot"
     assert inputs["logDriver"] == "json-file" and inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}, (
         f"{container}'s logs could fill the disk"
     )
@@ -249,7 +265,9 @@ def test_container_is_hardened(dev_run, container):
 
 def test_gateway_healthcheck_hits_liveliness(dev_run):
     check = dev_run.containers["model-gateway"].inputs["healthcheck"]
-    assert "('127.0.0.1',11435)" in check["tests"][-1] and "GET /health/liveliness " in check["tests"][-1]
+    assert "('127.0.0.1',11435)" in check["tests"][-1] and "GET /health/liveliness " in check["tests"][-1], (
+        "the healthcheck would not ask LiteLLM's liveliness endpoint"
+    )
 
 
 @pytest.mark.parametrize("container", ["model-gateway", "tailnet-edge"])
@@ -261,9 +279,9 @@ def test_first_health_probe_comes_within_seconds(dev_run, container):
 
 def test_caddy_mounts_tailscale_certs_read_only_and_keeps_nothing(dev_run):
     inputs = dev_run.containers["tailnet-edge"].inputs
-    assert {"hostPath": "/srv/caddy/certs", "containerPath": "/etc/caddy/certs", "readOnly": True} in inputs["volumes"], (
-        "Caddy could not read the Tailscale cert, or could write to it"
-    )
+    assert {"hostPath": "/srv/caddy/certs", "containerPath": "/etc/caddy/certs", "readOnly": True} in inputs[
+        "volumes"
+    ], "Caddy could not read the Tailscale cert, or could write to it"
     assert {"/config", "/data"} <= set(inputs["tmpfs"]), "Caddy could not write its config or data directory"
     assert not [v for v in inputs["volumes"] if v.get("containerPath") in ("/config", "/data")], (
         "a root-owned volume would shadow Caddy's writable directories"
@@ -277,7 +295,9 @@ def test_caddy_keeps_its_file_capability_in_the_bounding_set(dev_run):
     assert "no-new-privileges:true" in dev_run.containers["tailnet-edge"].inputs["securityOpts"], (
         "the kept capability could become effective"
     )
-    assert "adds" not in dev_run.containers["model-gateway"].inputs["capabilities"]
+    assert "adds" not in dev_run.containers["model-gateway"].inputs["capabilities"], (
+        "LiteLLM would keep a capability it does not need"
+    )
 
 
 def test_each_container_has_a_uid_of_its_own(dev_run):
@@ -301,21 +321,35 @@ def test_managed_networks_outlive_the_stack(dev_run):
 
 
 def test_a_network_left_by_an_earlier_stack_is_adopted_not_duplicated():
-    existing = {"proxy-net": {"name": "proxy-net", "id": "net-1234", "driver": "bridge",
-                              "ipamConfigs": [{"subnet": "10.124.24.0/24", "gateway": "10.124.24.1"}]}}
+    existing = {
+        "proxy-net": {
+            "name": "proxy-net",
+            "id": "net-1234",
+            "driver": "bridge",
+            "ipamConfigs": [{"subnet": "10.124.24.0/24", "gateway": "10.124.24.1"}],
+        }
+    }
     run = run_program(stack_values("dev"), networks=existing.get)
     assert run.one(NETWORK, "proxy-net").opts.import_ == "net-1234", (
         "a second network named proxy-net would be created, and names would become ambiguous"
     )
-    assert run.one(NETWORK, "backend").opts.import_ is None
+    assert run.one(NETWORK, "backend").opts.import_ is None, "a network that is not there would be imported"
 
 
 def test_a_different_network_of_the_same_name_is_refused_naming_the_setting():
-    existing = {"proxy-net": {"name": "proxy-net", "id": "net-1234", "driver": "bridge",
-                              "ipamConfigs": [{"subnet": "172.30.0.0/16"}]}}
+    existing = {
+        "proxy-net": {
+            "name": "proxy-net",
+            "id": "net-1234",
+            "driver": "bridge",
+            "ipamConfigs": [{"subnet": "172.30.0.0/16"}],
+        }
+    }
     with pytest.raises(pulumi.RunError) as caught:
         run_program(stack_values("dev"), networks=existing.get)
-    assert "networks.proxy-net" in str(caught.value) and "172.30.0.0/16" in str(caught.value)
+    assert "networks.proxy-net" in str(caught.value) and "172.30.0.0/16" in str(caught.value), (
+        "the error does not name the setting and the existing subnet"
+    )
 
 
 def test_existing_network_is_looked_up_not_created():
@@ -325,8 +359,12 @@ def test_existing_network_is_looked_up_not_created():
     assert not [r for r in run.of_type(NETWORK) if r.inputs["name"] == "backend"], (
         "an existing network would be created, and deleted by `pulumi destroy`"
     )
-    assert ("docker:index/getNetwork:getNetwork", {"name": "backend"}) in run.invokes
-    assert {"name": "backend", "aliases": ["model-gateway"]} in run.containers["model-gateway"].inputs["networksAdvanced"]
+    assert ("docker:index/getNetwork:getNetwork", {"name": "backend"}) in run.invokes, (
+        "an existing network was not looked up"
+    )
+    assert {"name": "backend", "aliases": ["model-gateway"]} in run.containers["model-gateway"].inputs[
+        "networksAdvanced"
+    ], "LiteLLM would not join the existing network under its name"
 
 
 def test_a_caddyfile_change_changes_what_replaces_caddy(dev_run):
@@ -334,7 +372,9 @@ def test_a_caddyfile_change_changes_what_replaces_caddy(dev_run):
     values["routes"] = [r for r in values["routes"] if r["path"] != "/dash/*"]
     changed = run_program(values)
     # `uploads` and `labels` are ForceNew in the Docker provider: new content is a new writer and a new Caddy.
-    assert dev_run.config_writers["edge"].inputs["uploads"] != changed.config_writers["edge"].inputs["uploads"]
+    assert dev_run.config_writers["edge"].inputs["uploads"] != changed.config_writers["edge"].inputs["uploads"], (
+        "a Caddyfile edit would not reach the config writer"
+    )
     assert dev_run.containers["tailnet-edge"].inputs["labels"] != changed.containers["tailnet-edge"].inputs["labels"], (
         "a Caddyfile edit would not reach the running Caddy"
     )
@@ -351,7 +391,7 @@ def test_stack_outputs_what_a_client_needs(dev_run):
         "apiRoutes": {"/llm/*": "https://gpu-box.tail0a1b2c.ts.net/llm/v1"},
         "localApiUrl": "http://127.0.0.1:11435/v1",
         "models": ["local-chat", "local-embed"],
-    }
+    }, "clients and host apps would not learn where the API is"
 
 
 def test_bad_settings_fail_before_anything_is_registered():
@@ -359,7 +399,7 @@ def test_bad_settings_fail_before_anything_is_registered():
     values["routes"][0]["upstream"] = "grafana"
     with pytest.raises(pulumi.RunError) as caught:
         run_program(values)
-    assert "routes[0].upstream" in str(caught.value)
+    assert "routes[0].upstream" in str(caught.value), "the error does not name the bad setting"
 
 
 def test_applied_policy_is_the_merged_policy_that_render_writes(dev_run, tmp_path):
@@ -368,8 +408,13 @@ def test_applied_policy_is_the_merged_policy_that_render_writes(dev_run, tmp_pat
 
     from tests.conftest import ROOT
 
-    subprocess.run([sys.executable, "-m", "components", "render", "--stack", "dev", "--out", str(tmp_path)],
-                   check=True, capture_output=True, timeout=60, cwd=ROOT)
+    subprocess.run(
+        [sys.executable, "-m", "components", "render", "--stack", "dev", "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+        cwd=ROOT,
+    )
     (acl,) = dev_run.of_type(ACL)
     assert acl.inputs["acl"] == (tmp_path / "tailnet-policy.hujson").read_text(), (
         "Tailscale would get a different policy than the one rendered and checked"
@@ -387,7 +432,7 @@ def test_overwrite_is_an_explicit_opt_in():
     values = stack_values("dev")
     values["tailnetPolicy"]["overwriteExisting"] = True
     (acl,) = run_program(values).of_type(ACL)
-    assert acl.inputs["overwriteExistingContent"] is True
+    assert acl.inputs["overwriteExistingContent"] is True, "overwriteExisting from the settings was not applied"
 
 
 def test_tailscale_part_is_skipped_when_the_stack_disables_it():
@@ -397,7 +442,9 @@ def test_tailscale_part_is_skipped_when_the_stack_disables_it():
     assert not [r for r in run.resources if r.type.startswith("tailscale:") or ":tailscale:" in r.type], (
         "a stack without Tailscale credentials would fail"
     )
-    assert not [token for token, _ in run.invokes if token.startswith("tailscale:")]
+    assert not [token for token, _ in run.invokes if token.startswith("tailscale:")], (
+        "a stack without Tailscale credentials would call the Tailscale API"
+    )
 
 
 def test_gateway_device_is_tagged_when_asked():
@@ -405,7 +452,9 @@ def test_gateway_device_is_tagged_when_asked():
     values["tailnetPolicy"]["tagDevice"] = True
     run = run_program(values)
     (tags,) = run.of_type("tailscale:index/deviceTags:DeviceTags")
-    assert tags.inputs == {"deviceId": "node-gpu-box.tail0a1b2c.ts.net", "tags": ["tag:llm-gateway"]}
+    assert tags.inputs == {"deviceId": "node-gpu-box.tail0a1b2c.ts.net", "tags": ["tag:llm-gateway"]}, (
+        "the wrong device, or the wrong tag, would be tagged"
+    )
     looked_up = [args["name"] for token, args in run.invokes if token == "tailscale:index/getDevice:getDevice"]
     assert looked_up == ["gpu-box.tail0a1b2c.ts.net"], "the wrong device would be tagged"
 
@@ -415,4 +464,6 @@ def test_failing_policy_test_stops_the_program_before_anything_is_registered():
     values["tailnetPolicy"]["tests"]["outsiders"] = ["bob@example.com"]  # bob is in group:llm-users
     with pytest.raises(pulumi.RunError) as caught:
         run_program(values)
-    assert "policy test fails" in str(caught.value) and "bob@example.com" in str(caught.value)
+    assert "policy test fails" in str(caught.value) and "bob@example.com" in str(caught.value), (
+        "a failing policy test was not reported with its test"
+    )

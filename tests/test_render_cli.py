@@ -17,7 +17,9 @@ def _render(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
 def test_render_writes_the_three_files(tmp_path):
     result = _render("--stack", "dev", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["Caddyfile", "litellm.yaml", "tailnet-policy.hujson"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Caddyfile", "litellm.yaml", "tailnet-policy.hujson"], (
+        "render does not write the three files of a host-bind stack"
+    )
 
 
 def test_render_is_deterministic_across_runs(tmp_path):
@@ -29,14 +31,25 @@ def test_render_is_deterministic_across_runs(tmp_path):
 
 def test_upstream_and_listen_reach_every_file(tmp_path):
     result = _render(
-        "--stack", "dev", "--out", str(tmp_path),
-        "--upstream", "llamacpp=127.0.0.1:9101", "--upstream", "model-gateway=127.0.0.1:9102",
-        "--listen", "127.0.0.1:9100",
+        "--stack",
+        "dev",
+        "--out",
+        str(tmp_path),
+        "--upstream",
+        "llamacpp=127.0.0.1:9101",
+        "--upstream",
+        "model-gateway=127.0.0.1:9102",
+        "--listen",
+        "127.0.0.1:9100",
     )
     assert result.returncode == 0, result.stderr
     caddyfile = (tmp_path / "Caddyfile").read_text()
-    assert "http://127.0.0.1:9100 {" in caddyfile and "reverse_proxy 127.0.0.1:9102" in caddyfile
-    assert "api_base: http://127.0.0.1:9101/v1" in (tmp_path / "litellm.yaml").read_text()
+    assert "http://127.0.0.1:9100 {" in caddyfile and "reverse_proxy 127.0.0.1:9102" in caddyfile, (
+        "--listen or --upstream did not reach the Caddyfile"
+    )
+    assert "api_base: http://127.0.0.1:9101/v1" in (tmp_path / "litellm.yaml").read_text(), (
+        "--upstream did not reach LiteLLM's api_base"
+    )
 
 
 def test_bad_setting_exits_2_with_one_line_naming_it(tmp_path, dev_values):
@@ -44,16 +57,18 @@ def test_bad_setting_exits_2_with_one_line_naming_it(tmp_path, dev_values):
     dev_values["routes"][0]["upstream"] = "nobody"
     write_stack(tmp_path, "broken", dev_values)
     result = _render("--stack", "broken", "--out", str(tmp_path / "out"), "--project-dir", str(tmp_path))
-    assert result.returncode == 2
+    assert result.returncode == 2, "bad settings were not refused with exit status 2"
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "routes[0].upstream" in lines[0], f"not one clear line: {result.stderr!r}"
-    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr, "a bad setting gave a traceback"
     assert not (tmp_path / "out").exists(), "files were written for bad settings"
 
 
 def test_unknown_upstream_service_exits_2(tmp_path):
     result = _render("--stack", "dev", "--out", str(tmp_path), "--upstream", "grafana=127.0.0.1:3000")
-    assert result.returncode == 2 and "grafana" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert result.returncode == 2 and "grafana" in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
+        "an unknown --upstream service was not refused in one line"
+    )
 
 
 def test_wildcard_listen_exits_2(tmp_path):
@@ -68,7 +83,7 @@ def test_malformed_flag_exits_2_with_one_line(tmp_path):
 
 def test_missing_stack_file_exits_2(tmp_path):
     result = _render("--stack", "nope", "--out", str(tmp_path))
-    assert result.returncode == 2 and "Pulumi.nope.yaml" in result.stderr
+    assert result.returncode == 2 and "Pulumi.nope.yaml" in result.stderr, "a missing stack file was not named"
 
 
 def test_failing_policy_test_exits_2_after_writing_the_policy(tmp_path, dev_values):
@@ -80,7 +95,7 @@ def test_failing_policy_test_exits_2_after_writing_the_policy(tmp_path, dev_valu
     write_stack(tmp_path, "leaky", dev_values)
     result = _render("--stack", "leaky", "--out", str(tmp_path / "out"), "--project-dir", str(tmp_path))
     assert result.returncode == 2, "a policy whose own tests fail would be accepted"
-    assert "bob@example.com deny llm-gateway-host:443: failed" in result.stderr
+    assert "bob@example.com deny llm-gateway-host:443: failed" in result.stderr, "the failing policy test is not named"
     assert (tmp_path / "out" / "tailnet-policy.hujson").exists(), "the failing policy is not there to read"
     assert not (tmp_path / "out" / "Caddyfile").exists(), "files for a stack whose policy fails were rendered"
 

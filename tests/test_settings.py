@@ -33,7 +33,7 @@ def test_tailnet_ip_outside_tailscale_ranges_is_refused(dev_values, address):
     dev_values["tailnetIp"] = address
     error = _error(dev_values)
     assert error.setting == "tailnetIp", f"Caddy would publish 443 on {address}, outside the tailnet"
-    assert "Tailscale address" in error.problem
+    assert "Tailscale address" in error.problem, "the error does not say what kind of address is needed"
 
 
 @pytest.mark.parametrize("address", ["0.0.0.0", "::", ""])
@@ -47,7 +47,9 @@ def test_tailnet_ip_that_binds_every_interface_is_refused(dev_values, address):
 
 def test_tailscale_ipv6_address_is_accepted(dev_values):
     dev_values["tailnetIp"] = "fd7a:115c:a1e0::1234"
-    assert Settings.from_mapping(dev_values).tailnet_ip == "fd7a:115c:a1e0::1234"
+    assert Settings.from_mapping(dev_values).tailnet_ip == "fd7a:115c:a1e0::1234", (
+        "an IPv6 tailnet address was refused or changed"
+    )
 
 
 @pytest.mark.parametrize("bind", ["0.0.0.0:11435", "[::]:11435"])
@@ -55,13 +57,15 @@ def test_gateway_bind_on_every_interface_is_refused(dev_values, bind):
     dev_values["gateway"]["hostBind"] = bind
     error = _error(dev_values)
     assert error.setting == "gateway.hostBind", "LiteLLM would be reachable from the LAN"
-    assert "every interface" in error.problem
+    assert "every interface" in error.problem, "the error does not say why the bind is unsafe"
 
 
 def test_gateway_bind_on_a_lan_address_is_refused(dev_values):
     dev_values["gateway"]["hostBind"] = "192.168.1.20:11435"
     error = _error(dev_values)
-    assert error.setting == "gateway.hostBind" and "loopback" in error.problem, "LiteLLM would be reachable from the LAN"
+    assert error.setting == "gateway.hostBind" and "loopback" in error.problem, (
+        "LiteLLM would be reachable from the LAN"
+    )
 
 
 def test_route_to_unknown_service_is_refused(dev_values):
@@ -81,7 +85,9 @@ def test_two_routes_with_the_same_path_are_refused(dev_values):
 def test_path_without_leading_slash_is_refused(dev_values):
     dev_values["routes"][3]["path"] = "dash/*"
     error = _error(dev_values)
-    assert error.setting == "routes[3].path" and "start with '/'" in error.problem
+    assert error.setting == "routes[3].path" and "start with '/'" in error.problem, (
+        "a path without a leading slash is not named"
+    )
 
 
 def test_model_with_undeclared_backend_is_refused(dev_values):
@@ -95,7 +101,9 @@ def test_model_backend_unreachable_from_the_gateway_is_refused(dev_values):
     dev_values["services"]["model-gateway"]["networks"] = ["frontend", "backend"]
     dev_values["routes"] = [r for r in dev_values["routes"] if r.get("upstream") != "model-gateway"]
     error = _error(dev_values)
-    assert error.setting == "models.local-chat.backend" and "shares no network" in error.problem
+    assert error.setting == "models.local-chat.backend" and "shares no network" in error.problem, (
+        "an unreachable backend is not named"
+    )
 
 
 def test_upstream_not_on_the_edge_network_is_refused(dev_values):
@@ -108,7 +116,12 @@ def test_upstream_not_on_the_edge_network_is_refused(dev_values):
 
 @pytest.mark.parametrize(
     ("where", "key"),
-    [((), "tailnetHosts"), (("gateway",), "hostbind"), (("routes", 0), "stripprefix"), (("services", "llamacpp"), "prot")],
+    [
+        ((), "tailnetHosts"),
+        (("gateway",), "hostbind"),
+        (("routes", 0), "stripprefix"),
+        (("services", "llamacpp"), "prot"),
+    ],
 )
 def test_unknown_settings_key_is_refused(dev_values, where, key):
     target = dev_values
@@ -133,14 +146,18 @@ def test_secure_master_key_is_not_needed_to_render(tmp_path, dev_values):
 
 def test_other_namespaces_are_left_to_their_providers(tmp_path, dev_values):
     path = write_stack(tmp_path, "prov", dev_values, {"docker:host": "unix:///var/run/docker.sock"})
-    assert Settings.from_stack_file(path) == Settings.from_mapping(dev_values)
+    assert Settings.from_stack_file(path) == Settings.from_mapping(dev_values), (
+        "a stack file with other namespaces' keys read differently"
+    )
 
 
 def test_key_without_namespace_is_refused(tmp_path, dev_values):
     path = write_stack(tmp_path, "bare", dev_values, {"tailnetHost": "x"})
     with pytest.raises(SettingsError) as caught:
         Settings.from_stack_file(path)
-    assert caught.value.setting == "tailnetHost" and "namespace" in caught.value.problem
+    assert caught.value.setting == "tailnetHost" and "namespace" in caught.value.problem, (
+        "a key without a namespace is not named"
+    )
 
 
 def test_malformed_yaml_is_a_settings_error(tmp_path):
@@ -148,7 +165,7 @@ def test_malformed_yaml_is_a_settings_error(tmp_path):
     path.write_text("config: [unclosed\n")
     with pytest.raises(SettingsError) as caught:
         Settings.from_stack_file(path)
-    assert "not valid YAML" in caught.value.problem
+    assert "not valid YAML" in caught.value.problem, "a YAML mistake is not told as one"
 
 
 def test_pulumi_config_and_stack_file_give_the_same_settings(dev_values, monkeypatch):
@@ -157,12 +174,12 @@ def test_pulumi_config_and_stack_file_give_the_same_settings(dev_values, monkeyp
 
     import pulumi
 
-    bag = {
-        f"tailnet-llm-gateway:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in dev_values.items()
-    }
+    bag = {f"tailnet-llm-gateway:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in dev_values.items()}
     monkeypatch.setenv("PULUMI_CONFIG", json.dumps(bag))
     pulumi.runtime.set_all_config({}, [])
-    assert Settings.from_pulumi_config() == Settings.from_mapping(dev_values)
+    assert Settings.from_pulumi_config() == Settings.from_mapping(dev_values), (
+        "pulumi up and the render CLI would see different settings"
+    )
 
 
 def test_pulumi_config_refuses_a_master_key_that_is_not_secret(dev_values, monkeypatch):
@@ -176,10 +193,12 @@ def test_pulumi_config_refuses_a_master_key_that_is_not_secret(dev_values, monke
     pulumi.runtime.set_all_config({}, [])
     with pytest.raises(SettingsError) as caught:
         Settings.from_pulumi_config()
-    assert caught.value.setting == "masterKey"
+    assert caught.value.setting == "masterKey", "a plain-text master key is not named"
 
 
-@pytest.mark.parametrize("image", ["caddy", "caddy:latest", "caddy:2", "caddy:2.11", "ghcr.io/berriai/litellm:main-stable"])
+@pytest.mark.parametrize(
+    "image", ["caddy", "caddy:latest", "caddy:2", "caddy:2.11", "ghcr.io/berriai/litellm:main-stable"]
+)
 def test_floating_image_tags_are_refused(dev_values, image):
     dev_values["edge"]["image"] = image
     error = _error(dev_values)
@@ -188,7 +207,9 @@ def test_floating_image_tags_are_refused(dev_values, image):
 
 def test_pinned_digest_image_is_accepted(dev_values):
     dev_values["edge"]["image"] = "caddy:2.11.7@sha256:" + "a" * 64
-    assert Settings.from_mapping(dev_values).edge.image_ref.digest == "sha256:" + "a" * 64
+    assert Settings.from_mapping(dev_values).edge.image_ref.digest == "sha256:" + "a" * 64, (
+        "a digest pinned in settings was dropped"
+    )
 
 
 @pytest.mark.parametrize("audience", ["*", "autogroup:danger-all", "autogroup:internet"])
@@ -233,7 +254,9 @@ def test_tailnet_node_refuses_host_bind_settings(dev_values):
 def test_new_stacks_default_to_tailnet_node(dev_values):
     for key in ("exposure", "tailnetIp", "tls"):
         del dev_values[key]
-    assert Settings.from_mapping(dev_values).exposure == "tailnet-node"
+    assert Settings.from_mapping(dev_values).exposure == "tailnet-node", (
+        "a new stack would not get its own tailnet node by default"
+    )
 
 
 def test_unknown_exposure_is_refused(dev_values):
@@ -253,7 +276,9 @@ def test_subnet_inside_dockers_default_pools_is_refused(dev_values, subnet):
 def test_dev_subnet_lies_outside_dockers_default_pools(dev_values):
     topology = build_topology(Settings.from_mapping(dev_values))
     proxy = next(n for n in topology.networks if n.name == "proxy-net")
-    assert (proxy.subnet, proxy.gateway) == ("10.124.24.0/24", "10.124.24.1")
+    assert (proxy.subnet, proxy.gateway) == ("10.124.24.0/24", "10.124.24.1"), (
+        "proxy-net would not get the dev stack's subnet and gateway"
+    )
 
 
 @pytest.mark.parametrize("user", ["65534:65534", "65532:65532", "1000:1000", "33:33"])

@@ -42,16 +42,19 @@ def add_route(**route) -> Callable[[dict], None]:
 
 def route(which: str, /, **changes) -> Callable[[dict], None]:
     """Change the route whose path is `which` (a `None` value removes the key)."""
+
     def edit(values: dict) -> None:
         entry = next(r for r in values["routes"] if r["path"] == which)
         entry.update({k: v for k, v in changes.items() if v is not None})
         for key in [k for k, v in changes.items() if v is None]:
             entry.pop(key, None)
+
     return edit
 
 
 def setting(path: str, value) -> Callable[[dict], None]:
     """Set a dotted setting (`gateway.hostBind`), or delete it with `...`."""
+
     def edit(values: dict) -> None:
         *parents, last = path.split(".")
         target = values
@@ -61,6 +64,7 @@ def setting(path: str, value) -> Callable[[dict], None]:
             target.pop(last, None)
         else:
             target[last] = value
+
     return edit
 
 
@@ -70,116 +74,280 @@ def rename(old: str, new: str) -> Callable[[str], str]:
 
 MISTAKES = [
     # Routes that Caddy would resolve otherwise than the settings mean.
-    Mistake("upper-case twin of a protected route", add_route(path="/DASH/*", upstream="dashboard", auth="sso"),
-            setting="routes[5].path", says=("routes[3]", "case-insensitively")),
-    Mistake("upper-case API route without the key", add_route(path="/LLM/*", upstream="oauth2-proxy", auth="none"),
-            setting="routes[5].path", says=("routes[2]",), unsafe=True),
-    Mistake("mixed-case SSO bypass to oauth2-proxy", add_route(path="/Dash/*", upstream="oauth2-proxy", auth="none"),
-            setting="routes[5].path", says=("routes[3]",), unsafe=True),
-    Mistake("keyless page carved out of the API", add_route(path="/llm/v1/admin", respond="x", auth="none"),
-            setting="routes[5].path", says=("routes[2]", "weaker auth"), unsafe=True),
-    Mistake("open sub-prefix of a protected route",
-            add_route(path="/dash/admin/*", upstream="oauth2-proxy", auth="none"),
-            setting="routes[5].path", says=("routes[3]", "weaker auth"), unsafe=True),
-    Mistake("trailing-slash page carved out of SSO", add_route(path="/dash/", respond="ok", auth="none"),
-            setting="routes[5].path", says=("routes[3]",), unsafe=True),
-    Mistake("the same prefix twice", add_route(path="/dash/*", upstream="open-webui", auth="sso"),
-            setting="routes[5].path", says=("routes[3]",)),
-    Mistake("a second catch-all", add_route(path="/*", upstream="dashboard", auth="sso"),
-            setting="routes[5].path", says=("routes[4]",)),
-    Mistake("percent-encoded path", add_route(path="/%64ash/*", upstream="oauth2-proxy", auth="none"),
-            setting="routes[5].path", says=("percent-encoding",), unsafe=True),
+    Mistake(
+        "upper-case twin of a protected route",
+        add_route(path="/DASH/*", upstream="dashboard", auth="sso"),
+        setting="routes[5].path",
+        says=("routes[3]", "case-insensitively"),
+    ),
+    Mistake(
+        "upper-case API route without the key",
+        add_route(path="/LLM/*", upstream="oauth2-proxy", auth="none"),
+        setting="routes[5].path",
+        says=("routes[2]",),
+        unsafe=True,
+    ),
+    Mistake(
+        "mixed-case SSO bypass to oauth2-proxy",
+        add_route(path="/Dash/*", upstream="oauth2-proxy", auth="none"),
+        setting="routes[5].path",
+        says=("routes[3]",),
+        unsafe=True,
+    ),
+    Mistake(
+        "keyless page carved out of the API",
+        add_route(path="/llm/v1/admin", respond="x", auth="none"),
+        setting="routes[5].path",
+        says=("routes[2]", "weaker auth"),
+        unsafe=True,
+    ),
+    Mistake(
+        "open sub-prefix of a protected route",
+        add_route(path="/dash/admin/*", upstream="oauth2-proxy", auth="none"),
+        setting="routes[5].path",
+        says=("routes[3]", "weaker auth"),
+        unsafe=True,
+    ),
+    Mistake(
+        "trailing-slash page carved out of SSO",
+        add_route(path="/dash/", respond="ok", auth="none"),
+        setting="routes[5].path",
+        says=("routes[3]",),
+        unsafe=True,
+    ),
+    Mistake(
+        "the same prefix twice",
+        add_route(path="/dash/*", upstream="open-webui", auth="sso"),
+        setting="routes[5].path",
+        says=("routes[3]",),
+    ),
+    Mistake(
+        "a second catch-all",
+        add_route(path="/*", upstream="dashboard", auth="sso"),
+        setting="routes[5].path",
+        says=("routes[4]",),
+    ),
+    Mistake(
+        "percent-encoded path",
+        add_route(path="/%64ash/*", upstream="oauth2-proxy", auth="none"),
+        setting="routes[5].path",
+        says=("percent-encoding",),
+        unsafe=True,
+    ),
     Mistake("path without a leading slash", route("/dash/*", path="dash/*"), setting="routes[3].path"),
     Mistake("wildcard inside a path", route("/dash/*", path="/da*sh/*"), setting="routes[3].path"),
     Mistake("route to an undeclared service", route("/dash/*", upstream="grafana"), setting="routes[3].upstream"),
-    Mistake("route to a service Caddy cannot reach", route("/dash/*", upstream="llamacpp"),
-            setting="routes[3].upstream", says=("proxy-net",)),
+    Mistake(
+        "route to a service Caddy cannot reach",
+        route("/dash/*", upstream="llamacpp"),
+        setting="routes[3].upstream",
+        says=("proxy-net",),
+    ),
     Mistake("auth none in front of an app", route("/dash/*", auth="none"), setting="routes[3].auth", unsafe=True),
-    Mistake("bearer route to a web app", route("/llm/*", upstream="open-webui"), setting="routes[2].upstream",
-            unsafe=True),
-    Mistake("no API route at all", lambda v: v.update(routes=[r for r in v["routes"] if r["auth"] != "bearer"]),
-            setting="routes", says=("bearer",)),
+    Mistake(
+        "bearer route to a web app", route("/llm/*", upstream="open-webui"), setting="routes[2].upstream", unsafe=True
+    ),
+    Mistake(
+        "no API route at all",
+        lambda v: v.update(routes=[r for r in v["routes"] if r["auth"] != "bearer"]),
+        setting="routes",
+        says=("bearer",),
+    ),
     Mistake("fixed answer behind SSO", route("/healthz", auth="sso"), setting="routes[1]"),
     Mistake("stripPrefix on an exact path", route("/healthz", stripPrefix=True), setting="routes[1]"),
     Mistake("both upstream and respond", route("/healthz", upstream="dashboard"), setting="routes[1]"),
     Mistake("neither upstream nor respond", route("/healthz", respond=None), setting="routes[1]"),
     Mistake("allowPaths on an SSO route", route("/dash/*", allowPaths=["/x/*"]), setting="routes[3]"),
     Mistake("unknown auth mode", route("/dash/*", auth="basic"), setting="routes[3].auth"),
-    Mistake("sign-in path left unrouted", lambda v: v.update(routes=[r for r in v["routes"] if r["path"] != "/oauth2/*"]),
-            setting="sso.startPath", says=("loop",)),
+    Mistake(
+        "sign-in path left unrouted",
+        lambda v: v.update(routes=[r for r in v["routes"] if r["path"] != "/oauth2/*"]),
+        setting="sso.startPath",
+        says=("loop",),
+    ),
     # Keys and namespaces.
-    Mistake("misspelt namespace", text=rename("tailnet-llm-gateway:timeouts", "tailnet-llm-gatway:timeouts"),
-            setting="tailnet-llm-gatway:timeouts", says=("did you mean 'tailnet-llm-gateway'",)),
-    Mistake("misspelt required key", text=rename("tailnet-llm-gateway:tailnetHost:", "tailnet-llm-gateway:tailnetHots:"),
-            setting="tailnetHots", says=("did you mean 'tailnetHost'",)),
-    Mistake("misspelt optional key", setting("gateway.hostbind", "127.0.0.1:11435"), setting="gateway.hostbind",
-            says=("did you mean 'hostBind'",)),
-    Mistake("misspelt route key", route("/dash/*", stripprefix=True), setting="routes[3].stripprefix",
-            says=("did you mean 'stripPrefix'",)),
-    Mistake("misspelt provider key", text=lambda t: t.replace("config:\n", "config:\n  tailscale:apikey: x\n", 1),
-            setting="tailscale:apikey", says=("did you mean 'apiKey'",)),
-    Mistake("misspelt docker key", text=lambda t: t.replace("config:\n", "config:\n  docker:hots: unix:///x\n", 1),
-            setting="docker:hots", says=("did you mean 'host'",)),
-    Mistake("misspelt stack file key", text=rename("config:\n", "confg:\n"), setting="confg",
-            says=("did you mean 'config'",)),
-    Mistake("key without a namespace", text=lambda t: t.replace("config:\n", "config:\n  timeouts: {}\n", 1),
-            setting="timeouts", says=("namespace",)),
-    Mistake("YAML syntax error", text=lambda t: t.replace("  tailnet-llm-gateway:gateway:\n",
-                                                            "  tailnet-llm-gateway:gateway:\n   bad: [\n", 1),
-            says=("YAML",)),
-    Mistake("master key in plain text", text=lambda t: t.replace("config:\n", "config:\n  tailnet-llm-gateway:masterKey: sk-plain-text-key\n", 1),
-            setting="masterKey", says=("secret",), unsafe=True),
+    Mistake(
+        "misspelt namespace",
+        text=rename("tailnet-llm-gateway:timeouts", "tailnet-llm-gatway:timeouts"),
+        setting="tailnet-llm-gatway:timeouts",
+        says=("did you mean 'tailnet-llm-gateway'",),
+    ),
+    Mistake(
+        "misspelt required key",
+        text=rename("tailnet-llm-gateway:tailnetHost:", "tailnet-llm-gateway:tailnetHots:"),
+        setting="tailnetHots",
+        says=("did you mean 'tailnetHost'",),
+    ),
+    Mistake(
+        "misspelt optional key",
+        setting("gateway.hostbind", "127.0.0.1:11435"),
+        setting="gateway.hostbind",
+        says=("did you mean 'hostBind'",),
+    ),
+    Mistake(
+        "misspelt route key",
+        route("/dash/*", stripprefix=True),
+        setting="routes[3].stripprefix",
+        says=("did you mean 'stripPrefix'",),
+    ),
+    Mistake(
+        "misspelt provider key",
+        text=lambda t: t.replace("config:\n", "config:\n  tailscale:apikey: x\n", 1),
+        setting="tailscale:apikey",
+        says=("did you mean 'apiKey'",),
+    ),
+    Mistake(
+        "misspelt docker key",
+        text=lambda t: t.replace("config:\n", "config:\n  docker:hots: unix:///x\n", 1),
+        setting="docker:hots",
+        says=("did you mean 'host'",),
+    ),
+    Mistake(
+        "misspelt stack file key",
+        text=rename("config:\n", "confg:\n"),
+        setting="confg",
+        says=("did you mean 'config'",),
+    ),
+    Mistake(
+        "key without a namespace",
+        text=lambda t: t.replace("config:\n", "config:\n  timeouts: {}\n", 1),
+        setting="timeouts",
+        says=("namespace",),
+    ),
+    Mistake(
+        "YAML syntax error",
+        text=lambda t: t.replace("  tailnet-llm-gateway:gateway:\n", "  tailnet-llm-gateway:gateway:\n   bad: [\n", 1),
+        says=("YAML",),
+    ),
+    Mistake(
+        "master key in plain text",
+        text=lambda t: t.replace("config:\n", "config:\n  tailnet-llm-gateway:masterKey: sk-plain-text-key\n", 1),
+        setting="masterKey",
+        says=("secret",),
+        unsafe=True,
+    ),
     # Binds and addresses.
-    Mistake("gateway on every interface", setting("gateway.hostBind", "0.0.0.0:11435"), setting="gateway.hostBind",
-            says=("every interface",), unsafe=True),
-    Mistake("gateway on the LAN", setting("gateway.hostBind", "192.168.1.20:11435"), setting="gateway.hostBind",
-            says=("loopback",), unsafe=True),
-    Mistake("edge on a LAN address", setting("tailnetIp", "192.168.1.5"), setting="tailnetIp", unsafe=True,
-            modes=("dev",)),
-    Mistake("edge on no address", setting("tailnetIp", ""), setting="tailnetIp", says=("every interface",),
-            unsafe=True, modes=("dev",)),
-    Mistake("host address in node mode", setting("tailnetIp", "100.101.102.103"), setting="tailnetIp",
-            modes=("dev-node",)),
+    Mistake(
+        "gateway on every interface",
+        setting("gateway.hostBind", "0.0.0.0:11435"),
+        setting="gateway.hostBind",
+        says=("every interface",),
+        unsafe=True,
+    ),
+    Mistake(
+        "gateway on the LAN",
+        setting("gateway.hostBind", "192.168.1.20:11435"),
+        setting="gateway.hostBind",
+        says=("loopback",),
+        unsafe=True,
+    ),
+    Mistake(
+        "edge on a LAN address", setting("tailnetIp", "192.168.1.5"), setting="tailnetIp", unsafe=True, modes=("dev",)
+    ),
+    Mistake(
+        "edge on no address",
+        setting("tailnetIp", ""),
+        setting="tailnetIp",
+        says=("every interface",),
+        unsafe=True,
+        modes=("dev",),
+    ),
+    Mistake(
+        "host address in node mode", setting("tailnetIp", "100.101.102.103"), setting="tailnetIp", modes=("dev-node",)
+    ),
     Mistake("host-bind without its certificates", setting("tls", ...), setting="tls", modes=("dev",)),
-    Mistake("subnet in Docker's default pools", setting("networks.proxy-net.subnet", "172.24.0.0/16"),
-            setting="networks.proxy-net.subnet", says=("default address pools",)),
-    Mistake("subnet that is not CIDR", setting("networks.proxy-net.subnet", "10.124.24.1/24"),
-            setting="networks.proxy-net.subnet"),
-    Mistake("existing network with a subnet", setting("networks.backend", {"existing": True, "subnet": "10.9.0.0/24"}),
-            setting="networks.backend.subnet"),
-    Mistake("service on an undeclared network", setting("services.dashboard.networks", ["proxynet"]),
-            setting="services.dashboard.networks[0]"),
-    Mistake("model on an undeclared backend", setting("models.local-chat.backend", "vllm"),
-            setting="models.local-chat.backend"),
+    Mistake(
+        "subnet in Docker's default pools",
+        setting("networks.proxy-net.subnet", "172.24.0.0/16"),
+        setting="networks.proxy-net.subnet",
+        says=("default address pools",),
+    ),
+    Mistake(
+        "subnet that is not CIDR",
+        setting("networks.proxy-net.subnet", "10.124.24.1/24"),
+        setting="networks.proxy-net.subnet",
+    ),
+    Mistake(
+        "existing network with a subnet",
+        setting("networks.backend", {"existing": True, "subnet": "10.9.0.0/24"}),
+        setting="networks.backend.subnet",
+    ),
+    Mistake(
+        "service on an undeclared network",
+        setting("services.dashboard.networks", ["proxynet"]),
+        setting="services.dashboard.networks[0]",
+    ),
+    Mistake(
+        "model on an undeclared backend",
+        setting("models.local-chat.backend", "vllm"),
+        setting="models.local-chat.backend",
+    ),
     Mistake("port out of range", setting("services.dashboard.port", 70000), setting="services.dashboard.port"),
     Mistake("edge network not declared", setting("edge.network", "edge-net"), setting="edge.network"),
     Mistake("unknown exposure mode", setting("exposure", "public"), setting="exposure", unsafe=True),
     # Containers.
-    Mistake("a uid other images share", setting("edge.limits", {"user": "65532:65532"}), setting="edge.limits.user",
-            says=("shared",)),
-    Mistake("edge and gateway with one uid", setting("edge.limits", {"user": "61002:61002"}),
-            setting="edge.limits.user", says=("gateway.limits.user",)),
-    Mistake("floating image tag", setting("gateway.image", "ghcr.io/berriai/litellm-non_root:main-stable"),
-            setting="gateway.image", unsafe=True),
+    Mistake(
+        "a uid other images share",
+        setting("edge.limits", {"user": "65532:65532"}),
+        setting="edge.limits.user",
+        says=("shared",),
+    ),
+    Mistake(
+        "edge and gateway with one uid",
+        setting("edge.limits", {"user": "61002:61002"}),
+        setting="edge.limits.user",
+        says=("gateway.limits.user",),
+    ),
+    Mistake(
+        "floating image tag",
+        setting("gateway.image", "ghcr.io/berriai/litellm-non_root:main-stable"),
+        setting="gateway.image",
+        unsafe=True,
+    ),
     Mistake("no workers", setting("gateway.workers", 0), setting="gateway.workers"),
     Mistake("negative timeout", setting("timeouts.request", -5), setting="timeouts.request"),
     # The tailnet policy.
-    Mistake("everyone may reach the gateway", setting("tailnetPolicy.audiences", ["*"]),
-            setting="tailnetPolicy.audiences[0]", unsafe=True),
+    Mistake(
+        "everyone may reach the gateway",
+        setting("tailnetPolicy.audiences", ["*"]),
+        setting="tailnetPolicy.audiences[0]",
+        unsafe=True,
+    ),
     Mistake("tag without its prefix", setting("tailnetPolicy.tag", "llm-gateway"), setting="tailnetPolicy.tag"),
-    Mistake("base policy outside the repository", setting("tailnetPolicy.base", "../policy.hujson"),
-            setting="tailnetPolicy.base"),
-    Mistake("base policy that is not there", setting("tailnetPolicy.base", "tailnet/missing.hujson"),
-            setting="tailnetPolicy.base"),
+    Mistake(
+        "base policy outside the repository",
+        setting("tailnetPolicy.base", "../policy.hujson"),
+        setting="tailnetPolicy.base",
+    ),
+    Mistake(
+        "base policy that is not there",
+        setting("tailnetPolicy.base", "tailnet/missing.hujson"),
+        setting="tailnetPolicy.base",
+    ),
     # Flags of the render command.
-    Mistake("local check on a LAN address", flags=("--listen", "192.168.1.5:8080"), says=("--listen", "loopback"),
-            unsafe=True),
-    Mistake("local check on every interface", flags=("--listen", "0.0.0.0:8080"), says=("--listen", "every interface"),
-            unsafe=True),
-    Mistake("upstream override for an unknown service", flags=("--upstream", "grafana=127.0.0.1:3000"),
-            setting="--upstream grafana"),
-    Mistake("unwritable output directory", flags=("--out", "/proc/tailnet-llm-gateway"),
-            setting="--out /proc/tailnet-llm-gateway", says=("cannot write",)),
+    Mistake(
+        "local check on a LAN address",
+        flags=("--listen", "192.168.1.5:8080"),
+        says=("--listen", "loopback"),
+        unsafe=True,
+    ),
+    Mistake(
+        "local check on every interface",
+        flags=("--listen", "0.0.0.0:8080"),
+        says=("--listen", "every interface"),
+        unsafe=True,
+    ),
+    Mistake(
+        "upstream override for an unknown service",
+        flags=("--upstream", "grafana=127.0.0.1:3000"),
+        setting="--upstream grafana",
+    ),
+    Mistake(
+        "unwritable output directory",
+        flags=("--out", "/proc/tailnet-llm-gateway"),
+        setting="--out /proc/tailnet-llm-gateway",
+        says=("cannot write",),
+    ),
 ]
 
 
@@ -203,7 +371,9 @@ def _render(project: Path, stack: str, out: Path, flags: tuple[str, ...], capsys
 
 
 def test_there_are_at_least_forty_mistakes():
-    assert len(MISTAKES) >= 40 and len({m.name for m in MISTAKES}) == len(MISTAKES)
+    assert len(MISTAKES) >= 40 and len({m.name for m in MISTAKES}) == len(MISTAKES), (
+        "the table is short of forty distinct mistakes"
+    )
 
 
 CASES = [(m, stack) for m in MISTAKES for stack in m.modes]
@@ -221,7 +391,9 @@ def test_mistake_is_refused_with_one_line_naming_the_setting(mistake, stack, tmp
     assert code == 2, f"{mistake.name} was accepted (exit {code}): {lines}"
     assert len(lines) == 1, f"{mistake.name}: not one line: {lines}"
     if mistake.setting:
-        assert f"'{mistake.setting}'" in lines[0] or mistake.setting in lines[0], f"the setting is not named: {lines[0]}"
+        assert f"'{mistake.setting}'" in lines[0] or mistake.setting in lines[0], (
+            f"the setting is not named: {lines[0]}"
+        )
     for words in mistake.says:
         assert words in lines[0], f"{mistake.name}: the line does not say {words!r}: {lines[0]}"
     if mistake.unsafe:
@@ -236,4 +408,6 @@ def test_a_clean_dev_stack_file_still_renders(tmp_path, capsys):
 
 def test_write_stack_round_trips(tmp_path):
     path = write_stack(tmp_path, "x", stack_values("dev"))
-    assert yaml.safe_load(path.read_text())["config"]["tailnet-llm-gateway:tailnetHost"] == "gpu-box.tail0a1b2c.ts.net"
+    assert (
+        yaml.safe_load(path.read_text())["config"]["tailnet-llm-gateway:tailnetHost"] == "gpu-box.tail0a1b2c.ts.net"
+    ), "the table's stack files would not be what the settings say"

@@ -31,14 +31,19 @@ def node_run() -> ProgramRun:
 def test_serve_config_serves_https_for_the_node_and_proxies_to_caddy(node_topology):
     config = json.loads(render_serve_config(node_topology))
     assert config["TCP"] == {"443": {"HTTPS": True}}, "the node would not terminate TLS on 443"
-    assert config["Web"] == {"${TS_CERT_DOMAIN}:443": {"Handlers": {"/": {"Proxy": "http://tailnet-edge:8081"}}}}
+    assert config["Web"] == {"${TS_CERT_DOMAIN}:443": {"Handlers": {"/": {"Proxy": "http://tailnet-edge:8081"}}}}, (
+        "the node would not proxy to Caddy on the edge network"
+    )
     assert config["AllowFunnel"] == {"${TS_CERT_DOMAIN}:443": False}, "the gateway could be on the public internet"
 
 
 def test_caddy_serves_plain_http_to_the_node_and_redirects_to_its_https_name(node_topology, tmp_path):
     text = render_caddyfile(node_topology, "dev-node")
     assert "http://:8081 {" in text and "tls " not in text, "Caddy would expect cert files in tailnet-node mode"
-    assert "redir * https://llm.tail0a1b2c.ts.net/oauth2/start?rd=https://llm.tail0a1b2c.ts.net{http.request.orig_uri} 302" in text
+    redirect = (
+        "redir * https://llm.tail0a1b2c.ts.net/oauth2/start?rd=https://llm.tail0a1b2c.ts.net{http.request.orig_uri} 302"
+    )
+    assert redirect in text, "sign-in would not come back to the node's HTTPS name"
     result = caddy_validate(text, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
 
@@ -47,8 +52,10 @@ def test_listen_mode_works_in_tailnet_node_mode(node_topology, tmp_path):
     from components.addresses import HostPort
 
     text = render_caddyfile(node_topology.with_overrides(listen=HostPort("127.0.0.1", 18099)), "dev-node")
-    assert "http://127.0.0.1:18099 {" in text and "{scheme}://{hostport}/oauth2/start" in text
-    assert caddy_validate(text, tmp_path).returncode == 0
+    assert "http://127.0.0.1:18099 {" in text and "{scheme}://{hostport}/oauth2/start" in text, (
+        "--listen would not serve plain HTTP on loopback in node mode"
+    )
+    assert caddy_validate(text, tmp_path).returncode == 0, "Caddy would refuse the node-mode --listen Caddyfile"
 
 
 def test_no_container_publishes_anything_but_loopback(node_run):
@@ -56,7 +63,7 @@ def test_no_container_publishes_anything_but_loopback(node_run):
         for port in container.inputs.get("ports", []):
             assert port.get("ip") == "127.0.0.1", f"{name} publishes {port} in tailnet-node mode"
     assert node_run.containers["tailnet-edge"].inputs.get("ports", []) == [], "Caddy would face the tailnet directly"
-    assert node_run.containers["tailnet-node"].inputs.get("ports", []) == []
+    assert node_run.containers["tailnet-node"].inputs.get("ports", []) == [], "the node would publish a host port"
 
 
 def test_auth_key_is_tagged_preauthorized_and_single_use(node_run):
@@ -71,7 +78,7 @@ def test_reusable_key_only_when_the_settings_say_so():
     values = stack_values("dev-node")
     values["node"]["authKeyReusable"] = True
     (key,) = run_program(values, stack="dev-node").of_type(KEY)
-    assert key.inputs["reusable"] is True
+    assert key.inputs["reusable"] is True, "authKeyReusable from the settings was not applied"
 
 
 def test_auth_key_reaches_the_node_only_as_a_secret(node_run):
@@ -81,7 +88,8 @@ def test_auth_key_reaches_the_node_only_as_a_secret(node_run):
     assert secret, "the auth key would be plaintext in state"
     others = {k: v for k, v in container.inputs.items() if k != "envs"}
     assert key not in repr(others), "the auth key leaked into a file, command or label"
-    assert "TS_EXTRA_ARGS=--advertise-tags=tag:llm-gateway" in envs and "TS_HOSTNAME=llm" in envs and "TS_USERSPACE=true" in envs
+    joining = {"TS_EXTRA_ARGS=--advertise-tags=tag:llm-gateway", "TS_HOSTNAME=llm", "TS_USERSPACE=true"}
+    assert joining <= set(envs), "the node would join without its tag, name or userspace networking"
 
 
 def test_node_keeps_its_state_in_a_volume_and_serves_the_rendered_config(node_run, node_topology):
@@ -97,13 +105,17 @@ def test_node_keeps_its_state_in_a_volume_and_serves_the_rendered_config(node_ru
 
 
 def test_node_image_runs_from_its_resolved_digest(node_run):
-    assert node_run.containers["tailnet-node"].inputs["image"] == f"{TAILSCALE_IMAGE}@{fake_digest(TAILSCALE_IMAGE)}"
+    assert node_run.containers["tailnet-node"].inputs["image"] == f"{TAILSCALE_IMAGE}@{fake_digest(TAILSCALE_IMAGE)}", (
+        "the node would run a floating tag, not the resolved digest"
+    )
 
 
 def test_node_is_hardened_with_a_documented_root_exception(node_run):
     inputs = node_run.containers["tailnet-node"].inputs
     assert inputs["capabilities"] == {"drops": ["ALL"]}, "tailscaled would keep NET_ADMIN"
-    assert inputs["readOnly"] is True and "no-new-privileges:true" in inputs["securityOpts"]
+    assert inputs["readOnly"] is True and "no-new-privileges:true" in inputs["securityOpts"], (
+        "the node could change its image, or gain privileges"
+    )
     labels = {label["label"]: label["value"] for label in inputs["labels"]}
     assert inputs["user"] == "0:0" and labels.get("tailnet-llm-gateway.runs-as-root-because"), (
         "root without a recorded reason"
@@ -112,7 +124,9 @@ def test_node_is_hardened_with_a_documented_root_exception(node_run):
 
 
 def test_client_url_is_the_nodes_name(node_run):
-    assert node_run.exports["apiBaseUrl"] == "https://llm.tail0a1b2c.ts.net/llm/v1"
+    assert node_run.exports["apiBaseUrl"] == "https://llm.tail0a1b2c.ts.net/llm/v1", (
+        "clients would get another base URL than the node's name"
+    )
 
 
 def test_host_bind_mode_has_no_tailscale_node():

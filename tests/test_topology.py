@@ -22,7 +22,7 @@ def test_models_map_to_their_backends(dev_topology):
     assert {m.name: m.api_base for m in dev_topology.models} == {
         "local-chat": "http://llamacpp:8080/v1",
         "local-embed": "http://llamacpp-embed:8080/v1",
-    }
+    }, "models would go to other backends"
 
 
 def test_client_urls_follow_the_routes(dev_topology):
@@ -31,15 +31,21 @@ def test_client_urls_follow_the_routes(dev_topology):
 
 
 def test_gateway_is_on_the_networks_the_settings_say(dev_topology):
-    assert dev_topology.gateway.service.name == "model-gateway"
-    assert set(dev_topology.gateway_networks) == {"frontend", "backend", "proxy-net"}
+    assert dev_topology.gateway.service.name == "model-gateway", "the gateway is not the settings' service"
+    assert set(dev_topology.gateway_networks) == {"frontend", "backend", "proxy-net"}, (
+        "the gateway would join other networks than the settings say"
+    )
 
 
 def test_override_moves_a_backend_for_litellm_too(dev_topology):
     moved = dev_topology.with_overrides({"llamacpp": HostPort("127.0.0.1", 9001)})
-    assert {m.name: m.api_base for m in moved.models}["local-chat"] == "http://127.0.0.1:9001/v1"
+    assert {m.name: m.api_base for m in moved.models}["local-chat"] == "http://127.0.0.1:9001/v1", (
+        "an override did not move the backend for LiteLLM"
+    )
     assert moved.models[1].api_base == "http://llamacpp-embed:8080/v1", "an override leaked onto another service"
 
 
 def test_routes_are_in_caddys_handle_order(dev_topology):
-    assert [r.path for r in dev_topology.routes] == ["/healthz", "/oauth2/*", "/dash/*", "/llm/*", "/*"]
+    assert [r.path for r in dev_topology.routes] == ["/healthz", "/oauth2/*", "/dash/*", "/llm/*", "/*"], (
+        "the routes are not in the order Caddy tries them"
+    )

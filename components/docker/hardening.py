@@ -1,4 +1,5 @@
-"""The hardening every container of this stack gets, in one place (security.md section 1).
+"""The hardening every container of this stack gets, in one place
+(shared/reference/security.md, section 1).
 
 Every service container calls `hardened_container_args`; a test asserts each property on each of them.
 `rendered_config` puts a rendered file into a container whose root filesystem stays read-only.
@@ -173,13 +174,14 @@ def rendered_config(
     )
 
 
-def container_options(parent: pulumi.Resource, image_resource: pulumi.Resource,
-                      after: Sequence[pulumi.Resource] = ()) -> pulumi.ResourceOptions:
+def container_options(
+    parent: pulumi.Resource, image_resource: pulumi.Resource, after: Sequence[pulumi.Resource] = ()
+) -> pulumi.ResourceOptions:
     """Options every service container of this stack needs."""
     return pulumi.ResourceOptions(
         parent=parent,
         depends_on=[image_resource, *after],
-        # The provider neither replaces nor updates these in place (reference, pulumi.md 1).
+        # The provider neither replaces nor updates these in place (shared/reference/pulumi.md, section 1).
         replace_on_changes=["healthcheck", "tmpfs"],
         additional_secret_outputs=["envs"],
         # Container names and host ports are unique: the old container must go first.

@@ -5,10 +5,17 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from .hardening import Health, container_options, hardened_container_args, owned_tmpfs, rendered_config, secret_environment
+from ..topology import GATEWAY_ENV, MASTER_KEY_ENV, Gateway
+from .hardening import (
+    Health,
+    container_options,
+    hardened_container_args,
+    owned_tmpfs,
+    rendered_config,
+    secret_environment,
+)
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
-from ..topology import GATEWAY_ENV, MASTER_KEY_ENV, Gateway
 
 CONFIG_DIR = "/etc/litellm"
 CONFIG_FILE = "config.yaml"
@@ -26,8 +33,9 @@ def _health(port: int) -> Health:
     )
     # LiteLLM takes 10-20 s to import and start; a 3 s interval reports it healthy soon after, and the
     # long start period keeps a slow start on a busy host from counting as failures.
-    return Health(test=["CMD", "python3", "-I", "-S", "-c", probe], interval="3s", timeout="3s", retries=5,
-                  start_period="120s")
+    return Health(
+        test=["CMD", "python3", "-I", "-S", "-c", probe], interval="3s", timeout="3s", retries=5, start_period="120s"
+    )
 
 
 class ModelGateway(pulumi.ComponentResource):
@@ -60,8 +68,16 @@ class ModelGateway(pulumi.ComponentResource):
         service, bind, limits = gateway.service, gateway.host_bind, gateway.limits
 
         config = rendered_config(
-            self, f"{name}-config", f"{service.name}-config", CONFIG_DIR, CONFIG_FILE, config_yaml, "model-gateway",
-            image.ref, image.image, limits.user,
+            self,
+            f"{name}-config",
+            f"{service.name}-config",
+            CONFIG_DIR,
+            CONFIG_FILE,
+            config_yaml,
+            "model-gateway",
+            image.ref,
+            image.image,
+            limits.user,
         )
         envs = secret_environment(MASTER_KEY_ENV, master_key, GATEWAY_ENV)
         self.container = docker.Container(
@@ -71,8 +87,14 @@ class ModelGateway(pulumi.ComponentResource):
             # The image's entrypoint runs `litellm "$@"`. 0.0.0.0 is the container's own namespace:
             # the host side is limited by `ports` below.
             command=[
-                "--config", CONFIG_PATH, "--host", "0.0.0.0", "--port", str(service.port),
-                "--num_workers", str(gateway.workers),
+                "--config",
+                CONFIG_PATH,
+                "--host",
+                "0.0.0.0",
+                "--port",
+                str(service.port),
+                "--num_workers",
+                str(gateway.workers),
             ],
             envs=envs,
             ports=[docker.ContainerPortArgs(internal=service.port, external=bind.port, ip=bind.host)],

@@ -55,7 +55,9 @@ class GatewayNetworks(pulumi.ComponentResource):
             if existing is not None:
                 _check_adoptable(network, existing)
             ipam = (
-                [docker.NetworkIpamConfigArgs(subnet=network.subnet, gateway=network.gateway)] if network.subnet else None
+                [docker.NetworkIpamConfigArgs(subnet=network.subnet, gateway=network.gateway)]
+                if network.subnet
+                else None
             )
             created = docker.Network(
                 network.name,

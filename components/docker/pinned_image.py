@@ -28,9 +28,7 @@ class PinnedImage(pulumi.ComponentResource):
         else:
             registry = docker.get_registry_image_output(name=image.tagged, opts=pulumi.InvokeOptions(parent=self))
             ref = registry.sha256_digest.apply(image.pinned)
-        self.image = docker.RemoteImage(
-            name, name=ref, keep_locally=True, opts=pulumi.ResourceOptions(parent=self)
-        )
+        self.image = docker.RemoteImage(name, name=ref, keep_locally=True, opts=pulumi.ResourceOptions(parent=self))
         self.ref = ref
         self.file_capabilities = image.file_capabilities
         self.register_outputs({"ref": ref})

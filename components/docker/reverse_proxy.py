@@ -5,10 +5,17 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from .hardening import Health, container_options, hardened_container_args, owned_tmpfs, rendered_config, secret_environment
+from ..topology import CERT_MOUNT, EDGE_CONTAINER, EDGE_HEALTH_PORT, EDGE_HTTPS_PORT, MASTER_KEY_ENV, Edge, Site
+from .hardening import (
+    Health,
+    container_options,
+    hardened_container_args,
+    owned_tmpfs,
+    rendered_config,
+    secret_environment,
+)
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
-from ..topology import CERT_MOUNT, EDGE_CONTAINER, EDGE_HEALTH_PORT, EDGE_HTTPS_PORT, MASTER_KEY_ENV, Edge, Site
 
 CONFIG_DIR = "/etc/caddy/rendered"
 CADDYFILE_NAME = "Caddyfile"
@@ -58,14 +65,24 @@ class ReverseProxy(pulumi.ComponentResource):
         super().__init__("tailnet-llm-gateway:docker:ReverseProxy", name, {}, opts)
         limits = edge.limits
         config = rendered_config(
-            self, f"{name}-config", "tailnet-edge-config", CONFIG_DIR, CADDYFILE_NAME, caddyfile, "edge",
-            image.ref, image.image, limits.user,
+            self,
+            f"{name}-config",
+            "tailnet-edge-config",
+            CONFIG_DIR,
+            CADDYFILE_NAME,
+            caddyfile,
+            "edge",
+            image.ref,
+            image.image,
+            limits.user,
         )
         envs = secret_environment(MASTER_KEY_ENV, master_key, {"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"})
         ports, volumes = [], [config.mount]
         if site.exposure == "host-bind":
             # Caddy listens on an unprivileged port inside; the host side is the tailnet IP only.
-            ports.append(docker.ContainerPortArgs(internal=EDGE_HTTPS_PORT, external=edge.https_port, ip=site.tailnet_ip))
+            ports.append(
+                docker.ContainerPortArgs(internal=EDGE_HTTPS_PORT, external=edge.https_port, ip=site.tailnet_ip)
+            )
             volumes.append(
                 docker.ContainerVolumeArgs(host_path=site.cert_dir, container_path=CERT_MOUNT, read_only=True)
             )

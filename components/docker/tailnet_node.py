@@ -6,10 +6,10 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_tailscale as tailscale
 
+from ..topology import Node
 from .hardening import Health, container_options, hardened_container_args, rendered_config, secret_environment
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
-from ..topology import Node
 
 STATE_DIR = "/var/lib/tailscale"
 SERVE_DIR = "/etc/tailscale-serve"
@@ -81,8 +81,16 @@ class TailnetNode(pulumi.ComponentResource):
         # tailscaled runs as root (below), whom the nproc limit does not bind; its memory limit holds.
         limits = node.limits
         serve = rendered_config(
-            self, f"{name}-serve", "tailnet-node-serve", SERVE_DIR, SERVE_FILE, serve_json, "tailnet-node",
-            image.ref, image.image, limits.user,
+            self,
+            f"{name}-serve",
+            "tailnet-node-serve",
+            SERVE_DIR,
+            SERVE_FILE,
+            serve_json,
+            "tailnet-node",
+            image.ref,
+            image.image,
+            limits.user,
         )
         self.container = docker.Container(
             name,

@@ -31,7 +31,7 @@ CLIENT_IDENTITY_HEADERS = (
     "X-User",
 )
 
-KEY_PLACEHOLDER = "{env.%s}" % MASTER_KEY_ENV
+KEY_PLACEHOLDER = f"{{env.{MASTER_KEY_ENV}}}"
 
 
 def _json_error(message: str, kind: str, code: int) -> str:
@@ -124,9 +124,7 @@ def _sso_snippet(w: _Writer, topology: Topology) -> None:
     w.line("# No session: sign in, then come back to the original URL (before any prefix strip).")
     w.line("@unauthenticated status 401")
     w.open("handle_response @unauthenticated")
-    w.line(
-        f"redir * {base}{sso.start_path}?rd={base}{{http.request.orig_uri}} 302"
-    )
+    w.line(f"redir * {base}{sso.start_path}?rd={base}{{http.request.orig_uri}} 302")
     w.close()
     w.close()
     w.close()
@@ -178,7 +176,8 @@ def _bearer_route(w: _Writer, route: Route) -> None:
     # `vars` with a placeholder key compares the run-time value; cheaper per request than a CEL expression.
     w.line(f'@no_key_configured vars {KEY_PLACEHOLDER} ""')
     w.line("header @no_key_configured Content-Type application/json")
-    w.line(f"respond @no_key_configured `{_json_error('The gateway has no API key configured.', 'no_key_configured', 503)}` 503")
+    no_key = _json_error("The gateway has no API key configured.", "no_key_configured", 503)
+    w.line(f"respond @no_key_configured `{no_key}` 503")
     w.line(f"# Only the API: {name}'s docs, admin UI and other key-less pages stay off the tailnet.")
     w.line("@not_api not path " + " ".join(route.forwarded_paths))
     w.line("header @not_api Content-Type application/json")

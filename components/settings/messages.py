@@ -79,7 +79,8 @@ def describe(error: ValidationError, model: type[BaseModel], extra_keys: Iterabl
             wanted = str(gone["loc"][-1])
             if tuple(gone["loc"][:-1]) == parent and did_you_mean(key, [wanted]):
                 return SettingsError(
-                    setting_path(entry["loc"]), f"unknown setting; did you mean '{wanted}'? (it is required and missing)"
+                    setting_path(entry["loc"]),
+                    f"unknown setting; did you mean '{wanted}'? (it is required and missing)",
                 )
         valid = _keys_at(model, parent) + (list(extra_keys) if not parent else [])
         return SettingsError(setting_path(entry["loc"]), f"unknown setting{did_you_mean(key, valid)}")

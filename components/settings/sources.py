@@ -24,10 +24,33 @@ SECRET_KEYS = frozenset({"masterKey"})
 # The configuration keys of the providers this program uses (pulumi_docker and pulumi_tailscale's
 # config/vars.py; a test keeps these equal), and the engine's own.
 PROVIDER_KEYS = {
-    "docker": frozenset({"host", "context", "caMaterial", "certMaterial", "keyMaterial", "certPath", "sshOpts",
-                         "registryAuth", "disableDockerDaemonCheck"}),
-    "tailscale": frozenset({"apiKey", "oauthClientId", "oauthClientSecret", "tailnet", "baseUrl", "scopes",
-                            "identityToken", "identityTokenEnvironmentVariableName", "audience", "userAgent"}),
+    "docker": frozenset(
+        {
+            "host",
+            "context",
+            "caMaterial",
+            "certMaterial",
+            "keyMaterial",
+            "certPath",
+            "sshOpts",
+            "registryAuth",
+            "disableDockerDaemonCheck",
+        }
+    ),
+    "tailscale": frozenset(
+        {
+            "apiKey",
+            "oauthClientId",
+            "oauthClientSecret",
+            "tailnet",
+            "baseUrl",
+            "scopes",
+            "identityToken",
+            "identityTokenEnvironmentVariableName",
+            "audience",
+            "userAgent",
+        }
+    ),
     "pulumi": frozenset({"disable-default-providers", "tags"}),
 }
 # The top-level keys of a stack settings file (pulumi docs, stack-settings-file).
@@ -52,7 +75,9 @@ def project_values(config: Mapping[str, Any], project: str, is_secret: IsSecret)
             values[key] = value
         elif namespace in PROVIDER_KEYS:
             if key not in PROVIDER_KEYS[namespace]:
-                raise SettingsError(str(full_key), f"unknown {namespace} setting{did_you_mean(key, PROVIDER_KEYS[namespace])}")
+                raise SettingsError(
+                    str(full_key), f"unknown {namespace} setting{did_you_mean(key, PROVIDER_KEYS[namespace])}"
+                )
         else:
             raise SettingsError(str(full_key), f"unknown namespace '{namespace}'{did_you_mean(namespace, namespaces)}")
     return values
@@ -78,7 +103,9 @@ def read_stack_file(path: Path, project: str = PROJECT) -> dict[str, Any]:
         raise SettingsError(path.name, "must be a mapping with a `config:` section")
     for key in document:
         if key not in STACK_FILE_KEYS:
-            raise SettingsError(f"{path.name}: {key}", f"unknown stack file key{did_you_mean(str(key), STACK_FILE_KEYS)}")
+            raise SettingsError(
+                f"{path.name}: {key}", f"unknown stack file key{did_you_mean(str(key), STACK_FILE_KEYS)}"
+            )
     config = document.get("config") or {}
     if not isinstance(config, dict):
         raise SettingsError(f"{path.name}: config", "must be a mapping of settings")

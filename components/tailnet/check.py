@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -43,9 +44,7 @@ _PORTS = re.compile(r"^(\*|\d+(-\d+)?)(,(\*|\d+(-\d+)?))*$")
 
 
 def _require_ports(where: str, text: str, ports: str) -> None:
-    if not _PORTS.fullmatch(ports.replace(" ", "")) or any(
-        int(n) > 65535 for n in re.findall(r"\d+", ports)
-    ):
+    if not _PORTS.fullmatch(ports.replace(" ", "")) or any(int(n) > 65535 for n in re.findall(r"\d+", ports)):
         raise SettingsError(
             "tailnetPolicy.base", f"{where} {text!r} has no valid port list (*, N, N-M, or several joined by commas)"
         )
@@ -133,7 +132,7 @@ class _Evaluator:
             return UNKNOWN, unknown_reason
         return NO, "no acl or grant allows it"
 
-    def _rules(self, proto: str, port: int):
+    def _rules(self, proto: str, port: int) -> Iterator[tuple[str, int, list[str | None], list[str]]]:
         """(kind, index, sources, destination hosts) of each rule that covers this protocol and port."""
         for index, acl in enumerate(self.acls):
             if acl.get("action", "accept") != "accept" or acl.get("proto", proto) != proto:
@@ -162,7 +161,7 @@ class _Evaluator:
         return _port_matches(spec, port)
 
     @staticmethod
-    def _any(entries, match) -> str:
+    def _any(entries: Iterable[Any], match: Callable[[Any], str]) -> str:
         answers = {match(entry) for entry in entries}
         return YES if YES in answers else (UNKNOWN if UNKNOWN in answers else NO)
 
@@ -196,10 +195,12 @@ class _Evaluator:
             return NO if named_host else UNKNOWN  # equal names matched above
         entry_net, host_net = self._address(entry), self._address(host)
         if entry_net is not None and host_net is not None:
-            return YES if host_net.subnet_of(entry_net) else NO
+            if entry_net.version != host_net.version:
+                return NO
+            return YES if host_net.subnet_of(entry_net) else NO  # type: ignore[arg-type]  # versions checked
         return UNKNOWN  # an address against a tag or user: the device's address is not known offline
 
-    def _address(self, name: str):
+    def _address(self, name: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
         value = self.hosts.get(name, name)
         try:
             network = ipaddress.ip_network(value, strict=False)

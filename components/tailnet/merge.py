@@ -29,7 +29,7 @@ def parse_hujson(text: str, source: str) -> Any:
     """Plain Python data from HuJSON text; a SettingsError naming `source` if it is not valid."""
     try:
         return json5.loads(text)
-    except Exception as error:  # json-five raises several parser error types
+    except ValueError as error:  # json-five's JSON5DecodeError
         raise SettingsError(SETTING, f"{source} is not valid HuJSON ({_first_line(error)})") from None
 
 
@@ -52,8 +52,9 @@ def _one_line(value: Any) -> str:
     return json.dumps(value, separators=(", ", ": "))
 
 
-def _object_lines(text: str, source: str, section_name: str, entries: dict[str, Any], setting: str,
-                  what: str) -> list[str]:
+def _object_lines(
+    text: str, source: str, section_name: str, entries: dict[str, Any], setting: str, what: str
+) -> list[str]:
     """Lines for our entries of an object section (tagOwners, hosts) that the base does not hold already.
     A base entry for the same key with another value is an error naming both sides."""
     lines = []
@@ -103,36 +104,48 @@ class _Lines:
 def _parse_model(text: str, source: str) -> hujson.JSONObject:
     try:
         document = json5.loads(text, loader=ModelLoader())
-    except Exception as error:
+    except ValueError as error:
         raise SettingsError(SETTING, f"{source} is not valid HuJSON ({_first_line(error)})") from None
     if not isinstance(document.value, hujson.JSONObject):
         raise SettingsError(SETTING, f"{source} must be a JSON object at the top level")
     return document.value
 
 
+def _start(node: hujson.Node) -> tuple[int, int]:
+    """Where a node starts (line from 1, column from 0); the model loader records it for every node."""
+    assert node.lineno is not None and node.col_offset is not None
+    return node.lineno, node.col_offset
+
+
+def _end(node: hujson.Node) -> tuple[int, int]:
+    assert node.end_lineno is not None and node.end_col_offset is not None
+    return node.end_lineno, node.end_col_offset
+
+
 def _key(pair: hujson.KeyValuePair) -> str:
     key = pair.key
-    return key.characters if hasattr(key, "characters") else key.name
+    return key.name if isinstance(key, hujson.Identifier) else str(getattr(key, "characters", ""))
 
 
-def _section(top: hujson.JSONObject, name: str):
+def _section(top: hujson.JSONObject, name: str) -> hujson.Value | None:
     for pair in top.key_value_pairs:
         if _key(pair) == name:
             return pair.value
     return None
 
 
-def _span(text: str, node) -> str:
+def _span(text: str, node: hujson.Node) -> str:
     lines = _Lines(text)
-    return text[lines.offset(node.lineno, node.col_offset) : lines.offset(node.end_lineno, node.end_col_offset)]
+    return text[lines.offset(*_start(node)) : lines.offset(*_end(node))]
 
 
-def _is_owned(text: str, node) -> bool:
+def _is_owned(text: str, node: hujson.Node) -> bool:
     """An owned entry starts its line, and the nearest non-blank line above it is the marker."""
     lines = _Lines(text)
-    if lines.line(node.lineno)[: node.col_offset].strip():
+    line, column = _start(node)
+    if lines.line(line)[:column].strip():
         return False
-    above = node.lineno - 1
+    above = line - 1
     while above >= 1 and not lines.line(above).strip():
         above -= 1
     return above >= 1 and lines.line(above).strip() == MARKER
@@ -153,35 +166,39 @@ def _merge_section(text: str, source: str, name: str, entries: list[str], is_obj
     if section is None:
         if not entries:
             return text
-        indent = _leading(_Lines(text).line(top.end_lineno)) + unit
+        indent = _leading(_Lines(text).line(_end(top)[0])) + unit
         block = [f"{indent}{json.dumps(name)}: {'{' if is_object else '['}"]
         block += _block(entries, indent + unit)
         block.append(f"{indent}{'}' if is_object else ']'},")
         return _insert_before_close(text, top, block)
-    expected = hujson.JSONObject if is_object else hujson.JSONArray
-    if not isinstance(section, expected):
+    elements: list[hujson.Node]
+    ends: list[hujson.Node]
+    if isinstance(section, hujson.JSONObject) and is_object:
+        elements = [pair.key for pair in section.key_value_pairs]
+        ends = [pair.value for pair in section.key_value_pairs]
+    elif isinstance(section, hujson.JSONArray) and not is_object:
+        elements = ends = list(section.values)
+    else:
         raise SettingsError(SETTING, f"{source}: '{name}' must be {'an object' if is_object else 'a list'}")
-    elements = [pair.key for pair in section.key_value_pairs] if is_object else list(section.values)
-    ends = [pair.value for pair in section.key_value_pairs] if is_object else list(section.values)
-    owned = [(start, end) for start, end in zip(elements, ends) if _is_owned(text, start)]
+    owned = [(start, end) for start, end in zip(elements, ends, strict=True) if _is_owned(text, start)]
     if not owned:
         if not entries:
             return text
-        first_line = _Lines(text).line(elements[0].lineno) if elements else None
-        if elements and not first_line[: elements[0].col_offset].strip():
+        first_line = _Lines(text).line(_start(elements[0])[0]) if elements else ""
+        if elements and not first_line[: _start(elements[0])[1]].strip():
             indent = _leading(first_line)
         else:
-            indent = _leading(_Lines(text).line(section.end_lineno)) + unit
+            indent = _leading(_Lines(text).line(_end(section)[0])) + unit
         return _insert_before_close(text, section, _block(entries, indent))
     # Replace our lines in place: the block goes where the first owned entry was.
     lines = text.split("\n")
-    indent = _leading(lines[owned[0][0].lineno - 1])
+    indent = _leading(lines[_start(owned[0][0])[0] - 1])
     drop: set[int] = set()
     for start, end in owned:
-        marker = start.lineno - 1
+        marker = _start(start)[0] - 1
         while not lines[marker - 1].strip():
             marker -= 1
-        drop.update(range(marker - 1, end.end_lineno))
+        drop.update(range(marker - 1, _end(end)[0]))
     first = min(drop)
     kept = [line for index, line in enumerate(lines) if index not in drop]
     return "\n".join(kept[:first] + _block(entries, indent) + kept[first:])
@@ -194,14 +211,17 @@ def _block(entries: list[str], indent: str) -> list[str]:
     return block
 
 
-def _insert_before_close(text: str, container, block: list[str]) -> str:
+def _insert_before_close(text: str, container: hujson.JSONObject | hujson.JSONArray, block: list[str]) -> str:
     lines = _Lines(text)
-    close_line, close_col = container.end_lineno, container.end_col_offset - 1
-    members = container.key_value_pairs if isinstance(container, hujson.JSONObject) else container.values
+    close_line, close_col = _end(container)[0], _end(container)[1] - 1
+    members: list[hujson.Node] = (
+        [pair.value for pair in container.key_value_pairs]
+        if isinstance(container, hujson.JSONObject)
+        else list(container.values)
+    )
     edits: list[tuple[int, str]] = []
     if members and container.trailing_comma is None:
-        last = members[-1].value if isinstance(container, hujson.JSONObject) else members[-1]
-        edits.append((lines.offset(last.end_lineno, last.end_col_offset), ","))
+        edits.append((lines.offset(*_end(members[-1])), ","))
     close_text = lines.line(close_line)
     if close_text[:close_col].strip():
         # The bracket shares its line with other text: give it a line of its own.
@@ -209,7 +229,9 @@ def _insert_before_close(text: str, container, block: list[str]) -> str:
     else:
         edits.append((lines.offset(close_line, 0), "\n".join(block) + "\n"))
     # From the end backwards, so earlier offsets stay valid; at one offset the comma goes first.
-    for _, position, insert in sorted(((i, p, s) for i, (p, s) in enumerate(edits)), key=lambda e: (e[1], e[0]), reverse=True):
+    for _, position, insert in sorted(
+        ((i, p, s) for i, (p, s) in enumerate(edits)), key=lambda e: (e[1], e[0]), reverse=True
+    ):
         text = text[:position] + insert + text[position:]
     return text
 

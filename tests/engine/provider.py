@@ -32,6 +32,7 @@ never touch anything they did not create.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import ipaddress
 import re
@@ -57,14 +58,51 @@ TAILSCALE_RANGE = ipaddress.ip_network("100.64.0.0/10")
 # What resourceDockerContainerUpdate applies in place; the provider neither updates nor replaces for
 # the `ignored` ones (unless `replace_on_changes` names them).
 UPDATED_IN_PLACE = {"restart", "maxRetryCount", "cpuShares", "memory", "memorySwap", "cpuSet"}
-IGNORED_ON_CHANGE = {"healthcheck", "tmpfs", "wait", "waitTimeout", "destroyGracefulSeconds", "destroyGraceSeconds",
-                     "start", "mustRun", "init", "attach", "logs", "rm", "removeVolumes"}
+IGNORED_ON_CHANGE = {
+    "healthcheck",
+    "tmpfs",
+    "wait",
+    "waitTimeout",
+    "destroyGracefulSeconds",
+    "destroyGraceSeconds",
+    "start",
+    "mustRun",
+    "init",
+    "attach",
+    "logs",
+    "rm",
+    "removeVolumes",
+}
 # Every container input the harness knows how to create; anything else is an error, never ignored.
 CONTAINER_INPUTS = {
-    "name", "image", "command", "entrypoints", "envs", "user", "labels", "ports", "readOnly", "tmpfs",
-    "capabilities", "securityOpts", "privileged", "memory", "memorySwap", "ulimits", "restart", "logDriver",
-    "logOpts", "healthcheck", "volumes", "networkMode", "networksAdvanced", "uploads", "start", "mustRun",
-    "wait", "waitTimeout",
+    "name",
+    "image",
+    "command",
+    "entrypoints",
+    "envs",
+    "user",
+    "labels",
+    "ports",
+    "readOnly",
+    "tmpfs",
+    "capabilities",
+    "securityOpts",
+    "privileged",
+    "memory",
+    "memorySwap",
+    "ulimits",
+    "restart",
+    "logDriver",
+    "logOpts",
+    "healthcheck",
+    "volumes",
+    "networkMode",
+    "networksAdvanced",
+    "uploads",
+    "start",
+    "mustRun",
+    "wait",
+    "waitTimeout",
 }
 
 
@@ -136,10 +174,8 @@ def _plain(value: Any) -> Any:
 
 def _upload_tar(upload: dict[str, Any]) -> bytes:
     content = upload["content"].encode()
-    if upload.get("permissions"):
-        mode = int(upload["permissions"], 8)
-    else:
-        mode = 0o744 if upload.get("executable") else 0o644
+    default = 0o744 if upload.get("executable") else 0o644
+    mode = int(upload["permissions"], 8) if upload.get("permissions") else default
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         header = tarfile.TarInfo(upload["file"])
@@ -151,9 +187,16 @@ def _upload_tar(upload: dict[str, Any]) -> bytes:
 class Engine:
     """Applies registered resources to a Docker engine with the provider's semantics; remembers state."""
 
-    def __init__(self, client: docker.DockerClient, run_id: str, host_paths: dict[str, str] | None = None,
-                 loopback: str | None = "127.0.0.2", prefix: str = "tlgtest-", network_delete_timeout_s: float = 3.0,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        client: docker.DockerClient,
+        run_id: str,
+        host_paths: dict[str, str] | None = None,
+        loopback: str | None = "127.0.0.2",
+        prefix: str = "tlgtest-",
+        network_delete_timeout_s: float = 3.0,
+        log: Callable[[str], None] = print,
+    ) -> None:
         self.client = client
         self.api = client.api
         self.sub = _Substitutions(prefix, {TEST_LABEL: run_id}, dict(host_paths or {}), loopback)
@@ -178,15 +221,18 @@ class Engine:
 
     def up(self, run: ProgramRun, skip_containers: frozenset[str] = frozenset()) -> None:
         """`pulumi up` for this run's registered resources. `skip_containers` names containers left out."""
-        desired = [r for r in run.resources if r.type in ENGINE_TYPES
-                   and not (r.type == CONTAINER and r.inputs["name"] in skip_containers)]
+        desired = [
+            r
+            for r in run.resources
+            if r.type in ENGINE_TYPES and not (r.type == CONTAINER and r.inputs["name"] in skip_containers)
+        ]
         keys = [(r.type, r.name) for r in desired]
-        plan = {key: self._step(resource) for key, resource in zip(keys, desired)}
+        plan = {key: self._step(resource) for key, resource in zip(keys, desired, strict=True)}
         dbr = [key for key, step in plan.items() if step == "replace" and key[0] == CONTAINER]
         for key in reversed([k for k in self.state if k in dbr]):
             self._delete(self.state.pop(key))
         replaced_later = []
-        for key, resource in zip(keys, desired):
+        for key, resource in zip(keys, desired, strict=True):
             step = plan[key]
             if step == "same":
                 self.state[key].resource = resource
@@ -208,8 +254,11 @@ class Engine:
 
     def recreate(self, declared_name: str) -> None:
         """Delete one container and create it again from the same registered inputs."""
-        key = next(k for k, d in self.state.items() if d.resource.type == CONTAINER
-                   and d.resource.inputs["name"] == declared_name)
+        key = next(
+            k
+            for k, d in self.state.items()
+            if d.resource.type == CONTAINER and d.resource.inputs["name"] == declared_name
+        )
         deployed = self.state.pop(key)
         self._delete(deployed)
         self.state[key] = Deployed(deployed.resource, self._create(deployed.resource))
@@ -225,7 +274,7 @@ class Engine:
         for container in self.api.containers(all=True, filters=selector):
             self.api.remove_container(container["Id"], force=True, v=True)
         for network in self.api.networks(filters=selector):
-            for attached in (self.api.inspect_network(network["Id"]).get("Containers") or {}):
+            for attached in self.api.inspect_network(network["Id"]).get("Containers") or {}:
                 self.api.disconnect_container_from_network(attached, network["Id"], force=True)
             self.api.remove_network(network["Id"])
         for volume in self.api.volumes(filters=selector).get("Volumes") or []:
@@ -238,7 +287,7 @@ class Engine:
     def container_id(self, declared_name: str) -> str:
         for deployed in self.state.values():
             if deployed.resource.type == CONTAINER and deployed.resource.inputs["name"] == declared_name:
-                assert deployed.docker_id is not None
+                assert deployed.docker_id is not None, "a container in state has no id"
                 return deployed.docker_id
         raise KeyError(declared_name)
 
@@ -287,8 +336,12 @@ class Engine:
             ipam = IPAMConfig(pool_configs=pools)
         try:
             created = self.api.create_network(
-                self.sub.name(inputs["name"]), driver=inputs.get("driver"), ipam=ipam,
-                attachable=inputs.get("attachable"), internal=bool(inputs.get("internal")), labels=self.sub.label,
+                self.sub.name(inputs["name"]),
+                driver=inputs.get("driver"),
+                ipam=ipam,
+                attachable=inputs.get("attachable"),
+                internal=bool(inputs.get("internal")),
+                labels=self.sub.label,
             )
         except docker.errors.APIError as error:
             raise EngineError(f"Unable to create network: {error.explanation}") from None
@@ -297,8 +350,10 @@ class Engine:
     def _adopt_network(self, resource: Registered, import_id: str) -> str:
         inputs = resource.inputs
         actual = self.api.inspect_network(import_id)
-        pools = [{k: v for k, v in (("subnet", c.get("Subnet")), ("gateway", c.get("Gateway"))) if v}
-                 for c in actual["IPAM"].get("Config") or []]
+        pools = [
+            {k: v for k, v in (("subnet", c.get("Subnet")), ("gateway", c.get("Gateway"))) if v}
+            for c in actual["IPAM"].get("Config") or []
+        ]
         declared_pools = [{k: v for k, v in c.items() if v} for c in inputs.get("ipamConfigs") or []]
         mismatch = {
             "name": (actual["Name"], self.sub.name(inputs["name"])),
@@ -332,16 +387,25 @@ class Engine:
             self.sub.published[(name, internal)] = (host, external)
         binds = []
         for volume in inputs.get("volumes") or []:
-            source = (self.sub.name(volume["volumeName"]) if volume.get("volumeName")
-                      else self.sub.host_path(volume["hostPath"]))
+            source = (
+                self.sub.name(volume["volumeName"])
+                if volume.get("volumeName")
+                else self.sub.host_path(volume["hostPath"])
+            )
             binds.append(f"{source}:{volume['containerPath']}:{'ro' if volume.get('readOnly') else 'rw'}")
         caps = inputs.get("capabilities") or {}
         health = inputs.get("healthcheck")
-        healthcheck = None if not health else {
-            "test": health["tests"], "interval": _duration_ns(health["interval"]),
-            "timeout": _duration_ns(health["timeout"]), "retries": int(health["retries"]),
-            "start_period": _duration_ns(health["startPeriod"]),
-        }
+        healthcheck = (
+            None
+            if not health
+            else {
+                "test": health["tests"],
+                "interval": _duration_ns(health["interval"]),
+                "timeout": _duration_ns(health["timeout"]),
+                "retries": int(health["retries"]),
+                "start_period": _duration_ns(health["startPeriod"]),
+            }
+        )
         host_config = self.api.create_host_config(
             port_bindings=bindings or None,
             binds=binds or None,
@@ -352,7 +416,9 @@ class Engine:
             privileged=bool(inputs.get("privileged")),
             mem_limit=int(inputs["memory"]) * 1024 * 1024 if inputs.get("memory") else None,
             memswap_limit=int(inputs["memorySwap"]) * 1024 * 1024 if inputs.get("memorySwap") else None,
-            ulimits=[Ulimit(name=u["name"], soft=int(u["soft"]), hard=int(u["hard"])) for u in inputs.get("ulimits") or []],
+            ulimits=[
+                Ulimit(name=u["name"], soft=int(u["soft"]), hard=int(u["hard"])) for u in inputs.get("ulimits") or []
+            ],
             restart_policy={"Name": inputs.get("restart", "no")},
             log_config=LogConfig(type=inputs.get("logDriver", "json-file"), config=inputs.get("logOpts") or {}),
             read_only=bool(inputs.get("readOnly")),
@@ -360,9 +426,16 @@ class Engine:
         )
         try:
             created = self.api.create_container(
-                self.sub.image(inputs["image"]), command=inputs.get("command"), name=self.sub.name(name),
-                user=inputs.get("user"), environment=envs, labels=labels, ports=ports or None,
-                healthcheck=healthcheck, host_config=host_config, entrypoint=inputs.get("entrypoints"),
+                self.sub.image(inputs["image"]),
+                command=inputs.get("command"),
+                name=self.sub.name(name),
+                user=inputs.get("user"),
+                environment=envs,
+                labels=labels,
+                ports=ports or None,
+                healthcheck=healthcheck,
+                host_config=host_config,
+                entrypoint=inputs.get("entrypoints"),
                 use_config_proxy=False,
             )
         except docker.errors.APIError as error:
@@ -376,7 +449,8 @@ class Engine:
                     raise EngineError(f"Unable to disconnect the default network: {error.explanation}") from None
             for network in inputs["networksAdvanced"]:
                 self.api.connect_container_to_network(
-                    container_id, self.sub.name(network["name"]), aliases=network.get("aliases"))
+                    container_id, self.sub.name(network["name"]), aliases=network.get("aliases")
+                )
         try:
             self._upload_and_start(name, container_id, inputs)
         except EngineError as error:
@@ -432,10 +506,8 @@ class Engine:
             self.log(f"engine: {resource.type} {resource.name} retained, not deleted")
             return
         if resource.type == CONTAINER:
-            try:
+            with contextlib.suppress(docker.errors.NotFound):
                 self.api.remove_container(deployed.docker_id, force=True, v=True)
-            except docker.errors.NotFound:
-                pass
         elif resource.type == VOLUME:
             self.api.remove_volume(deployed.docker_id)
         elif resource.type == NETWORK:

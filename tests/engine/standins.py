@@ -20,8 +20,8 @@ Where a stand-in differs from the official image, and why that does not weaken w
   (`/app/docker/prod_entrypoint.sh` runs `litellm "$@"`), command (`--port 4000`), user (`nobody`),
   `HOME=/app`, `LITELLM_NON_ROOT=true`, the admin UI pre-built at /var/lib/litellm/ui as its Dockerfile
   does, and `python3` on PATH for the healthcheck. Missing: node/npm and supervisord (the stack never
-  sets SEPARATE_HEALTH_APP) and a generated prisma client (the stack runs without a database). Transitive Python dependencies come from
-  pip's resolution rather than the image's lock file.
+  sets SEPARATE_HEALTH_APP) and a generated prisma client (the stack runs without a database).
+  Transitive Python dependencies come from pip's resolution rather than the image's lock file.
 - tailscale (`docker.io/tailscale/tailscale:v1.98.10`): a placeholder only, busybox under the pinned tag.
   tailscaled needs Tailscale's control plane, which is not reachable here, so the node itself never runs
   in these tests; the placeholder lets its config writer (which is never started either) be created, so
@@ -116,7 +116,7 @@ def _fill_caddy(root: Path) -> None:
         (root / directory).mkdir(parents=True)
         (root / directory).chmod(0o1777)
     (root / "etc" / "caddy").mkdir(parents=True)
-    (root / "etc" / "caddy" / "Caddyfile").write_text(":80 {\n\trespond \"stand-in\"\n}\n")
+    (root / "etc" / "caddy" / "Caddyfile").write_text(':80 {\n\trespond "stand-in"\n}\n')
     (root / "srv").mkdir()
 
 
@@ -162,8 +162,11 @@ def _fill_litellm(root: Path) -> None:
     for library in (base / "lib").glob("libpython*.so*"):
         shutil.copy2(library, image_base / "lib" / library.name)
     skip = {"site-packages", "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "__pycache__"}
-    shutil.copytree(stdlib, image_base / stdlib.relative_to(base),
-                    ignore=lambda _d, names: [n for n in names if n in skip or n.startswith("_tkinter")])
+    shutil.copytree(
+        stdlib,
+        image_base / stdlib.relative_to(base),
+        ignore=lambda _d, names: [n for n in names if n in skip or n.startswith("_tkinter")],
+    )
     # A virtual environment at the official image's path, with the pinned packages.
     venv = root / "app" / ".venv"
     site = venv / "lib" / version / "site-packages"
@@ -175,15 +178,29 @@ def _fill_litellm(root: Path) -> None:
     (venv / "bin" / "python3").symlink_to("python")
     pins = _pins()
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-warn-script-location",
-         "--target", str(site), pins["litellm"], pins["prisma"]],
-        check=True, timeout=900, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-warn-script-location",
+            "--target",
+            str(site),
+            pins["litellm"],
+            pins["prisma"],
+        ],
+        check=True,
+        timeout=900,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     shutil.rmtree(site / "bin", ignore_errors=True)  # scripts with this machine's interpreter path
     (venv / "bin" / "litellm").write_text(
         # As pip writes a console script: the guard matters, since workers re-import the main module.
         "#!/app/.venv/bin/python\nimport sys\nfrom litellm.proxy.proxy_cli import run_server\n"
-        "if __name__ == \"__main__\":\n    sys.exit(run_server())\n"
+        'if __name__ == "__main__":\n    sys.exit(run_server())\n'
     )
     (venv / "bin" / "litellm").chmod(0o755)
     # The admin UI pre-built where the non-root image keeps it, restructured as its Dockerfile does
@@ -199,7 +216,9 @@ def _fill_litellm(root: Path) -> None:
     entrypoint.parent.mkdir(parents=True)
     entrypoint.write_text('#!/bin/sh\nexec litellm "$@"\n')
     entrypoint.chmod(0o755)
-    for library in sorted(_shared_libraries(_elf_files(root / base.relative_to("/"))) | _shared_libraries(_elf_files(venv))):
+    for library in sorted(
+        _shared_libraries(_elf_files(root / base.relative_to("/"))) | _shared_libraries(_elf_files(venv))
+    ):
         if not library.startswith(str(base)):
             _copy_host_file(root, library)
     (root / "root").chmod(0o755)  # the interpreter lives under /root/... on this machine; nobody must reach it
@@ -268,7 +287,7 @@ def ensure(client: docker.DockerClient, stand_in: StandIn, log=print) -> str:
             ["tar", "--xattrs", "--xattrs-include=security.capability", "--numeric-owner", "-C", str(root), "-c", "."],
             stdout=subprocess.PIPE,
         )
-        assert packer.stdout is not None
+        assert packer.stdout is not None, "tar's output is not piped"
         repository, tag = stand_in.tag.rsplit(":", 1)
         changes = [*stand_in.changes, f"LABEL {RECIPE_LABEL}={recipe}"]
         client.api.import_image_from_stream(packer.stdout, repository=repository, tag=tag, changes=changes)

@@ -34,8 +34,9 @@ class Deployment:
 def node(docker_client, stand_in_images) -> Deployment:
     engine = Engine(docker_client, new_run_id())
     key = new_key()
-    run = run_program(stack_values("dev-node"), stack="dev-node", secrets={"masterKey": key},
-                      networks=engine.network_lookup)
+    run = run_program(
+        stack_values("dev-node"), stack="dev-node", secrets={"masterKey": key}, networks=engine.network_lookup
+    )
     try:
         engine.up(run, skip_containers=frozenset({NODE}))
         yield Deployment(engine, run, key)
@@ -47,9 +48,13 @@ def node(docker_client, stand_in_images) -> Deployment:
 def _probe(client, engine: Engine, *argv: str, volumes: list[str] | None = None, network: str | None = None) -> str:
     """Run a one-off busybox command in a labelled container on a test network; its output."""
     container = client.api.create_container(
-        parse_image(CADDY_IMAGE).tagged, entrypoint=list(argv), labels=engine.sub.label, user="61009:61009",
+        parse_image(CADDY_IMAGE).tagged,
+        entrypoint=list(argv),
+        labels=engine.sub.label,
+        user="61009:61009",
         host_config=client.api.create_host_config(
-            binds=volumes, network_mode=engine.sub.name(network) if network else "none", read_only=True),
+            binds=volumes, network_mode=engine.sub.name(network) if network else "none", read_only=True
+        ),
     )
     try:
         client.api.start(container["Id"])
@@ -61,18 +66,39 @@ def _probe(client, engine: Engine, *argv: str, volumes: list[str] | None = None,
 
 def _edge_get(client, deployment: Deployment, path: str, key: str | None) -> str:
     header = ["--header", f"Authorization: Bearer {key}"] if key else []
-    return _probe(client, deployment.engine, "wget", "-q", "-S", "-O", "-", *header, f"http://tailnet-edge:8081{path}",
-                  network="proxy-net")
+    return _probe(
+        client,
+        deployment.engine,
+        "wget",
+        "-q",
+        "-S",
+        "-O",
+        "-",
+        *header,
+        f"http://tailnet-edge:8081{path}",
+        network="proxy-net",
+    )
 
 
 def test_everything_but_the_node_is_created_and_healthy(node, docker_client):
-    created = {(d.resource.type, d.resource.inputs["name"]) for d in node.engine.state.values()
-               if d.resource.type in (CONTAINER, NETWORK, VOLUME)}
+    created = {
+        (d.resource.type, d.resource.inputs["name"])
+        for d in node.engine.state.values()
+        if d.resource.type in (CONTAINER, NETWORK, VOLUME)
+    }
     assert created == {
-        (NETWORK, "proxy-net"), (NETWORK, "backend"), (NETWORK, "frontend"),
-        (VOLUME, "model-gateway-config"), (VOLUME, "tailnet-edge-config"), (VOLUME, "tailnet-node-state"),
-        (VOLUME, "tailnet-node-serve"), (CONTAINER, "model-gateway-config-writer"), (CONTAINER, "model-gateway"),
-        (CONTAINER, "tailnet-edge-config-writer"), (CONTAINER, "tailnet-edge"), (CONTAINER, "tailnet-node-serve-writer"),
+        (NETWORK, "proxy-net"),
+        (NETWORK, "backend"),
+        (NETWORK, "frontend"),
+        (VOLUME, "model-gateway-config"),
+        (VOLUME, "tailnet-edge-config"),
+        (VOLUME, "tailnet-node-state"),
+        (VOLUME, "tailnet-node-serve"),
+        (CONTAINER, "model-gateway-config-writer"),
+        (CONTAINER, "model-gateway"),
+        (CONTAINER, "tailnet-edge-config-writer"),
+        (CONTAINER, "tailnet-edge"),
+        (CONTAINER, "tailnet-node-serve-writer"),
     }, "the engine does not hold what the program registers (less the node)"
     for name in SERVICES:
         health = docker_client.api.inspect_container(node.engine.container_id(name))["State"]["Health"]["Status"]
@@ -82,8 +108,13 @@ def test_everything_but_the_node_is_created_and_healthy(node, docker_client):
 
 def test_serve_config_reaches_the_volume_the_node_mounts(node, docker_client):
     (mount,) = [v for v in node.run.containers[NODE].inputs["volumes"] if v["volumeName"] == "tailnet-node-serve"]
-    served = _probe(docker_client, node.engine, "cat", f"{mount['containerPath']}/serve.json",
-                    volumes=[f"{node.engine.sub.name('tailnet-node-serve')}:{mount['containerPath']}:ro"])
+    served = _probe(
+        docker_client,
+        node.engine,
+        "cat",
+        f"{mount['containerPath']}/serve.json",
+        volumes=[f"{node.engine.sub.name('tailnet-node-serve')}:{mount['containerPath']}:ro"],
+    )
     (upload,) = node.run.config_writers[NODE].inputs["uploads"]
     assert json.loads(served) == json.loads(upload["content"]), "the node would serve another config"
 

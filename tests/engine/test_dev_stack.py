@@ -57,13 +57,21 @@ def _auth(key: str) -> dict[str, str]:
 
 
 def test_every_network_volume_and_container_is_created(dev, docker_client):
-    created = {(d.resource.type, d.resource.inputs["name"]) for d in dev.engine.state.values()
-               if d.resource.type in (CONTAINER, NETWORK, VOLUME)}
+    created = {
+        (d.resource.type, d.resource.inputs["name"])
+        for d in dev.engine.state.values()
+        if d.resource.type in (CONTAINER, NETWORK, VOLUME)
+    }
     assert created == {
-        (NETWORK, "proxy-net"), (NETWORK, "backend"), (NETWORK, "frontend"),
-        (VOLUME, "model-gateway-config"), (VOLUME, "tailnet-edge-config"),
-        (CONTAINER, "model-gateway-config-writer"), (CONTAINER, "model-gateway"),
-        (CONTAINER, "tailnet-edge-config-writer"), (CONTAINER, "tailnet-edge"),
+        (NETWORK, "proxy-net"),
+        (NETWORK, "backend"),
+        (NETWORK, "frontend"),
+        (VOLUME, "model-gateway-config"),
+        (VOLUME, "tailnet-edge-config"),
+        (CONTAINER, "model-gateway-config-writer"),
+        (CONTAINER, "model-gateway"),
+        (CONTAINER, "tailnet-edge-config-writer"),
+        (CONTAINER, "tailnet-edge"),
     }, "the engine does not hold exactly what the program registers"
     for name in SERVICES:
         health = docker_client.api.inspect_container(dev.engine.container_id(name))["State"]["Health"]["Status"]
@@ -110,7 +118,9 @@ def test_host_ports_are_published_on_loopback_only(dev, docker_client):
 def test_api_answers_through_the_published_edge_with_tls(dev):
     models = dev.edge.get("/llm/v1/models", _auth(dev.key))
     assert models.status_code == 200, f"clients could not list models: {models.status_code} {models.text[:300]}"
-    assert sorted(m["id"] for m in models.json()["data"]) == ["local-chat", "local-embed"]
+    assert sorted(m["id"] for m in models.json()["data"]) == ["local-chat", "local-embed"], (
+        "clients would see other models than the stack serves"
+    )
     assert dev.edge.get("/llm/v1/models").status_code == 401, "no key must be 401"
     assert dev.edge.get("/llm/v1/models", _auth("sk-wrong-0123456789")).status_code == 401, "a wrong key must be 401"
     for closed in ("/llm/openapi.json", "/llm/", "/llm/routes"):
@@ -133,7 +143,9 @@ def test_processes_of_other_images_do_not_count_against_the_edge(dev, docker_cli
     """Finding 8: nproc counts per uid on the host; 65532 is distroless' `nonroot`, shared by many images."""
     limit = int(dev.run.containers["tailnet-edge"].inputs["ulimits"][0]["hard"])
     neighbour = docker_client.api.create_container(
-        "docker.io/library/caddy:2.11.7", user="65532:65532", labels=dev.engine.sub.label,
+        "docker.io/library/caddy:2.11.7",
+        user="65532:65532",
+        labels=dev.engine.sub.label,
         entrypoint=["/bin/sh", "-c", f"for i in $(seq {limit + 10}); do sleep 120 & done; wait"],
         host_config=docker_client.api.create_host_config(network_mode="none"),
     )
@@ -157,8 +169,10 @@ def test_a_caddyfile_change_reaches_the_running_edge(dev, docker_client):
         dev.change(_healthz_says_ready)
     assert dev.edge.get("/healthz").text == "ready", "the running edge still serves the old Caddyfile"
     assert dev.engine.container_id("model-gateway") == gateway_before, "an edge-only change replaced LiteLLM"
-    print(f"\nedge outage on a Caddyfile change: {meter.longest_s:.2f} s "
-          f"(new edge healthy {dev.engine.time_to_healthy['tailnet-edge']:.1f} s after start)")
+    print(
+        f"\nedge outage on a Caddyfile change: {meter.longest_s:.2f} s "
+        f"(new edge healthy {dev.engine.time_to_healthy['tailnet-edge']:.1f} s after start)"
+    )
 
 
 def test_a_litellm_config_change_replaces_only_litellm(dev, docker_client):

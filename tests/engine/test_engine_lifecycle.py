@@ -31,8 +31,11 @@ def engine(docker_client, stand_in_images, dev_certs):
 def _busy_core(client, engine: Engine) -> str:
     """A container that keeps one core busy, as a model running beside the gateway does."""
     container = client.api.create_container(
-        parse_image(CADDY_IMAGE).tagged, entrypoint=["sh", "-c", "while :; do :; done"], labels=engine.sub.label,
-        user="61011:61011", host_config=client.api.create_host_config(network_mode="none"),
+        parse_image(CADDY_IMAGE).tagged,
+        entrypoint=["sh", "-c", "while :; do :; done"],
+        labels=engine.sub.label,
+        user="61011:61011",
+        host_config=client.api.create_host_config(network_mode="none"),
     )
     client.api.start(container["Id"])
     return container["Id"]
@@ -50,7 +53,9 @@ def test_gateway_starts_healthy_ten_times_in_a_row_without_a_worker_restart(engi
             engine.recreate(GATEWAY)  # delete and create again, waiting for healthy as `pulumi up` does
         container_id = engine.container_id(GATEWAY)
         text = logs(docker_client, container_id)
-        assert "died" not in text and "Child process" not in text, f"start {start}: a worker was restarted:\n{text[-2000:]}"
+        assert "died" not in text and "Child process" not in text, (
+            f"start {start}: a worker was restarted:\n{text[-2000:]}"
+        )
         assert docker_client.api.inspect_container(container_id)["RestartCount"] == 0, f"start {start}: restarted"
         times.append(engine.time_to_healthy[GATEWAY])
     print(f"\nLiteLLM time to healthy over {STARTS} starts, one core busy (s): {[round(t, 1) for t in times]}")
@@ -59,8 +64,12 @@ def test_gateway_starts_healthy_ten_times_in_a_row_without_a_worker_restart(engi
 def _blockers(client, engine: Engine) -> None:
     """Networks that take part of Docker's default pools, as other projects' networks would; one holds the
     subnet proxy-net was pinned to before (172.24.0.0/16)."""
-    client.api.create_network(engine.sub.name("blocker-pinned"), driver="bridge", labels=engine.sub.label,
-                              ipam={"Driver": "default", "Config": [{"Subnet": "172.24.0.0/16"}]})
+    client.api.create_network(
+        engine.sub.name("blocker-pinned"),
+        driver="bridge",
+        labels=engine.sub.label,
+        ipam={"Driver": "default", "Config": [{"Subnet": "172.24.0.0/16"}]},
+    )
     for index in range(3):
         client.api.create_network(engine.sub.name(f"blocker-{index}"), driver="bridge", labels=engine.sub.label)
 
@@ -68,7 +77,10 @@ def _blockers(client, engine: Engine) -> None:
 def _other_project(client, engine: Engine) -> str:
     """A container of another project (say oauth2-proxy's compose project) attached to proxy-net."""
     container = client.api.create_container(
-        parse_image(CADDY_IMAGE).tagged, entrypoint=["sleep", "600"], labels=engine.sub.label, user="61010:61010",
+        parse_image(CADDY_IMAGE).tagged,
+        entrypoint=["sleep", "600"],
+        labels=engine.sub.label,
+        user="61010:61010",
         host_config=client.api.create_host_config(network_mode=engine.sub.name("proxy-net")),
     )
     client.api.start(container["Id"])
@@ -84,11 +96,15 @@ def test_destroy_and_recreate_three_times_beside_other_networks_and_projects(eng
         run = run_program(stack_values("dev"), secrets={"masterKey": new_key()}, networks=engine.network_lookup)
         engine.up(run, skip_containers=frozenset({GATEWAY}))
         proxy_net = docker_client.api.inspect_network(engine.sub.name("proxy-net"))
-        assert proxy_net["IPAM"]["Config"][0]["Subnet"] == "10.124.24.0/24"
+        assert proxy_net["IPAM"]["Config"][0]["Subnet"] == "10.124.24.0/24", (
+            "proxy-net would not get its pinned subnet beside the other networks"
+        )
         other = other or _other_project(docker_client, engine)
         engine.destroy()
         attached = docker_client.api.inspect_network(engine.sub.name("proxy-net"))["Containers"] or {}
-        assert list(attached) == [other], f"cycle {cycle}: destroy left {attached} on proxy-net, or cut off the other project"
+        assert list(attached) == [other], (
+            f"cycle {cycle}: destroy left {attached} on proxy-net, or cut off the other project"
+        )
         assert docker_client.api.inspect_container(other)["State"]["Running"], "the other project's container stopped"
         print(f"\ncycle {cycle}: created and destroyed; proxy-net kept for the other project")
 
@@ -102,8 +118,9 @@ def test_edge_starts_while_the_tailnet_address_is_not_there_yet(engine, docker_c
         pytest.skip("changing net.ipv4.ip_nonlocal_bind needs root")
     before = NONLOCAL_BIND.read_text().strip()
     # The declared tailnet address as it is (no loopback substitution): this host does not have it.
-    absent = Engine(docker_client, engine.sub.label[TEST_LABEL], loopback=None,
-                    host_paths={DEV_CERT_DIR: str(dev_certs["dir"])})
+    absent = Engine(
+        docker_client, engine.sub.label[TEST_LABEL], loopback=None, host_paths={DEV_CERT_DIR: str(dev_certs["dir"])}
+    )
     run = run_program(stack_values("dev"), secrets={"masterKey": new_key()}, networks=absent.network_lookup)
     edge_only = frozenset({GATEWAY, "model-gateway-config-writer"})
     try:
@@ -114,7 +131,9 @@ def test_edge_starts_while_the_tailnet_address_is_not_there_yet(engine, docker_c
         absent.up(run, skip_containers=edge_only)
         edge = docker_client.api.inspect_container(absent.container_id("tailnet-edge"))
         assert edge["State"]["Health"]["Status"] == "healthy", "the edge did not come up without its tailnet address"
-        assert edge["NetworkSettings"]["Ports"]["8443/tcp"][0]["HostIp"] == "100.101.102.103"
+        assert edge["NetworkSettings"]["Ports"]["8443/tcp"][0]["HostIp"] == "100.101.102.103", (
+            "the edge would be published elsewhere than on its tailnet address"
+        )
     finally:
         NONLOCAL_BIND.write_text(before)
         absent.destroy()
