@@ -22,7 +22,7 @@ from .render.tailscale_serve import render_serve_config
 from .settings import Settings
 from .tailnet.check import Assertion
 from .tailnet.policy import checked_policy
-from .topology import Topology, build_topology
+from .topology import READINESS_PATH, Topology, build_topology
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,8 @@ class Plan:
                 {"path": r.path, "auth": r.auth, "upstream": r.upstream.name if r.upstream else None}
                 for r in topology.routes
             ],
+            # The edge's own key-less, SSO-less readiness report, which may ask only LiteLLM.
+            "readiness": {"path": READINESS_PATH, "upstream": topology.gateway.service.name},
             "services": {s.name: list(s.networks) for s in topology.services},
             "edgeNetwork": topology.edge_network,
             "tailnet": {

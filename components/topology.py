@@ -13,13 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from policy.gateway_contract import DOCKER_DEFAULT_POOLS, RoutePath, caddy_order, route_conflicts
+from policy.gateway_contract import DOCKER_DEFAULT_POOLS, RoutePath, caddy_order, overlaps, route_conflicts
 
 from .addresses import HostPort, is_unspecified
 from .errors import SettingsError
 from .images import ImageRef
 from .settings import ContainerLimits, Settings
+from .settings.messages import did_you_mean
 
+# The edge answers readiness here, for the gateway and each model backend, without a key or SSO; its
+# checks live under READINESS_PATH + "/", so both paths are the edge's own.
+READINESS_PATH = "/readyz"
+# LiteLLM forwards a readiness check to a backend at this path (+ its index), behind the master key.
+BACKEND_CHECK_PATH = "/tailnet-llm-gateway/ready"
 # Inside the Caddy container: unprivileged ports, so Caddy needs no capability to bind them.
 EDGE_HTTPS_PORT = 8443
 EDGE_HEALTH_PORT = 8080
@@ -36,6 +42,11 @@ GATEWAY_ENV = {
     "NO_DOCS": "True",
     # Use the packaged model cost map instead of fetching one from the internet at start.
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    # The one retry of a failed backend call (router_settings.num_retries) waits 0.1-0.2 s, not LiteLLM's
+    # 0.5 s plus up to 0.75 s of jitter: a client learns that a lone backend is down in about half a
+    # second instead of two to three (measured), and a second backend takes over as fast.
+    "INITIAL_RETRY_DELAY": "0.1",
+    "JITTER": "0.1",
 }
 
 
@@ -70,17 +81,30 @@ class Service:
 
 
 @dataclass(frozen=True)
+class Backend:
+    """One deployment of a model: the service that serves it, where, and its share of the requests."""
+
+    service: Service
+    api_path: str
+    weight: int
+
+    @property
+    def api_base(self) -> str:
+        return self.service.url + self.api_path
+
+
+@dataclass(frozen=True)
 class Model:
     name: str
-    backend: Service
+    backends: tuple[Backend, ...]
     model_id: str
-    api_path: str
     timeout: int | None
     stream_timeout: int | None
 
     @property
     def api_base(self) -> str:
-        return self.backend.url + self.api_path
+        """The first backend's address (a model with one backend has only that)."""
+        return self.backends[0].api_base
 
 
 @dataclass(frozen=True)
@@ -91,6 +115,9 @@ class Route:
     respond: str | None
     strip_prefix: bool
     forwarded_paths: tuple[str, ...]
+    # Bearer routes: where a client may put its key, and which browser origins may call it.
+    key_headers: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def is_catch_all(self) -> bool:
@@ -294,6 +321,15 @@ class Topology:
     def local_api_url(self) -> str:
         return self.gateway.local_api_url
 
+    @property
+    def readiness_backends(self) -> tuple[Backend, ...]:
+        """Every distinct backend address the models use, in a stable order (its index is its check)."""
+        seen: dict[str, Backend] = {}
+        for model in self.models:
+            for backend in model.backends:
+                seen.setdefault(backend.api_base, backend)
+        return tuple(seen.values())
+
     def with_overrides(
         self, upstreams: Mapping[str, HostPort] | None = None, listen: HostPort | None = None
     ) -> Topology:
@@ -324,7 +360,10 @@ class Topology:
             site=site,
             services=tuple(moved.values()),
             gateway=replace(self.gateway, service=moved[self.gateway.service.name]),
-            models=tuple(replace(m, backend=moved[m.backend.name]) for m in self.models),
+            models=tuple(
+                replace(m, backends=tuple(replace(b, service=moved[b.service.name]) for b in m.backends))
+                for m in self.models
+            ),
             routes=tuple(replace(r, upstream=relocate(r.upstream)) for r in self.routes),
             sso=None if self.sso is None else replace(self.sso, service=moved[self.sso.service.name]),
         )
@@ -487,25 +526,31 @@ def _services(settings: Settings, networks: Mapping[str, Network]) -> tuple[Serv
 
 def _known(by_name: Mapping[str, Service], name: str, setting: str) -> Service:
     if name not in by_name:
-        raise SettingsError(setting, f"{name!r} is not a declared service (see 'services')")
+        raise SettingsError(
+            setting, f"{name!r} is not a declared service (see 'services'){did_you_mean(name, by_name)}"
+        )
     return by_name[name]
 
 
 def _model(name: str, settings: Settings, by_name: Mapping[str, Service], gateway: Service) -> Model:
     spec = settings.models[name]
-    backend = _known(by_name, spec.backend, f"models.{name}.backend")
-    if not set(backend.networks) & set(gateway.networks):
-        raise SettingsError(
-            f"models.{name}.backend",
-            f"{backend.name!r} shares no network with {gateway.name!r}; LiteLLM could not reach it",
-        )
     if not spec.api_path.startswith("/"):
         raise SettingsError(f"models.{name}.apiPath", f"{spec.api_path!r} must start with '/'")
+    backends: list[Backend] = []
+    for index, ref in enumerate(spec.backend_refs):
+        where = f"models.{name}.backend" if spec.backends is None else f"models.{name}.backends[{index}].service"
+        service = _known(by_name, ref.service, where)
+        if not set(service.networks) & set(gateway.networks):
+            raise SettingsError(
+                where, f"{service.name!r} shares no network with {gateway.name!r}; LiteLLM could not reach it"
+            )
+        if any(b.service.name == service.name for b in backends):
+            raise SettingsError(where, f"{service.name!r} is listed twice for {name}")
+        backends.append(Backend(service=service, api_path=spec.api_path.rstrip("/"), weight=ref.weight))
     return Model(
         name=name,
-        backend=backend,
+        backends=tuple(backends),
         model_id=spec.model,
-        api_path=spec.api_path.rstrip("/"),
         timeout=spec.timeout,
         stream_timeout=spec.stream_timeout,
     )
@@ -541,6 +586,8 @@ def _routes(
                 respond=spec.respond,
                 strip_prefix=spec.strip_prefix,
                 forwarded_paths=spec.forwarded_paths,
+                key_headers=spec.accepted_key_headers,
+                cors_origins=spec.cors_origins,
             )
         )
     if sum(r.auth == "bearer" for r in routes) > 1:
@@ -559,6 +606,12 @@ def _routes(
 def _check_route_paths(settings: Settings) -> None:
     """Two routes that can match one request must be resolved by Caddy the way the settings mean."""
     paths = [RoutePath(i, None if r.path == "/*" else r.path, r.auth) for i, r in enumerate(settings.routes)]
+    reserved = (RoutePath(-1, READINESS_PATH, "none"), RoutePath(-1, READINESS_PATH + "/*", "none"))
+    for path in paths:
+        if path.pattern is not None and any(overlaps(path, r) for r in reserved):
+            raise SettingsError(
+                f"routes[{path.index}].path", f"{path.pattern} meets {READINESS_PATH}, the edge's readiness report"
+            )
     catch_alls = [p.index for p in paths if p.pattern is None]
     if len(catch_alls) > 1:
         raise SettingsError(f"routes[{catch_alls[1]}].path", f"/* is already the catch-all of routes[{catch_alls[0]}]")

@@ -353,20 +353,31 @@ def _bypasses_declared(args: StackValidationArgs, report: ReportViolation) -> No
     declared = _declared(args.resources)
     routes = (declared or {}).get("routes") or []
     bypass = {r.get("path"): r.get("auth") for r in routes if r.get("auth") in ("none", "bearer")}
+    readiness = (declared or {}).get("readiness") or {}
     for edge in _edge(args.resources):
         for head, body in _site_blocks(_caddyfile(args.resources)):
             if "import sso" in body or "forward_auth" in body:
                 continue
             parts = head.split()
             path = parts[1] if len(parts) > 1 else "/*"
+            if _readiness_block(path, body, readiness):
+                continue
             if path not in bypass:
                 report(f"`{head}` skips SSO but the settings declare no bypass route for {path}", edge.urn)
+
+
+def _readiness_block(path: str, body: str, readiness: Mapping[str, Any]) -> bool:
+    """The edge's own readiness report and its checks: under the declared path, asking only LiteLLM."""
+    base = readiness.get("path")
+    if not base or not (path == base or path.startswith(base + "/")):
+        return False
+    return set(UPSTREAM.findall(body)) <= {readiness.get("upstream")}
 
 
 def _block_auth(body: str) -> str:
     if "import sso" in body or "forward_auth" in body:
         return "sso"
-    return "bearer" if "@bad_key" in body else "none"
+    return "bearer" if "@no_client" in body else "none"
 
 
 def _routes_resolve_as_declared(args: StackValidationArgs, report: ReportViolation) -> None:

@@ -25,8 +25,8 @@ class Step:
     @property
     def kind(self) -> str:
         name = self.handler["handler"]
-        if name == "reverse_proxy" and "rewrite" in self.handler:
-            return "forward_auth"  # forward_auth is a reverse_proxy that asks the SSO service first
+        if name == "reverse_proxy" and self.handler.get("rewrite", {}).get("method") == "GET":
+            return "forward_auth"  # forward_auth is a reverse_proxy that asks the SSO service with a GET first
         return str(name)
 
     @property

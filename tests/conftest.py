@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import yaml
 from components.settings import PROJECT, Settings
 from components.topology import GATEWAY_ENV, Topology, build_topology
 from tests import fakes
-from tests.processes import Process, free_port, render, start_caddy, start_litellm
+from tests.processes import Process, free_port, render, start_caddy, start_fake_backend, start_litellm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,3 +115,76 @@ def local_edge(request, tmp_path_factory) -> LocalEdge:
             proc.stop()
         for server in fake_servers:
             server.stop()
+
+
+# The clients' stack: the dev stack, plus a second backend for local-chat and a browser origin for the API.
+ALLOWED_ORIGIN = "https://chat.example.com"
+
+
+def clients_stack_values() -> dict:
+    values = stack_values("dev")
+    values["services"]["llamacpp-b"] = {"port": 8080, "networks": ["backend"]}
+    values["models"]["local-chat"] = {
+        "backends": [{"service": "llamacpp"}, {"service": "llamacpp-b"}],
+        "model": "local-chat",
+    }
+    api = next(r for r in values["routes"] if r["auth"] == "bearer")
+    api["corsOrigins"] = [ALLOWED_ORIGIN]
+    return values
+
+
+@dataclass
+class ClientsEdge:
+    """Real Caddy and LiteLLM for the clients' stack; each backend a process of its own, to stop."""
+
+    base_url: str
+    key: str
+    log_dir: Path
+    backend_ports: dict[str, int]
+    backends: dict[str, Process]
+    # The same edge with a recording echo in place of LiteLLM: what reached "LiteLLM", if anything.
+    echo_base_url: str
+    echo: fakes.FakeServer
+
+    def restart(self, name: str) -> None:
+        self.backends[name].stop()
+        self.backends[name] = start_fake_backend(self.backend_ports[name], name, self.log_dir)
+
+
+@pytest.fixture(scope="session")
+def clients_edge(tmp_path_factory) -> ClientsEdge:
+    work = tmp_path_factory.mktemp("edge-clients")
+    project, log_dir = work / "project", work / "logs"
+    project.mkdir()
+    log_dir.mkdir()
+    shutil.copy(ROOT / "Pulumi.yaml", project)
+    shutil.copytree(ROOT / "tailnet", project / "tailnet")
+    write_stack(project, "clients", clients_stack_values())
+    key = "sk-" + secrets.token_urlsafe(24)
+    names = ("llamacpp", "llamacpp-b", "llamacpp-embed")
+    ports = {name: free_port() for name in (*names, "oauth2-proxy", "dashboard", "open-webui", "model-gateway")}
+    echo = fakes.FakeServer(fakes.HeaderEchoHandler, free_port(), "api-echo").start()
+    processes: list[Process] = []
+    backends: dict[str, Process] = {}
+    try:
+        for name in names:
+            backends[name] = start_fake_backend(ports[name], name, log_dir)
+        edge_port, echo_port = free_port(), free_port()
+        out = render("clients", work / "rendered", project, ports, edge_port)
+        echo_out = render("clients", work / "rendered-echo", project, {**ports, "model-gateway": echo.port}, echo_port)
+        processes.append(start_litellm(out / "litellm.yaml", ports["model-gateway"], log_dir, key, GATEWAY_ENV))
+        processes.append(start_caddy(out / "Caddyfile", edge_port, log_dir, key))
+        processes.append(start_caddy(echo_out / "Caddyfile", echo_port, log_dir, key, name="caddy-echo"))
+        yield ClientsEdge(
+            base_url=f"http://127.0.0.1:{edge_port}",
+            key=key,
+            log_dir=log_dir,
+            backend_ports={name: ports[name] for name in names},
+            backends=backends,
+            echo_base_url=f"http://127.0.0.1:{echo_port}",
+            echo=echo,
+        )
+    finally:
+        for proc in [*reversed(processes), *backends.values()]:
+            proc.stop()
+        echo.stop()

@@ -18,6 +18,12 @@ SPOOFED_IDENTITY = {
     "X-Auth-Request-User": "mallory",
     "Remote-User": "mallory",
     "X-Remote-User": "mallory",
+    "X-Webauth-User": "mallory",
+    # What a Tailscale serve node says about its caller; a client must not be able to say it.
+    "Tailscale-User-Login": "mallory@evil.example",
+    "Tailscale-User-Name": "Mallory",
+    "Tailscale-User-Profile-Pic": "https://evil.example/m.png",
+    "Tailscale-App-Capabilities": '{"example.com/cap/llm":[{"admin":true}]}',
 }
 SESSION = {"Cookie": f"{fakes.SESSION_COOKIE}={fakes.VALID_SESSION}"}
 
@@ -47,8 +53,15 @@ def assert_identity_not_spoofable(base_url: str, key: str) -> None:
     seen = received_headers(protected)
     assert seen.get("x-forwarded-email") == fakes.SSO_EMAIL, "a client could set X-Forwarded-Email on a protected route"
     assert seen.get("x-forwarded-user") == fakes.SSO_USER, "a client could set X-Forwarded-User on a protected route"
-    for name in ("x-auth-request-email", "x-auth-request-user", "remote-user", "x-remote-user"):
-        assert name not in seen, f"{name} from the client reached the protected upstream"
+    assert seen.get("x-forwarded-preferred-username") == fakes.SSO_USER, (
+        "a client could set X-Forwarded-Preferred-Username on a protected route"
+    )
+    for name in SPOOFED_IDENTITY:
+        if name.lower() not in ("x-forwarded-email", "x-forwarded-user", "x-forwarded-preferred-username"):
+            assert name.lower() not in seen, f"{name} from the client reached the protected upstream"
+    assert seen.get("host") == urlsplit(protected.json()["self"]).netloc, (
+        f"the protected upstream got Host {seen.get('host')!r}, the client's, not its own name"
+    )
 
     bypass = httpx.get(f"{base_url}/oauth2/anything", headers=SPOOFED_IDENTITY, timeout=30)
     seen = received_headers(bypass)

@@ -1,9 +1,12 @@
 """Stand-ins for the services around the gateway, for the live edge tests (loopback only).
 
-- `OpenAIBackend`: what llama.cpp serves: models, chat (plain and streamed), embeddings.
+- `OpenAIBackend`: what llama.cpp serves: models, chat (plain and streamed), embeddings; no `/v1/responses`.
+  A test can make it fail the next calls (`POST /_fake/fail-next`) and read the paths it served
+  (`GET /_fake/requests`), in process or in its own process (`python -m tests.fakes`).
 - `FakeSso`: oauth2-proxy's `/oauth2/auth` (202 with X-Auth-Request-* for a valid session cookie,
   401 otherwise) and a `/oauth2/start` page.
-- `HeaderEcho`: a protected upstream that answers with the path and headers it received.
+- `HeaderEcho`: a protected upstream that answers with the path and headers it received, and keeps them
+  (`requests` of its server) so a test can tell whether anything reached it.
 """
 
 from __future__ import annotations
@@ -53,7 +56,22 @@ class OpenAIBackendHandler(_Handler):
     reply_delay_s: ClassVar[float] = 0.0
     stream_pause_s: ClassVar[float] = STREAM_PAUSE_S
 
+    def _record(self) -> None:
+        self.server.served.append(f"{self.command} {self.path}")  # type: ignore[attr-defined]
+
+    def _fail_if_told(self) -> bool:
+        failures = self.server.failures  # type: ignore[attr-defined]
+        if not failures:
+            return False
+        status = failures.pop(0)
+        self._send(status, {"error": {"message": f"told to fail with {status}", "code": status}})
+        return True
+
     def do_GET(self) -> None:
+        if self.path == "/_fake/requests":
+            self._send(200, self.server.served)  # type: ignore[attr-defined]
+            return
+        self._record()
         if self.path.rstrip("/") == "/v1/models":
             self._send(200, {"object": "list", "data": [{"id": "backend-model", "object": "model"}]})
         else:
@@ -61,6 +79,13 @@ class OpenAIBackendHandler(_Handler):
 
     def do_POST(self) -> None:
         body = self._body()
+        if self.path == "/_fake/fail-next":
+            self.server.failures.extend([int(body["status"])] * int(body.get("count", 1)))  # type: ignore[attr-defined]
+            self._send(200, {"failures": self.server.failures})  # type: ignore[attr-defined]
+            return
+        self._record()
+        if self._fail_if_told():
+            return
         if self.path == "/v1/chat/completions":
             if body.get("stream"):
                 self._stream(body)
@@ -136,14 +161,31 @@ class FakeSsoHandler(_Handler):
 
 class HeaderEchoHandler(_Handler):
     def _echo(self) -> None:
-        self._send(200, {"upstream": self.server.name, "path": self.path, "headers": dict(self.headers.items())})
+        self.server.requests.append((self.command, self.path, dict(self.headers.items())))  # type: ignore[attr-defined]
+        host, port = self.server.server_address[:2]
+        self._send(
+            200,
+            {
+                "upstream": self.server.name,
+                "self": f"http://{host}:{port}",
+                "path": self.path,
+                "headers": dict(self.headers.items()),
+            },
+        )
 
-    do_GET = do_POST = do_PUT = do_DELETE = _echo
+    do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = _echo
 
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the benchmark opens 16+ connections at once
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], name: str) -> None:
+        super().__init__(address, handler)
+        self.name = name
+        self.served: list[str] = []  # "METHOD path" of each backend call
+        self.failures: list[int] = []  # statuses the next calls answer with
+        self.requests: list[tuple[str, str, dict[str, str]]] = []  # what an echo received
 
     def handle_error(self, request, client_address) -> None:
         pass  # clients that hang up early (probes, cancelled streams) are not failures of the fake
@@ -153,9 +195,7 @@ class FakeServer:
     """One fake on 127.0.0.1:port, served from a daemon thread until `stop()`."""
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], port: int, name: str) -> None:
-        self.httpd = _QuietServer(("127.0.0.1", port), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.name = name
+        self.httpd = _QuietServer(("127.0.0.1", port), handler, name)
         self.port = port
         self.thread = threading.Thread(target=self.httpd.serve_forever, name=name, daemon=True)
 
@@ -177,14 +217,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=float, default=0.0, help="time to answer a chat completion")
     parser.add_argument("--stream-pause-ms", type=float, default=STREAM_PAUSE_S * 1000)
+    parser.add_argument("--name", default="llamacpp")
     args = parser.parse_args()
     handler = type(
         "BenchBackend",
         (OpenAIBackendHandler,),
         {"reply_delay_s": args.delay_ms / 1000, "stream_pause_s": args.stream_pause_ms / 1000},
     )
-    server = _QuietServer(("127.0.0.1", args.port), handler)
-    server.name = "llamacpp"
+    server = _QuietServer(("127.0.0.1", args.port), handler, args.name)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
 

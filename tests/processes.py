@@ -58,6 +58,13 @@ class Process:
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} not ready at {url} within {timeout_s}s:\n{self.log_tail()}")
 
+    def kill(self) -> None:
+        """Stop at once, as a crash or a pulled cable would: no graceful shutdown."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+        self._log.close()
+
     def stop(self) -> None:
         if self.popen.poll() is None:
             self.popen.terminate()
@@ -122,6 +129,22 @@ def start_litellm(config: Path, port: int, log_dir: Path, key: str, env: dict[st
     )
     try:
         proc.wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout_s=90, ok=lambda r: r.status_code == 200)
+    except Exception:
+        proc.stop()
+        raise
+    return proc
+
+
+def start_fake_backend(port: int, name: str, log_dir: Path) -> Process:
+    """The fake OpenAI-compatible backend in its own process, so a test can stop it as a crash would."""
+    proc = Process(
+        name,
+        [sys.executable, "-m", "tests.fakes", "--port", str(port), "--name", name],
+        log_dir,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        proc.wait_http(f"http://127.0.0.1:{port}/v1/models", timeout_s=20, ok=lambda r: r.status_code == 200)
     except Exception:
         proc.stop()
         raise

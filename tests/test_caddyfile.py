@@ -11,7 +11,7 @@ from components.addresses import HostPort
 from components.images import CADDY_VERSION
 from components.render.caddyfile import render_caddyfile
 from components.settings import Settings
-from components.topology import build_topology
+from components.topology import READINESS_PATH, build_topology
 from tests.caddy_check import caddy_validate
 from tests.caddy_json import Block, adapt, site_blocks
 from tests.processes import binary
@@ -106,12 +106,90 @@ def test_llm_route_checks_the_key_and_fails_closed(blocks):
         answers[0].handler.get("status_code") == 503
         and {"vars": {"{env.LITELLM_MASTER_KEY}": [""]}} in answers[0].matchers
     ), "an empty key would turn the bearer route into an open one"
-    key_check = {"not": [{"vars": {"{http.request.header.Authorization}": ["Bearer {env.LITELLM_MASTER_KEY}"]}}]}
-    refusals = [s for s in answers if key_check in s.matchers]
-    assert refusals and refusals[0].handler["status_code"] == 401, "the key would not be compared as exact text"
+    refusals = [s for s in answers if {"vars": {"client": [""]}} in s.matchers]
+    assert refusals and refusals[0].handler["status_code"] == 401, "a request naming no client would not be refused"
     assert answers[-1].kind == "reverse_proxy" and not answers[-1].matchers, (
         "a request could reach LiteLLM before the key check"
     )
+    assert block.steps.index(refusals[0]) < block.steps.index(answers[-1]), "LiteLLM would be asked before the check"
+
+
+def test_a_client_is_named_only_by_the_exact_key_in_every_header_it_filled(blocks):
+    """The expression compares placeholders as strings, so a key full of regex or CEL characters still
+    matches only itself; a header left empty is skipped, two different keys match nothing."""
+    namings = [s for s in blocks["/llm/*"].steps if s.kind == "vars" and "client" in s.handler]
+    assert len(namings) == 1, "the route would name its client in more than one place"
+    (matcher,) = namings[0].matchers
+    expression = matcher["expression"]["expr"]
+    for source in ("{bearer_key}", "{http.request.header.X-Api-Key}", "{http.request.header.Api-Key}"):
+        assert f"({source} == '' || {source} == {{env.LITELLM_MASTER_KEY}})" in expression, (
+            f"a key in {source} would not be compared, or compared loosely: {expression}"
+        )
+    assert expression.startswith("{env.LITELLM_MASTER_KEY} != ''"), "an empty key would name a client"
+    assert expression.endswith("!= ''"), "a request with no key at all would name a client"
+
+
+def test_the_bearer_scheme_is_read_in_any_case(blocks):
+    (mapping,) = [s for s in blocks["/llm/*"].steps if s.kind == "map"]
+    assert mapping.handler["source"] == "{http.request.header.Authorization}", "the key would be read elsewhere"
+    assert mapping.handler["mappings"] == [{"input_regexp": "(?i)^bearer\\s+(.+)$", "outputs": ["${1}"]}], (
+        "`bearer` or `BEARER` (the scheme is case-insensitive, RFC 9110) would not be accepted"
+    )
+
+
+def test_litellm_gets_the_key_one_way_only(blocks):
+    block = blocks["/llm/*"]
+    headers = [s.handler["request"] for s in block.steps if s.kind == "headers" and "request" in s.handler]
+    assert {"set": {"Authorization": ["Bearer {env.LITELLM_MASTER_KEY}"]}} in headers, (
+        "LiteLLM would get the client's own Authorization header"
+    )
+    deleted = block.deleted_request_headers()
+    assert {"X-Api-Key", "Api-Key"} <= deleted, "a second copy of a key would reach LiteLLM"
+
+
+def test_only_a_cors_preflight_from_an_allowed_origin_skips_the_key(dev_values, tmp_path):
+    dev_values["routes"][2]["corsOrigins"] = ["https://chat.example.com"]
+    text = render_caddyfile(build_topology(Settings.from_mapping(dev_values)), "dev")
+    block = {b.path: b for b in site_blocks(adapt(text, tmp_path))}["/llm/*"]
+    refusal = next(i for i, s in enumerate(block.steps) if {"vars": {"client": [""]}} in s.matchers)
+    early = [s for s in block.steps[:refusal] if s.kind == "static_response" and s.handler["status_code"] < 400]
+    assert len(early) == 1 and early[0].handler["status_code"] == 204, f"something else skips the key: {early}"
+    (preflight,) = early[0].matchers
+    assert preflight["method"] == ["OPTIONS"] and preflight["header"]["Origin"] == ["https://chat.example.com"], (
+        "a request that is not a preflight from the allowed origin would skip the key"
+    )
+    assert "Access-Control-Request-Method" in preflight["header"], "a plain OPTIONS request would skip the key"
+
+
+def test_no_cors_answer_without_allowed_origins(caddyfile):
+    assert "OPTIONS" not in caddyfile and "Access-Control-Allow-Origin {" not in caddyfile, (
+        "a stack with no allowed origins would answer preflights"
+    )
+    assert "header_down -Access-Control-Allow-Origin" in caddyfile, "LiteLLM's `*` would reach every page"
+
+
+def test_readiness_answers_without_sso_and_asks_only_the_gateway(blocks, dev_topology):
+    readiness = {path: block for path, block in blocks.items() if path and path.startswith(READINESS_PATH)}
+    expected = {READINESS_PATH, f"{READINESS_PATH}/gateway"}
+    expected |= {f"{READINESS_PATH}/backend/{i}" for i in range(len(dev_topology.readiness_backends))}
+    assert set(readiness) == expected, f"readiness blocks: {sorted(readiness)}"
+    for path, block in readiness.items():
+        assert "forward_auth" not in block.kinds(), f"{path} would need a session"
+        for step in block.steps:
+            assert step.upstreams in ([], [dev_topology.gateway.service.address]), (
+                f"{path} would reach {step.upstreams}, not only LiteLLM"
+            )
+
+
+def test_access_log_keeps_no_header_and_no_key_parameter(caddyfile, tmp_path):
+    config = adapt(caddyfile, tmp_path)
+    (log,) = [v for k, v in config["logging"]["logs"].items() if k != "default"]
+    fields = log["encoder"]["fields"]
+    assert log["encoder"]["wrap"]["format"] == "json", "access log lines would not be JSON"
+    assert fields["request>headers"] == {"filter": "delete"}, "keys and cookies would be logged"
+    assert fields["resp_headers"] == {"filter": "delete"}, "Set-Cookie would be logged"
+    deleted = {a["parameter"] for a in fields["request>uri"]["actions"] if a["type"] == "delete"}
+    assert {"api_key", "key", "token"} <= deleted, "a key passed as a query parameter would be logged"
 
 
 def test_every_path_not_declared_as_bypass_runs_forward_auth(blocks, dev_topology):
@@ -124,7 +202,8 @@ def test_every_path_not_declared_as_bypass_runs_forward_auth(blocks, dev_topolog
 
 
 def test_caddy_tries_the_blocks_in_the_topologys_order(caddyfile, dev_topology, tmp_path):
-    order = [block.path for block in site_blocks(adapt(caddyfile, tmp_path))]
+    # The readiness blocks are the edge's own; no route can meet them (a settings check).
+    order = [b.path for b in site_blocks(adapt(caddyfile, tmp_path)) if not (b.path or "").startswith(READINESS_PATH)]
     assert order == [None if r.is_catch_all else r.path for r in dev_topology.routes], (
         "Caddy would try the routes in another order than the settings check assumed"
     )
@@ -133,7 +212,7 @@ def test_caddy_tries_the_blocks_in_the_topologys_order(caddyfile, dev_topology, 
 def test_sso_401_becomes_a_302_to_the_start_url_with_the_original_url(caddyfile):
     assert "@unauthenticated status 401" in caddyfile, "an SSO refusal would not become a sign-in redirect"
     assert (
-        "redir * {scheme}://{hostport}/oauth2/start?rd={scheme}://{hostport}{http.request.orig_uri} 302" in caddyfile
+        "redir * {scheme}://{hostport}/oauth2/start?rd={scheme}://{hostport}{http.request.uri_escaped} 302" in caddyfile
     ), "a signed-out browser would not come back to the page it asked for"
 
 

@@ -6,6 +6,7 @@ import re
 
 import yaml
 
+from components.render.caddyfile import READINESS_TIMEOUT_S
 from components.render.litellm_config import render_litellm_config
 from components.settings import Settings
 from components.topology import build_topology
@@ -50,3 +51,59 @@ def test_rendering_is_byte_for_byte_deterministic(dev_values):
     assert render_litellm_config(build_topology(Settings.from_mapping(dev_values)), "dev") == first, (
         "the same models in another order would change the config and restart LiteLLM"
     )
+
+
+def _two_backend_values(dev_values: dict) -> dict:
+    dev_values["services"]["llamacpp-b"] = {"port": 8080, "networks": ["backend"]}
+    dev_values["models"]["local-chat"] = {
+        "backends": [{"service": "llamacpp", "weight": 3}, {"service": "llamacpp-b"}],
+        "model": "local-chat",
+    }
+    return dev_values
+
+
+def test_a_model_with_several_backends_gets_one_weighted_deployment_each(dev_values):
+    config = yaml.safe_load(
+        render_litellm_config(build_topology(Settings.from_mapping(_two_backend_values(dev_values))), "dev")
+    )
+    chat = [m for m in config["model_list"] if m["model_name"] == "local-chat"]
+    assert [(m["litellm_params"]["api_base"], m["litellm_params"]["weight"]) for m in chat] == [
+        ("http://llamacpp:8080/v1", 3),
+        ("http://llamacpp-b:8080/v1", 1),
+    ], "LiteLLM would not balance local-chat over both backends in the settings' proportions"
+    assert all("model_info" not in m for m in chat), "a failing backend of two would not be left out (cooldown)"
+
+
+def test_a_single_backend_is_never_put_in_cooldown(dev_topology):
+    config = yaml.safe_load(render_litellm_config(dev_topology, "dev"))
+    for entry in config["model_list"]:
+        assert entry["model_info"]["allowed_fails"] > 0, (
+            f"{entry['model_name']}: one 404 from the backend would answer every client 429 for seconds"
+        )
+    router = config["router_settings"]
+    assert router["num_retries"] >= 1 and router["retry_after"] == 0, (
+        "a dropped connection would not be retried at once"
+    )
+
+
+def test_anthropic_messages_become_chat_completions(dev_topology):
+    config = yaml.safe_load(render_litellm_config(dev_topology, "dev"))
+    assert config["litellm_settings"]["use_chat_completions_url_for_anthropic_messages"] is True, (
+        "/v1/messages would go to the backend's /v1/responses, which llama.cpp does not serve"
+    )
+
+
+def test_each_backend_has_a_keyed_get_only_readiness_check(dev_values):
+    topology = build_topology(Settings.from_mapping(_two_backend_values(dev_values)))
+    config = yaml.safe_load(render_litellm_config(topology, "dev"))
+    checks = config["general_settings"]["pass_through_endpoints"]
+    assert [c["target"] for c in checks] == [
+        "http://llamacpp:8080/v1/models",
+        "http://llamacpp-b:8080/v1/models",
+        "http://llamacpp-embed:8080/v1/models",
+    ], "readiness would not ask every backend exactly once"
+    for check in checks:
+        assert check.get("auth", True) is True and check["methods"] == ["GET"], (
+            "a pass-through without the master key would let anyone on proxy-net drive a backend"
+        )
+        assert 0 < check["timeout"] < READINESS_TIMEOUT_S, "a hung backend would hang the readiness report"

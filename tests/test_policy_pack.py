@@ -227,6 +227,14 @@ TABLE = [
         "sso-bypasses-declared",
     ),
     row(
+        "a readiness check that asks a protected upstream",
+        _caddyfile_edit(
+            "reverse_proxy model-gateway:11435 {\n\t\t\trewrite /health/liveliness",
+            "reverse_proxy dashboard:8080 {\n\t\t\trewrite /health/liveliness",
+        ),
+        "sso-bypasses-declared",
+    ),
+    row(
         "the API bypass forwarding everything",
         _caddyfile_edit("@not_api not path /v1/*", "@not_api not path /*"),
         "api-bypass-forwards-only-the-api",

@@ -331,6 +331,64 @@ MISTAKES = [
         says=("--listen", "loopback"),
         unsafe=True,
     ),
+    # Clients and backends (issue 15's settings).
+    Mistake(
+        "every origin allowed to call the API",
+        route("/llm/*", corsOrigins=["*"]),
+        setting="routes[2].corsOrigins",
+        says=("'*' is refused",),
+        unsafe=True,
+    ),
+    Mistake(
+        "an origin with a path",
+        route("/llm/*", corsOrigins=["https://chat.example.com/app"]),
+        setting="routes[2].corsOrigins",
+        says=("not an origin",),
+    ),
+    Mistake(
+        "CORS origins on an SSO route",
+        route("/dash/*", corsOrigins=["https://chat.example.com"]),
+        setting="routes[3]",
+        says=("corsOrigins applies only to bearer routes",),
+    ),
+    Mistake(
+        "an unknown key header",
+        route("/llm/*", keyHeaders=["authorization", "cookie"]),
+        setting="routes[2].keyHeaders",
+    ),
+    Mistake(
+        "a model with both backend and backends",
+        setting("models.local-chat.backends", [{"service": "llamacpp"}]),
+        setting="models.local-chat",
+        says=("exactly one of 'backend' and 'backends'",),
+    ),
+    Mistake(
+        "a model with an unknown second backend",
+        setting(
+            "models.local-chat", {"model": "local-chat", "backends": [{"service": "llamacpp"}, {"service": "llamacp"}]}
+        ),
+        setting="models.local-chat.backends[1].service",
+        says=("llamacpp",),
+    ),
+    Mistake(
+        "a model listing one backend twice",
+        setting(
+            "models.local-chat", {"model": "local-chat", "backends": [{"service": "llamacpp"}, {"service": "llamacpp"}]}
+        ),
+        setting="models.local-chat.backends[1].service",
+        says=("listed twice",),
+    ),
+    Mistake(
+        "a zero weight",
+        setting("models.local-chat", {"model": "local-chat", "backends": [{"service": "llamacpp", "weight": 0}]}),
+        setting="models.local-chat.backends[0].weight",
+    ),
+    Mistake(
+        "a route over the readiness report",
+        add_route(path="/readyz", respond="ok", auth="none"),
+        setting="routes[5].path",
+        says=("/readyz",),
+    ),
     Mistake(
         "local check on every interface",
         flags=("--listen", "0.0.0.0:8080"),

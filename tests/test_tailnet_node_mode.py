@@ -40,9 +40,8 @@ def test_serve_config_serves_https_for_the_node_and_proxies_to_caddy(node_topolo
 def test_caddy_serves_plain_http_to_the_node_and_redirects_to_its_https_name(node_topology, tmp_path):
     text = render_caddyfile(node_topology, "dev-node")
     assert "http://:8081 {" in text and "tls " not in text, "Caddy would expect cert files in tailnet-node mode"
-    redirect = (
-        "redir * https://llm.tail0a1b2c.ts.net/oauth2/start?rd=https://llm.tail0a1b2c.ts.net{http.request.orig_uri} 302"
-    )
+    base = "https://llm.tail0a1b2c.ts.net"
+    redirect = f"redir * {base}/oauth2/start?rd={base}{{http.request.uri_escaped}} 302"
     assert redirect in text, "sign-in would not come back to the node's HTTPS name"
     result = caddy_validate(text, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -15,7 +15,8 @@ def test_every_edge_upstream_shares_a_network_with_the_edge(dev_topology):
 def test_every_model_backend_is_reachable_from_the_gateway(dev_topology):
     gateway_nets = set(dev_topology.gateway_networks)
     for model in dev_topology.models:
-        assert gateway_nets & set(model.backend.networks), f"LiteLLM could not reach {model.backend.name}"
+        for backend in model.backends:
+            assert gateway_nets & set(backend.service.networks), f"LiteLLM could not reach {backend.service.name}"
 
 
 def test_models_map_to_their_backends(dev_topology):

@@ -1,20 +1,35 @@
 """Topology -> Caddyfile. Pure and deterministic: the same topology gives the same bytes.
 
 What the rendered file guarantees:
-- SSO bypasses exist only where the settings declare them (auth `none` or `bearer`); every other path,
-  including the catch-all, runs `forward_auth`, whose 401 becomes a 302 to the SSO start URL.
+- SSO bypasses exist only where the settings declare them (auth `none` or `bearer`) and for the edge's
+  own readiness report; every other path, including the catch-all, runs `forward_auth`, whose 401
+  becomes a 302 to the SSO start URL carrying the whole original URL.
 - Identity headers a client sends are dropped on every route before anything else runs, so upstreams
-  see only the values the SSO service vouched for.
-- The bearer route forwards only its allowed API paths, answers a missing or wrong key with a 401 JSON
-  error itself, and fails closed (503) when the key is empty at run time.
-- No secret is written: the key is read from the environment at run time.
+  see only the values the SSO service vouched for; every upstream gets its own name as Host.
+- An API (bearer) route forwards only its allowed paths; takes the client's key from `Authorization:
+  Bearer` (any case of the scheme), `x-api-key` or `api-key`, compares it as exact text, and refuses
+  two different keys; answers a missing or wrong key with a 401 JSON error itself; fails closed (503)
+  when the key is empty at run time; hands LiteLLM the key one way only; answers CORS preflights only
+  for the configured origins, and gives only those origins an `Access-Control-Allow-Origin`.
+- Access logs are JSON lines without request or response headers (no key, no cookie) and without
+  key-like query parameters.
+- No secret is written: keys are read from the environment at run time.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
-from ..topology import EDGE_HEALTH_PORT, MASTER_KEY_ENV, Route, Topology
+from ..topology import (
+    BACKEND_CHECK_PATH,
+    EDGE_HEALTH_PORT,
+    MASTER_KEY_ENV,
+    READINESS_PATH,
+    Route,
+    Service,
+    Topology,
+)
 
 # Headers upstreams may treat as "who is this user". A client must never be able to set them.
 CLIENT_IDENTITY_HEADERS = (
@@ -29,12 +44,32 @@ CLIENT_IDENTITY_HEADERS = (
     "X-Webauth-*",
     "X-Email",
     "X-User",
+    # Set by a Tailscale serve node for its callers; only serve may say who a caller is.
+    "Tailscale-*",
 )
-
+# Query parameters that could carry a key; the access log drops them.
+KEY_QUERY_PARAMETERS = ("api_key", "api-key", "key", "token", "access_token")
+# LiteLLM's own CORS answer is `*` for every origin; the edge decides instead.
+CORS_RESPONSE_HEADERS = (
+    "Access-Control-Allow-Origin",
+    "Access-Control-Allow-Credentials",
+    "Access-Control-Allow-Methods",
+    "Access-Control-Allow-Headers",
+    "Access-Control-Expose-Headers",
+    "Access-Control-Max-Age",
+)
 KEY_PLACEHOLDER = f"{{env.{MASTER_KEY_ENV}}}"
+# How long a readiness check waits for LiteLLM (and LiteLLM for the backend) before saying "failing".
+READINESS_TIMEOUT_S = 5
+# Where each accepted key header's value is read from (the Authorization value without its scheme).
+_KEY_SOURCES = {
+    "authorization": "{bearer_key}",
+    "x-api-key": "{http.request.header.X-Api-Key}",
+    "api-key": "{http.request.header.Api-Key}",
+}
 
 
-def _json_error(message: str, kind: str, code: int) -> str:
+def _json_error(message: str, kind: str, code: int | str) -> str:
     # LiteLLM's error shape, so clients parse the edge's answers like LiteLLM's own.
     error = {"error": {"message": message, "type": kind, "param": None, "code": str(code)}}
     return json.dumps(error, separators=(",", ":"))
@@ -97,11 +132,34 @@ def render_caddyfile(topology: Topology, stack: str) -> str:
         w.line(f"tls {topology.site.cert_file} {topology.site.key_file}")
     else:
         w.line("# The gateway's Tailscale node terminates TLS and proxies here; no host port leads here.")
+    w.line()
+    _access_log(w)
+    w.line()
+    _readiness(w, topology)
     for route in topology.routes:
         w.line()
         _route(w, route)
+    w.line()
+    _errors(w)
     w.close()
     return w.text()
+
+
+def _access_log(w: _Writer) -> None:
+    w.line("# One JSON line a request: method, path, status, duration, who (where known). No headers, so")
+    w.line("# no key and no cookie, and no query parameter that could hold a key.")
+    w.open("log")
+    w.line("output stdout")
+    w.open("format filter")
+    w.line("request>headers delete")
+    w.line("resp_headers delete")
+    w.open("request>uri query")
+    for name in KEY_QUERY_PARAMETERS:
+        w.line(f"delete {name}")
+    w.close()
+    w.line("wrap json")
+    w.close()
+    w.close()
 
 
 def _identity_snippet(w: _Writer) -> None:
@@ -112,6 +170,16 @@ def _identity_snippet(w: _Writer) -> None:
     w.close()
 
 
+def _proxy(w: _Writer, upstream: Service, rewrite: str | None = None, key: bool = False) -> None:
+    """A reverse_proxy that gives the upstream its own name as Host, not the client's."""
+    w.open(f"reverse_proxy {upstream.address}")
+    if rewrite is not None:
+        w.line(f"rewrite {rewrite}")
+    w.line("header_up Host {upstream_hostport}")
+    if key:
+        w.line(f'header_up Authorization "Bearer {KEY_PLACEHOLDER}"')
+
+
 def _sso_snippet(w: _Writer, topology: Topology) -> None:
     sso = topology.sso
     assert sso is not None
@@ -120,13 +188,86 @@ def _sso_snippet(w: _Writer, topology: Topology) -> None:
     w.open("(sso)")
     w.open(f"forward_auth {sso.service.address}")
     w.line(f"uri {sso.auth_path}")
+    w.line("header_up Host {upstream_hostport}")
     w.line("copy_headers " + " ".join(f"{src}>{dst}" for src, dst in sso.copy_headers))
-    w.line("# No session: sign in, then come back to the original URL (before any prefix strip).")
+    w.line("# No session: sign in, then come back to the original URL (path and query, before any prefix")
+    w.line("# strip), escaped so that a `&` in its query does not end the `rd` parameter.")
     w.line("@unauthenticated status 401")
     w.open("handle_response @unauthenticated")
-    w.line(f"redir * {base}{sso.start_path}?rd={base}{{http.request.orig_uri}} 302")
+    w.line(f"redir * {base}{sso.start_path}?rd={base}{{http.request.uri_escaped}} 302")
     w.close()
     w.close()
+    w.line("log_append user {http.request.header.X-Forwarded-Email}")
+    w.close()
+
+
+def _action(text: str) -> str:
+    return "{{ " + text + " }}"  # spaces inside: `{$` would be a Caddyfile environment variable
+
+
+def _readiness_report(checks: Mapping[str, str]) -> str:
+    """The Go template (Caddy's `templates`) that includes each check and reports only ok/failing."""
+    includes = "".join(_action(f'${name} := httpInclude "{path}"') for name, path in checks.items())
+    all_ok = " ".join(f'(eq ${name} "ok")' for name in checks)
+    ready = _action(f"if and {all_ok}") + "true" + _action("else") + "false" + _action("end")
+    backends = ",".join(f'"{_action("$" + name)}"' for name in checks if name != "gateway")
+    return f'{includes}{{"ready":{ready},"gateway":"{_action("$gateway")}","backends":[{backends}]}}'
+
+
+def _readiness(w: _Writer, topology: Topology) -> None:
+    backends = topology.readiness_backends
+    gateway = topology.gateway.service
+    checks = {"gateway": f"{READINESS_PATH}/gateway"}
+    checks.update({f"backend{i}": f"{READINESS_PATH}/backend/{i}" for i in range(len(backends))})
+    body = _readiness_report(checks)
+    w.line(f"# {READINESS_PATH}: does LiteLLM answer, and does each backend? No key, no SSO; it says only")
+    w.line("# ok/failing, one entry a backend: no model name, no address.")
+    w.open(f"handle {READINESS_PATH}")
+    w.open("templates")
+    w.line("mime application/json")
+    w.close()
+    w.line("header Content-Type application/json")
+    w.line(f"respond `{body}` 200")
+    w.close()
+    w.line()
+    w.line("# The checks the report includes, one sub-request each; a failed check says so, never errs.")
+    _readiness_check(w, f"{READINESS_PATH}/gateway", gateway, "/health/liveliness", key=False)
+    for index in range(len(backends)):
+        # The edge cannot reach the backends' networks: LiteLLM forwards the check (its master key).
+        _readiness_check(w, f"{READINESS_PATH}/backend/{index}", gateway, f"{BACKEND_CHECK_PATH}/{index}", key=True)
+
+
+def _readiness_check(w: _Writer, path: str, upstream: Service, rewrite: str, key: bool) -> None:
+    w.open(f"handle {path}")
+    w.line("import strip_client_identity")
+    w.line("# One line for /readyz is enough; its sub-requests would add one each.")
+    w.line("log_skip")
+    _proxy(w, upstream, rewrite=rewrite, key=key)
+    w.line("# A hung backend makes the check fail, not the report hang.")
+    w.open("transport http")
+    w.line(f"dial_timeout {READINESS_TIMEOUT_S}s")
+    w.line(f"response_header_timeout {READINESS_TIMEOUT_S}s")
+    w.close()
+    w.line("@answered status 2xx")
+    w.open("handle_response @answered")
+    w.line('respond "ok" 200')
+    w.close()
+    w.open("handle_response")
+    w.line('respond "failing" 200')
+    w.close()
+    w.close()
+    w.close()
+
+
+def _errors(w: _Writer) -> None:
+    w.line("# When an upstream cannot be reached: a readiness check fails, an API client gets JSON.")
+    w.open("handle_errors")
+    w.line(f"@readiness path {READINESS_PATH}/*")
+    w.line('respond @readiness "failing" 200')
+    w.line("@api vars api_route true")
+    w.line("header @api Content-Type application/json")
+    message = "The gateway could not answer ({err.status_code} {err.status_text})."
+    w.line(f"respond @api `{_json_error(message, 'gateway_unavailable', '{err.status_code}')}` {{err.status_code}}")
     w.close()
 
 
@@ -157,23 +298,35 @@ def _route(w: _Writer, route: Route) -> None:
     if route.strip_prefix:
         w.line(f"# Strip {route.prefix} after SSO, so the sign-in redirect keeps the full URL.")
         w.line(f"uri strip_prefix {route.prefix}")
-    w.line(f"reverse_proxy {route.upstream.address}")
+    _proxy(w, route.upstream)
     w.close()
     w.close()
+    w.close()
+
+
+def _key_expression(route: Route, key: str) -> str:
+    """CEL: the request presents `key` (an env placeholder) in every accepted header it fills, and fills one.
+
+    Placeholders in an expression are read as strings at run time, so the key is compared as exact
+    text, whatever characters it holds; two different keys in two headers match no key.
+    """
+    sources = [_KEY_SOURCES[name] for name in route.key_headers]
+    each = " && ".join(f"({source} == '' || {source} == {key})" for source in sources)
+    return f"{key} != '' && {each} && ({' + '.join(sources)}) != ''"
 
 
 def _bearer_route(w: _Writer, route: Route) -> None:
     assert route.upstream is not None
     name = route.upstream.name
     directive = f"handle_path {route.path}" if route.strip_prefix else f"handle {route.path}"
-    w.line(f"# {route.path} bypasses SSO for API clients; the Bearer key guards it instead.")
+    w.line(f"# {route.path} bypasses SSO for API clients; their key guards it instead.")
     if route.strip_prefix:
         w.line(f"# handle_path strips {route.prefix} so {name} sees {route.forwarded_paths[0].removesuffix('/*')}.")
     w.open(directive)
     w.open("route")
     w.line("import strip_client_identity")
-    w.line("# Fail closed: with an empty key, 'Bearer ' would match a request with an empty token.")
-    # `vars` with a placeholder key compares the run-time value; cheaper per request than a CEL expression.
+    w.line("vars api_route true")
+    w.line("# Fail closed: with an empty key, an empty token would pass.")
     w.line(f'@no_key_configured vars {KEY_PLACEHOLDER} ""')
     w.line("header @no_key_configured Content-Type application/json")
     no_key = _json_error("The gateway has no API key configured.", "no_key_configured", 503)
@@ -182,14 +335,58 @@ def _bearer_route(w: _Writer, route: Route) -> None:
     w.line("@not_api not path " + " ".join(route.forwarded_paths))
     w.line("header @not_api Content-Type application/json")
     w.line(f"respond @not_api `{_json_error('Not found.', 'not_found', 404)}` 404")
-    w.line(f"# Check the key here: without a database {name} answers a wrong key with 400, not 401.")
-    w.line("# `vars` compares the exact text; the `header` matcher would read a `*` in the key as a wildcard.")
-    w.line(f'@bad_key not vars {{http.request.header.Authorization}} "Bearer {KEY_PLACEHOLDER}"')
-    w.line("header @bad_key Content-Type application/json")
-    w.line('header @bad_key WWW-Authenticate "Bearer"')
-    w.line(
-        f"respond @bad_key `{_json_error('Authentication Error, missing or invalid API key.', 'auth_error', 401)}` 401"
-    )
-    w.line(f"reverse_proxy {route.upstream.address}")
+    if route.cors_origins:
+        _cors_preflight(w, route)
+    w.line("# The client's key, from whichever header it came in (the Authorization scheme in any case).")
+    w.line(f"# Checked here: without a database {name} answers a wrong key with 400, not 401.")
+    w.open("map {http.request.header.Authorization} {bearer_key}")
+    w.line('`~(?i)^bearer\\s+(.+)$` "${1}"')
+    w.line('default ""')
+    w.close()
+    w.line(f"@client_master expression `{_key_expression(route, KEY_PLACEHOLDER)}`")
+    w.line("vars @client_master client master")
+    w.line("log_append client {vars.client}")
+    w.line('@no_client vars client ""')
+    w.line("header @no_client Content-Type application/json")
+    w.line('header @no_client WWW-Authenticate "Bearer"')
+    refused = _json_error("Authentication Error, missing or invalid API key.", "auth_error", 401)
+    w.line(f"respond @no_client `{refused}` 401")
+    w.line(f"# {name} gets the key one way only, and none of the client's own copies.")
+    w.line(f'request_header Authorization "Bearer {KEY_PLACEHOLDER}"')
+    w.line("request_header -X-Api-Key")
+    w.line("request_header -Api-Key")
+    if route.cors_origins:
+        w.line("# Pages of an allowed origin may read the answers; no other origin may.")
+        w.line("@cors_origin header Origin " + " ".join(route.cors_origins))
+        w.open("header @cors_origin")
+        w.line(">Access-Control-Allow-Origin {http.request.header.Origin}")
+        w.line(">Vary Origin")
+        w.close()
+    _proxy(w, route.upstream)
+    for header in CORS_RESPONSE_HEADERS:
+        w.line(f"header_down -{header}")
+    w.line(f"# {name} answers 500 when a backend fails: to a client that is a bad gateway (its JSON says why).")
+    w.line("@backend_failed status 500")
+    w.open("handle_response @backend_failed")
+    w.line("copy_response 502")
     w.close()
     w.close()
+    w.close()
+    w.close()
+
+
+def _cors_preflight(w: _Writer, route: Route) -> None:
+    w.line("# A browser's CORS preflight from an allowed origin, answered here: it carries no key by design.")
+    w.open("@preflight")
+    w.line("method OPTIONS")
+    w.line("header Origin " + " ".join(route.cors_origins))
+    w.line("header Access-Control-Request-Method *")
+    w.close()
+    w.open("header @preflight")
+    w.line("Access-Control-Allow-Origin {http.request.header.Origin}")
+    w.line('Access-Control-Allow-Methods "GET, POST, OPTIONS"')
+    w.line("Access-Control-Allow-Headers {http.request.header.Access-Control-Request-Headers}")
+    w.line("Access-Control-Max-Age 600")
+    w.line("Vary Origin")
+    w.close()
+    w.line("respond @preflight 204")

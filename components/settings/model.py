@@ -9,6 +9,7 @@ Checks that tie settings together (a route to an unknown service, say) live in `
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -84,15 +85,38 @@ class ServiceSettings(_Model):
     host: str | None = None
 
 
+class BackendRef(_Model):
+    """One backend serving a model, and its share of the requests (LiteLLM's `weight`)."""
+
+    service: Name
+    weight: int = Field(default=1, ge=1, le=100)
+
+
 class ModelSettings(_Model):
-    backend: Name
+    # One backend (`backend: llamacpp`), or several that LiteLLM balances and fails over between.
+    backend: Name | None = None
+    backends: tuple[BackendRef, ...] | None = Field(default=None, min_length=1)
     model: str = Field(min_length=1)
     api_path: str = "/v1"
     timeout: int | None = Field(default=None, gt=0)
     stream_timeout: int | None = Field(default=None, gt=0)
 
+    @model_validator(mode="after")
+    def _one_way_to_name_backends(self) -> ModelSettings:
+        if (self.backend is None) == (self.backends is None):
+            raise ValueError("set exactly one of 'backend' and 'backends'")
+        return self
+
+    @property
+    def backend_refs(self) -> tuple[BackendRef, ...]:
+        return self.backends if self.backends is not None else (BackendRef(service=self.backend or ""),)
+
 
 AuthMode = Literal["sso", "bearer", "none"]
+# How an API client may present its key: `Authorization: Bearer` (OpenAI's SDKs), `x-api-key` (Anthropic's),
+# `api-key` (Azure's).
+KeyHeader = Literal["authorization", "x-api-key", "api-key"]
+_ORIGIN = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
 
 
 class RouteSettings(_Model):
@@ -103,6 +127,21 @@ class RouteSettings(_Model):
     auth: AuthMode
     # For bearer routes: the only sub-paths (after the prefix strip) the edge forwards.
     allow_paths: tuple[str, ...] | None = None
+    # For bearer routes: the headers a client may put its key in (default: all three).
+    key_headers: tuple[KeyHeader, ...] | None = Field(default=None, min_length=1)
+    # For bearer routes: browser origins whose pages may call the API (CORS); none by default.
+    cors_origins: tuple[str, ...] = ()
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme and host (and port), such as https://chat.example.com; "
+                    "'*' is refused, since any page could then use the API"
+                )
+        return value
 
     @field_validator("path")
     @classmethod
@@ -133,9 +172,20 @@ class RouteSettings(_Model):
             raise ValueError("stripPrefix needs a prefix path ending in /*")
         if self.respond is not None and self.auth != "none":
             raise ValueError("a 'respond' route serves a fixed body; its auth must be 'none'")
-        if self.allow_paths is not None and self.auth != "bearer":
-            raise ValueError("allowPaths applies only to bearer routes")
+        for name, value in (
+            ("allowPaths", self.allow_paths),
+            ("keyHeaders", self.key_headers),
+            ("corsOrigins", self.cors_origins or None),
+        ):
+            if value is not None and self.auth != "bearer":
+                raise ValueError(f"{name} applies only to bearer routes")
         return self
+
+    @property
+    def accepted_key_headers(self) -> tuple[KeyHeader, ...]:
+        if self.auth != "bearer":
+            return ()
+        return self.key_headers if self.key_headers is not None else ("authorization", "x-api-key", "api-key")
 
     @property
     def forwarded_paths(self) -> tuple[str, ...]:

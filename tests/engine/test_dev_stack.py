@@ -127,6 +127,29 @@ def test_api_answers_through_the_published_edge_with_tls(dev):
         assert dev.edge.get(closed, _auth(dev.key)).status_code == 404, f"{closed} is open through the edge"
 
 
+def test_readiness_asks_litellm_across_the_network_and_says_only_ok_or_failing(dev):
+    """No llama.cpp runs here: LiteLLM answers, and forwards each backend check to a name that resolves
+    to nothing, so every backend reads as failing, within the edge's bounded wait."""
+    response = dev.edge.get("/readyz", timeout=30)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json", response.text
+    report = response.json()
+    assert report["gateway"] == "ok", f"the edge could not reach LiteLLM's liveness over proxy-net: {report}"
+    assert report["ready"] is False and report["backends"] == ["failing", "failing"], (
+        f"backends that are not running would read as ready: {report}"
+    )
+
+
+def test_access_log_reaches_the_container_log_without_the_key(dev, docker_client):
+    marker = new_run_id()
+    dev.edge.get(f"/llm/v1/models?m={marker}", _auth(dev.key))
+    text = logs(docker_client, dev.engine.container_id("tailnet-edge"))
+    lines = [line for line in text.splitlines() if marker in line and '"http.log.access' in line]
+    assert len(lines) == 1 and '"client":"master"' in lines[0] and '"status":200' in lines[0], (
+        f"no access log line says who called the API: {lines}"
+    )
+    assert dev.key not in text, "the API key is in the edge's log"
+
+
 def test_edge_advertises_no_http3(dev):
     """Finding 5: Alt-Svc would name Caddy's in-container port 8443 over UDP, which nothing publishes."""
     response = dev.edge.get("/healthz")
