@@ -4,15 +4,24 @@ from pathlib import Path
 
 import pulumi
 
+from components.client_config import client_output
 from components.errors import SettingsError
 from components.plan import build_plan
 from components.settings import Settings
 from components.stack import GatewayStack
 
 try:
-    plan = build_plan(Settings.from_pulumi_config(pulumi.get_project()), pulumi.get_stack(), Path(__file__).parent)
+    here, stack = Path(__file__).parent, pulumi.get_stack()
+    settings = Settings.from_pulumi_config(pulumi.get_project(), here / f"Pulumi.{stack}.yaml")
+    plan = build_plan(settings, stack, here)
     # Wiring can still meet the host: a Docker network of the same name with other settings.
-    gateway = GatewayStack("gateway", plan, master_key=pulumi.Config().get_secret("masterKey"))
+    config = pulumi.Config()
+    gateway = GatewayStack(
+        "gateway",
+        plan,
+        master_key=config.get_secret("masterKey"),
+        client_keys=config.get_secret_object("clientKeys"),
+    )
 except SettingsError as error:
     # One line naming the setting, before anything is provisioned; no traceback.
     raise pulumi.RunError(str(error)) from None
@@ -22,3 +31,5 @@ pulumi.export("apiRoutes", gateway.api_routes)
 pulumi.export("localApiUrl", gateway.local_api_url)
 pulumi.export("models", gateway.models)
 pulumi.export("masterKey", gateway.master_key)
+for name, client in gateway.clients.items():
+    pulumi.export(client_output(name), client)

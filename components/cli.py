@@ -1,4 +1,4 @@
-"""Command line (design.md section 4): `python -m components render ...` and `... smoke ...`.
+"""Command line (design.md section 4): `python -m components render|client-config|smoke ...`.
 
 Bad settings or flags exit with status 2 and one line on stderr naming the setting; no traceback.
 """
@@ -6,6 +6,7 @@ Bad settings or flags exit with status 2 and one line on stderr naming the setti
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .addresses import HostPort, parse_host_port, require_loopback_bind
+from .client_config import FORMATS, client_access, read_outputs, render_client_config
 from .errors import SettingsError
 from .plan import Plan, build_plan
 from .settings import Settings
@@ -33,9 +35,11 @@ def load_plan(
     project_dir: Path = PROJECT_DIR,
     upstreams: Mapping[str, HostPort] | None = None,
     listen: HostPort | None = None,
+    node_address: str | None = None,
 ) -> Plan:
     """The plan for `Pulumi.<stack>.yaml`, as `pulumi up` would build it (no Pulumi CLI needed)."""
-    return build_plan(Settings.from_stack_file(stack_file(stack, project_dir)), stack, project_dir, upstreams, listen)
+    settings = Settings.from_stack_file(stack_file(stack, project_dir))
+    return build_plan(settings, stack, project_dir, upstreams, listen, node_address)
 
 
 def _upstream(text: str) -> tuple[str, HostPort]:
@@ -54,6 +58,15 @@ def _listen(text: str) -> HostPort:
         return require_loopback_bind(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _loopback_address(text: str) -> str:
+    try:
+        if ipaddress.ip_address(text).is_loopback:
+            return text
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a loopback address")
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -84,14 +97,30 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve plain HTTP on this address instead of the tailnet name",
     )
+    render.add_argument(
+        "--node-address",
+        type=_loopback_address,
+        metavar="ADDRESS",
+        help="tailnet-node stacks: trust Tailscale's identity headers from this loopback address, as from the node",
+    )
     render.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+
+    config = commands.add_parser("client-config", help="print what one client needs, from the stack's outputs")
+    config.add_argument("client", help="the client's name (on a stack without clients: master)")
+    config.add_argument("--format", choices=FORMATS, default="json", help="json, env, continue or aider")
+    config.add_argument(
+        "--outputs",
+        metavar="FILE",
+        help="`pulumi stack output --json --show-secrets` saved to FILE (- for stdin); default: run it",
+    )
 
     smoke = commands.add_parser("smoke", help="check a deployed gateway from the client side")
     smoke.add_argument("--base-url", required=True, help="the API base URL, e.g. https://HOST/llm/v1")
     smoke.add_argument(
         "--key",
-        default=os.environ.get(MASTER_KEY_ENV),
-        help=f"the master key (default: ${MASTER_KEY_ENV}, which keeps it off the command line)",
+        default=os.environ.get(MASTER_KEY_ENV) or os.environ.get("OPENAI_API_KEY"),
+        help=f"the key: the master key or a client's (default: ${MASTER_KEY_ENV}, else $OPENAI_API_KEY, "
+        "which keeps it off the command line)",
     )
     smoke.add_argument("--model", help="also ask this model for a short completion")
     smoke.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
@@ -109,7 +138,7 @@ def _write(out: Path, files: dict[str, str]) -> None:
 
 def _render(args: argparse.Namespace) -> int:
     try:
-        plan = load_plan(args.stack, args.project_dir, dict(args.upstream), args.listen)
+        plan = load_plan(args.stack, args.project_dir, dict(args.upstream), args.listen, args.node_address)
     except PolicyTestFailure as failure:
         # Only the policy, so the failing test can be read in the file it names; nothing deployable.
         _write(args.out, {"tailnet-policy.hujson": failure.policy})
@@ -125,7 +154,7 @@ def _render(args: argparse.Namespace) -> int:
 
 def _smoke(args: argparse.Namespace) -> int:
     if not args.key:
-        print(f"error: smoke needs the key: --key or ${MASTER_KEY_ENV}", file=sys.stderr)
+        print(f"error: smoke needs the key: --key, ${MASTER_KEY_ENV} or $OPENAI_API_KEY", file=sys.stderr)
         return 2
     failed = 0
     for check in run_checks(args.base_url, args.key, args.model, args.timeout):
@@ -134,11 +163,19 @@ def _smoke(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _client_config(args: argparse.Namespace) -> int:
+    access = client_access(read_outputs(args.outputs), args.client)
+    sys.stdout.write(render_client_config(access, args.format))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "render":
             return _render(args)
+        if args.command == "client-config":
+            return _client_config(args)
         return _smoke(args)
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)

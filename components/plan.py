@@ -17,6 +17,7 @@ from typing import Any
 from .addresses import HostPort
 from .images import ImageRef
 from .render.caddyfile import render_caddyfile
+from .render.gateway_auth import GATEWAY_AUTH_FILE, render_gateway_auth
 from .render.litellm_config import render_litellm_config
 from .render.tailscale_serve import render_serve_config
 from .settings import Settings
@@ -31,6 +32,8 @@ class RenderedFiles:
 
     caddyfile: str
     litellm_config: str
+    # LiteLLM's custom auth (who is calling, which models they may use), read from beside its config.
+    gateway_auth: str
     tailnet_policy: str
     # The Tailscale node's serve config; only a stack with its own node has one.
     serve_config: str | None
@@ -40,6 +43,7 @@ class RenderedFiles:
         files = {
             "Caddyfile": self.caddyfile,
             "litellm.yaml": self.litellm_config,
+            GATEWAY_AUTH_FILE: self.gateway_auth,
             "tailnet-policy.hujson": self.tailnet_policy,
         }
         if self.serve_config is not None:
@@ -69,7 +73,13 @@ class Plan:
         topology = self.topology
         return {
             "routes": [
-                {"path": r.path, "auth": r.auth, "upstream": r.upstream.name if r.upstream else None}
+                {
+                    "path": r.path,
+                    "auth": r.auth,
+                    "upstream": r.upstream.name if r.upstream else None,
+                    # Bearer routes: the clients whose keys the edge accepts there.
+                    "clients": [c.name for c in r.clients],
+                }
                 for r in topology.routes
             ],
             # The edge's own key-less, SSO-less readiness report, which may ask only LiteLLM.
@@ -79,7 +89,12 @@ class Plan:
             "tailnet": {
                 "tag": topology.tailnet.tag,
                 "target": topology.tailnet.target,
-                "audiences": list(topology.tailnet.audiences),
+                # Who may reach the gateway: the stack's audiences and those of its tailnet routes.
+                "audiences": list(
+                    dict.fromkeys(
+                        [*topology.tailnet.audiences, *(a for _, auds in topology.tailnet.capabilities for a in auds)]
+                    )
+                ),
             },
             "exposure": topology.site.exposure,
             "authKeyReusable": bool(topology.node and topology.node.auth_key_reusable),
@@ -92,20 +107,23 @@ def build_plan(
     project_dir: Path,
     upstreams: Mapping[str, HostPort] | None = None,
     listen: HostPort | None = None,
+    node_address: str | None = None,
 ) -> Plan:
     """Cross-check the settings, merge and check the tailnet policy, render every file.
 
-    `upstreams` and `listen` are the local check mode's overrides (render --upstream/--listen): services
-    at other addresses, the site on a loopback address. They move what the files say, never the policy.
+    `upstreams`, `listen` and `node_address` are the local check mode's overrides (render --upstream,
+    --listen, --node-address): services at other addresses, the site on a loopback address, the
+    node's requests from a loopback address. They move what the files say, never the policy.
     Raises SettingsError (PolicyTestFailure for a failing policy test) before anything is rendered.
     """
     topology = build_topology(settings)
     policy, assertions = checked_policy(topology.tailnet, project_dir)
-    if upstreams or listen:
-        topology = topology.with_overrides(upstreams, listen)
+    if upstreams or listen or node_address:
+        topology = topology.with_overrides(upstreams, listen, node_address)
     files = RenderedFiles(
         caddyfile=render_caddyfile(topology, stack),
         litellm_config=render_litellm_config(topology, stack),
+        gateway_auth=render_gateway_auth(topology, stack),
         tailnet_policy=policy,
         serve_config=render_serve_config(topology) if topology.node is not None else None,
     )

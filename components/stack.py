@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pulumi
 import pulumi_random as random
 
+from .client_config import client_output
 from .docker.model_gateway import ModelGateway
 from .docker.networks import GatewayNetworks
 from .docker.pinned_image import PinnedImage
@@ -12,6 +16,7 @@ from .docker.reverse_proxy import ReverseProxy
 from .docker.tailnet_node import TailnetNode
 from .plan import Plan
 from .tailscale.policy import TailnetPolicy
+from .topology import Client
 
 
 class GatewayStack(pulumi.ComponentResource):
@@ -23,7 +28,9 @@ class GatewayStack(pulumi.ComponentResource):
     own tests passed offline, applied only when the settings manage it (otherwise no Tailscale resource
     and no Tailscale credentials are needed); the master key is the `masterKey` secret or, when that is
     unset, a generated 48-character key; it is a secret output and reaches the containers only as a
-    secret. The component decides nothing itself: it wires the plan.
+    secret. Each named client has a key of its own (`clientKeys.<name>`, or generated for it alone),
+    which only the edge holds besides the client; a secret output per client carries its key, base URLs
+    and models. The component decides nothing itself: it wires the plan.
     """
 
     api_base_url: pulumi.Output[str]
@@ -31,12 +38,15 @@ class GatewayStack(pulumi.ComponentResource):
     local_api_url: pulumi.Output[str]
     models: pulumi.Output[list[str]]
     master_key: pulumi.Output[str]
+    # Per client: what it needs to connect (key, base URLs, models); each a secret.
+    clients: dict[str, pulumi.Output[dict[str, Any]]]
 
     def __init__(
         self,
         name: str,
         plan: Plan,
         master_key: pulumi.Input[str] | None = None,
+        client_keys: pulumi.Input[Mapping[str, str]] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         topology = plan.topology
@@ -51,10 +61,12 @@ class GatewayStack(pulumi.ComponentResource):
             generated = random.RandomPassword(f"{name}-master-key", length=48, special=False, opts=child)
             master_key = pulumi.Output.concat("sk-", generated.result)
         self.master_key = pulumi.Output.secret(master_key)
+        keys = {client.name: self._client_key(name, client, client_keys, child) for client in topology.clients}
         self.gateway = ModelGateway(
             f"{name}-model-gateway",
             topology.gateway,
             plan.files.litellm_config,
+            plan.files.gateway_auth,
             self.master_key,
             self.networks,
             PinnedImage(f"{name}-litellm-image", topology.gateway.image, opts=child),
@@ -66,6 +78,7 @@ class GatewayStack(pulumi.ComponentResource):
             topology.site,
             plan.files.caddyfile,
             self.master_key,
+            {client.key_env: keys[client.name] for client in topology.clients},
             self.networks,
             PinnedImage(f"{name}-caddy-image", topology.edge.image, opts=child),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gateway]),
@@ -101,6 +114,17 @@ class GatewayStack(pulumi.ComponentResource):
         self.api_routes = pulumi.Output.from_input({r.path: topology.base_url(r) for r in topology.api_routes})
         self.local_api_url = pulumi.Output.from_input(topology.local_api_url)
         self.models = pulumi.Output.from_input([m.name for m in topology.models])
+        self.clients = {
+            client.name: pulumi.Output.secret(
+                pulumi.Output.all(
+                    name=client.name,
+                    key=keys[client.name],
+                    baseUrls={r.path: topology.base_url(r) for r in topology.routes_of(client)},
+                    models=list(topology.models_of(client)),
+                )
+            )
+            for client in topology.clients
+        }
         self.register_outputs(
             {
                 "apiBaseUrl": self.api_base_url,
@@ -108,5 +132,27 @@ class GatewayStack(pulumi.ComponentResource):
                 "localApiUrl": self.local_api_url,
                 "models": self.models,
                 "masterKey": self.master_key,
+                **{client_output(n): data for n, data in self.clients.items()},
             }
+        )
+
+    @staticmethod
+    def _client_key(
+        name: str,
+        client: Client,
+        configured: pulumi.Input[Mapping[str, str]] | None,
+        opts: pulumi.ResourceOptions,
+    ) -> pulumi.Output[str]:
+        """The client's key: `clientKeys.<name>` when set, else generated for it alone. Bumping its
+        `keyVersion` makes a new one; no other client's key changes."""
+        generated = random.RandomPassword(
+            f"{name}-client-{client.name}",
+            length=40,
+            special=False,
+            keepers={"keyVersion": str(client.key_version)},
+            opts=opts,
+        )
+        chosen = pulumi.Output.from_input(configured or {}).apply(lambda keys: (keys or {}).get(client.name))
+        return pulumi.Output.secret(
+            pulumi.Output.all(chosen, generated.result).apply(lambda pair: pair[0] or f"sk-{pair[1]}")
         )

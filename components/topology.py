@@ -13,13 +13,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from policy.gateway_contract import DOCKER_DEFAULT_POOLS, RoutePath, caddy_order, overlaps, route_conflicts
+from policy.gateway_contract import (
+    DOCKER_DEFAULT_POOLS,
+    MASTER_CLIENT_NAME,
+    RoutePath,
+    caddy_order,
+    client_key_env,
+    overlaps,
+    route_conflicts,
+)
+from policy.gateway_contract import (
+    MASTER_KEY_ENV as MASTER_KEY_ENV,  # re-exported: the containers and renderers name it from here
+)
 
 from .addresses import HostPort, is_unspecified
 from .errors import SettingsError
 from .images import ImageRef
 from .settings import ContainerLimits, Settings
 from .settings.messages import did_you_mean
+from .settings.model import RouteSettings
 
 # The edge answers readiness here, for the gateway and each model backend, without a key or SSO; its
 # checks live under READINESS_PATH + "/", so both paths are the edge's own.
@@ -33,8 +45,7 @@ EDGE_HEALTH_PORT = 8080
 EDGE_NODE_PORT = 8081
 EDGE_CONTAINER = "tailnet-edge"
 CERT_MOUNT = "/etc/caddy/certs"
-# The environment variable that carries the master key into both containers.
-MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+# The master key reaches both containers as MASTER_KEY_ENV (named in policy.gateway_contract).
 # LiteLLM's run-time switches, the same in the container and in the live tests.
 GATEWAY_ENV = {
     # The admin UI and Swagger are not needed behind the edge; serving less is safer.
@@ -108,16 +119,47 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Client:
+    """An API client: its name (in logs and toward LiteLLM), the environment variable that holds its key
+    in the edge, and the models it may use (None: all)."""
+
+    name: str
+    key_env: str
+    models: tuple[str, ...] | None
+    # Raising it replaces a generated key (rotation); a key set in `clientKeys` is used as it is.
+    key_version: int = 1
+
+
+# Without `clients`, the one client is whoever holds the master key.
+MASTER_CLIENT = Client(name=MASTER_CLIENT_NAME, key_env=MASTER_KEY_ENV, models=None)
+# The header that tells LiteLLM which client is calling; the edge sets it, a client's own copy is dropped.
+CLIENT_HEADER = "X-Gateway-Client"
+# Tailnet callers reach LiteLLM as `tailnet:<login>` (`tailnet:tagged-device` for a tagged device).
+TAILNET_CLIENT_PREFIX = "tailnet:"
+
+
+@dataclass(frozen=True)
 class Route:
     path: str
-    auth: Literal["sso", "bearer", "none"]
+    auth: Literal["sso", "bearer", "tailnet", "none"]
     upstream: Service | None
     respond: str | None
     strip_prefix: bool
     forwarded_paths: tuple[str, ...]
-    # Bearer routes: where a client may put its key, and which browser origins may call it.
+    # Bearer routes: where a client may put its key, and which clients may use it.
     key_headers: tuple[str, ...] = ()
+    clients: tuple[Client, ...] = ()
+    # API routes: which browser origins may call them.
     cors_origins: tuple[str, ...] = ()
+    # Tailnet routes: the application capability their callers need, and who the policy grants it.
+    capability: str | None = None
+    audiences: tuple[str, ...] = ()
+    # Whether the upstream is LiteLLM, which gets the master key; any other upstream gets no credential.
+    to_gateway: bool = False
+
+    @property
+    def is_api(self) -> bool:
+        return self.auth in ("bearer", "tailnet")
 
     @property
     def is_catch_all(self) -> bool:
@@ -237,6 +279,9 @@ class Node:
     auth_key_reusable: bool
     auth_key_expiry_days: int
     limits: Limits
+    # Its fixed address on the edge network, the only source whose Tailscale-* headers the edge trusts
+    # (None when the edge network has no pinned subnet: then the edge trusts none).
+    address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -265,6 +310,8 @@ class TailnetAccess:
     manage: bool
     overwrite_existing: bool
     tagged_device: str | None
+    # (capability, audiences) of each tailnet route: the policy grants the capability to those audiences.
+    capabilities: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def target(self) -> str:
@@ -286,6 +333,8 @@ class Topology:
     request_timeout: int
     stream_timeout: int
     tailnet: TailnetAccess
+    # The named API clients (empty: the master key is the one client).
+    clients: tuple[Client, ...] = ()
 
     @property
     def edge_network(self) -> str:
@@ -305,13 +354,19 @@ class Topology:
 
     @property
     def api_routes(self) -> tuple[Route, ...]:
-        """The bearer routes: the API the stack offers (settings require at least one)."""
-        return tuple(r for r in self.routes if r.auth == "bearer")
+        """The bearer and tailnet routes: the API the stack offers (settings require at least one)."""
+        return tuple(r for r in self.routes if r.is_api)
 
     def base_url(self, route: Route) -> str:
-        """What an OpenAI-compatible client sets as its base URL for this API route."""
+        """What a client sets as its base URL for this API route (for LiteLLM, the OpenAI-style /v1)."""
         prefix = route.prefix if route.strip_prefix else ""
-        return f"{self.site.public_base_url}{prefix}/v1"
+        return f"{self.site.public_base_url}{prefix}" + ("/v1" if route.to_gateway else "")
+
+    def routes_of(self, client: Client) -> tuple[Route, ...]:
+        return tuple(r for r in self.routes if client in r.clients)
+
+    def models_of(self, client: Client) -> tuple[str, ...]:
+        return client.models if client.models is not None else tuple(m.name for m in self.models)
 
     @property
     def api_base_url(self) -> str:
@@ -331,7 +386,10 @@ class Topology:
         return tuple(seen.values())
 
     def with_overrides(
-        self, upstreams: Mapping[str, HostPort] | None = None, listen: HostPort | None = None
+        self,
+        upstreams: Mapping[str, HostPort] | None = None,
+        listen: HostPort | None = None,
+        node_address: str | None = None,
     ) -> Topology:
         """The same topology with services moved to other addresses and/or a local listen address.
 
@@ -355,9 +413,17 @@ class Topology:
             if is_unspecified(listen.host):
                 raise SettingsError("--listen", f"{listen} binds every interface; use 127.0.0.1")
             site = replace(site, listen=listen)
+        node = self.node
+        if node_address is not None:
+            if node is None or node.address is None:
+                raise SettingsError("--node-address", "only a tailnet-node stack with a pinned edge subnet has one")
+            if not ipaddress.ip_address(node_address).is_loopback:
+                raise SettingsError("--node-address", f"{node_address} is not a loopback address")
+            node = replace(node, address=node_address)
         return replace(
             self,
             site=site,
+            node=node,
             services=tuple(moved.values()),
             gateway=replace(self.gateway, service=moved[self.gateway.service.name]),
             models=tuple(
@@ -387,7 +453,8 @@ def build_topology(settings: Settings) -> Topology:
         raise SettingsError("edge.network", f"{edge_network!r} is not in 'networks'")
 
     models = tuple(_model(name, settings, by_name, gateway_service) for name in sorted(settings.models))
-    routes = _routes(settings, by_name, gateway_service, edge_network)
+    clients = _clients(settings)
+    routes = _routes(settings, by_name, gateway_service, edge_network, clients)
 
     sso = None
     if settings.sso.service in by_name:
@@ -420,6 +487,7 @@ def build_topology(settings: Settings) -> Topology:
             auth_key_expiry_days=settings.node.auth_key_expiry_days,
             # tailscaled runs as root (its state volume is root-owned); this uid is its config writer's.
             limits=Limits(memory_mb=settings.node.memory_mb, pids=settings.node.pids, uid=61003, gid=61003),
+            address=_node_address(networks[edge_network]),
         ),
         networks=tuple(networks[name] for name in sorted(networks)),
         services=services,
@@ -448,8 +516,36 @@ def build_topology(settings: Settings) -> Topology:
             manage=settings.tailnet_policy.manage,
             overwrite_existing=settings.tailnet_policy.overwrite_existing,
             tagged_device=settings.tailnet_host if settings.tailnet_policy.tag_device else None,
+            capabilities=tuple((r.capability, r.audiences) for r in routes if r.capability is not None),
         ),
+        clients=tuple(c for c in clients if c is not MASTER_CLIENT),
     )
+
+
+def _node_address(network: Network) -> str | None:
+    """The last host address of the edge network: Docker hands out addresses from the bottom, so the top
+    one stays free for the node to pin."""
+    if network.subnet is None:
+        return None
+    return str(list(ipaddress.ip_network(network.subnet).hosts())[-1])
+
+
+def _clients(settings: Settings) -> tuple[Client, ...]:
+    if not settings.clients:
+        return (MASTER_CLIENT,)
+    clients = []
+    for name in sorted(settings.clients):
+        spec = settings.clients[name]
+        for index, model in enumerate(spec.models or ()):
+            if model not in settings.models:
+                raise SettingsError(
+                    f"clients.{name}.models[{index}]",
+                    f"{model!r} is not a model in 'models'{did_you_mean(model, settings.models)}",
+                )
+        clients.append(
+            Client(name=name, key_env=client_key_env(name), models=spec.models, key_version=spec.key_version)
+        )
+    return tuple(clients)
 
 
 def _limits(limits: ContainerLimits) -> Limits:
@@ -557,9 +653,14 @@ def _model(name: str, settings: Settings, by_name: Mapping[str, Service], gatewa
 
 
 def _routes(
-    settings: Settings, by_name: Mapping[str, Service], gateway: Service, edge_network: str
+    settings: Settings,
+    by_name: Mapping[str, Service],
+    gateway: Service,
+    edge_network: str,
+    clients: tuple[Client, ...],
 ) -> tuple[Route, ...]:
     _check_route_paths(settings)
+    allowed = _clients_by_route(settings, clients)
     routes = []
     for index, spec in enumerate(settings.routes):
         where = f"routes[{index}]"
@@ -571,8 +672,25 @@ def _routes(
                     f"{where}.upstream",
                     f"{upstream.name!r} is not on {edge_network!r}, the edge's network; Caddy could not resolve it",
                 )
-        if spec.auth == "bearer" and (upstream is None or upstream.name != gateway.name):
-            raise SettingsError(f"{where}.upstream", f"a bearer route must go to the gateway service {gateway.name!r}")
+        to_gateway = upstream is not None and upstream.name == gateway.name
+        if spec.auth in ("bearer", "tailnet") and not to_gateway and spec.allow_paths is None:
+            raise SettingsError(
+                f"{where}.allowPaths",
+                f"an API route to {spec.upstream!r} must list the paths it forwards (the default, /v1/*, is LiteLLM's)",
+            )
+        if spec.auth == "bearer" and not allowed.get(spec.path):
+            raise SettingsError(where, f"no client in 'clients' may use {spec.path}; list it in a client's routes")
+        if spec.auth == "tailnet" and settings.exposure != "tailnet-node":
+            raise SettingsError(
+                f"{where}.auth",
+                "'tailnet' needs exposure tailnet-node: only the gateway's own node can vouch for a caller, "
+                "and in host-bind mode nothing trustworthy sets its headers",
+            )
+        if spec.auth == "tailnet" and settings.networks[edge_network].subnet is None:
+            raise SettingsError(
+                f"networks.{edge_network}.subnet",
+                f"routes[{index}] uses auth 'tailnet', so the edge must know the node's address: pin a subnet",
+            )
         if spec.auth == "none" and upstream is not None and upstream.name != settings.sso.service:
             raise SettingsError(
                 f"{where}.auth",
@@ -587,20 +705,46 @@ def _routes(
                 strip_prefix=spec.strip_prefix,
                 forwarded_paths=spec.forwarded_paths,
                 key_headers=spec.accepted_key_headers,
+                clients=allowed.get(spec.path, ()) if spec.auth == "bearer" else (),
                 cors_origins=spec.cors_origins,
+                capability=_capability(settings, spec) if spec.auth == "tailnet" else None,
+                audiences=(spec.audiences or settings.tailnet_policy.audiences) if spec.auth == "tailnet" else (),
+                to_gateway=to_gateway,
             )
         )
-    if sum(r.auth == "bearer" for r in routes) > 1:
-        raise SettingsError("routes", "only one bearer route may expose the gateway")
-    if not any(r.auth == "bearer" for r in routes):
+    if not any(r.is_api and r.to_gateway for r in routes):
         raise SettingsError(
             "routes",
-            "no route has auth 'bearer', so the stack would offer no API; add one to the gateway service, e.g. "
-            f"{{path: /llm/*, upstream: {gateway.name}, stripPrefix: true, auth: bearer}}",
+            "no route has auth 'bearer' (or 'tailnet') to the gateway, so the stack would offer no API; add one, "
+            f"e.g. {{path: /llm/*, upstream: {gateway.name}, stripPrefix: true, auth: bearer}}",
         )
     # In Caddy's own order for handle blocks, so the Caddyfile reads as Caddy runs it.
     order = caddy_order([None if r.is_catch_all else r.path for r in routes])
     return tuple(routes[i] for i in order)
+
+
+def _clients_by_route(settings: Settings, clients: tuple[Client, ...]) -> dict[str, tuple[Client, ...]]:
+    """The clients that may use each bearer route (by path); every client names only bearer routes."""
+    bearer = [r.path for r in settings.routes if r.auth == "bearer"]
+    allowed: dict[str, list[Client]] = {path: [] for path in bearer}
+    for client in clients:
+        spec = settings.clients.get(client.name)
+        paths = spec.routes if spec is not None and spec.routes is not None else tuple(bearer)
+        for index, path in enumerate(paths):
+            if path not in allowed:
+                raise SettingsError(
+                    f"clients.{client.name}.routes[{index}]",
+                    f"{path!r} is not the path of a bearer route{did_you_mean(path, bearer)}",
+                )
+            allowed[path].append(client)
+    return {path: tuple(found) for path, found in allowed.items()}
+
+
+def _capability(settings: Settings, spec: RouteSettings) -> str:
+    if spec.capability is not None:
+        return spec.capability
+    slug = spec.path.strip("/*").replace("/", "-") or "root"
+    return f"{settings.tailnet_host}/cap/{slug}"
 
 
 def _check_route_paths(settings: Settings) -> None:

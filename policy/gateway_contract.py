@@ -70,7 +70,16 @@ def canonical_repository(repository: str) -> str:
 
 # How much each route auth protects: a route may carve requests out of another only with an auth at
 # least as strong for those requests. `bearer` skips SSO, so it is weaker than `sso` for SSO content.
-AUTH_STRENGTH = {"none": 0, "bearer": 1, "sso": 2}
+AUTH_STRENGTH = {"none": 0, "bearer": 1, "tailnet": 1, "sso": 2}
+
+# The edge reads each named client's key from an environment variable of this name; with no named
+# clients, the one client ("master") presents the master key.
+MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
+MASTER_CLIENT_NAME = "master"
+
+
+def client_key_env(name: str) -> str:
+    return "TLG_CLIENT_KEY_" + name.upper().replace("-", "_")
 
 
 @dataclass(frozen=True)

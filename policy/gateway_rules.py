@@ -17,12 +17,15 @@ from gateway_contract import (
     CONFIG_FOR_LABEL,
     DOCKER_DEFAULT_POOLS,
     FILE_CAPABILITY_IMAGES,
+    MASTER_CLIENT_NAME,
+    MASTER_KEY_ENV,
     ROLE_LABEL,
     ROOT_EXCEPTION_LABEL,
     SHARED_UIDS,
     TAILSCALE_RANGES,
     RoutePath,
     canonical_repository,
+    client_key_env,
     route_conflicts,
 )
 from pulumi_policy import (
@@ -352,7 +355,7 @@ def _upstreams_share_a_network(args: StackValidationArgs, report: ReportViolatio
 def _bypasses_declared(args: StackValidationArgs, report: ReportViolation) -> None:
     declared = _declared(args.resources)
     routes = (declared or {}).get("routes") or []
-    bypass = {r.get("path"): r.get("auth") for r in routes if r.get("auth") in ("none", "bearer")}
+    bypass = {r.get("path"): r.get("auth") for r in routes if r.get("auth") in ("none", "bearer", "tailnet")}
     readiness = (declared or {}).get("readiness") or {}
     for edge in _edge(args.resources):
         for head, body in _site_blocks(_caddyfile(args.resources)):
@@ -377,6 +380,8 @@ def _readiness_block(path: str, body: str, readiness: Mapping[str, Any]) -> bool
 def _block_auth(body: str) -> str:
     if "import sso" in body or "forward_auth" in body:
         return "sso"
+    if "@tailnet_caller" in body:
+        return "tailnet"
     return "bearer" if "@no_client" in body else "none"
 
 
@@ -394,7 +399,7 @@ def _routes_resolve_as_declared(args: StackValidationArgs, report: ReportViolati
 
 def _api_bypass_forwards_only_the_api(args: StackValidationArgs, report: ReportViolation) -> None:
     declared = _declared(args.resources)
-    bearer = [r.get("path") for r in (declared or {}).get("routes") or [] if r.get("auth") == "bearer"]
+    bearer = [r.get("path") for r in (declared or {}).get("routes") or [] if r.get("auth") in ("bearer", "tailnet")]
     for edge in _edge(args.resources):
         for head, body in _site_blocks(_caddyfile(args.resources)):
             parts = head.split()
@@ -410,6 +415,65 @@ def _api_bypass_forwards_only_the_api(args: StackValidationArgs, report: ReportV
                 report(
                     f"`{head}` forwards more than the API: no `not path` guard answering 404 before the proxy", edge.urn
                 )
+
+
+CLIENT_NAMING = re.compile(r"^\s*vars @(\w+) client ([\w-]+)\s*$", re.M)
+CLIENT_MATCHER = re.compile(r"^\s*@(\w+) expression `([^`]*)`", re.M)
+ENV_PLACEHOLDER = re.compile(r"\{env\.(\w+)\}")
+
+
+def _api_routes_accept_declared_clients(args: StackValidationArgs, report: ReportViolation) -> None:
+    declared = _declared(args.resources) or {}
+    allowed = {
+        r.get("path"): set(r.get("clients") or []) for r in declared.get("routes") or [] if r.get("auth") == "bearer"
+    }
+    for edge in _edge(args.resources):
+        for head, body in _site_blocks(_caddyfile(args.resources)):
+            parts = head.split()
+            path = parts[1] if len(parts) > 1 else "/*"
+            named = dict((m.group(1), m.group(2)) for m in CLIENT_NAMING.finditer(body))
+            if path not in allowed:
+                if named:
+                    report(f"`{head}` names clients {sorted(named.values())} but is no declared bearer route", edge.urn)
+                continue
+            if set(named.values()) != allowed[path]:
+                accepted, declared_there = sorted(named.values()), sorted(allowed[path])
+                report(f"`{head}` accepts the keys of {accepted}; the settings allow {declared_there}", edge.urn)
+            expressions = {m.group(1): set(ENV_PLACEHOLDER.findall(m.group(2))) for m in CLIENT_MATCHER.finditer(body)}
+            for matcher, client in named.items():
+                own = MASTER_KEY_ENV if client == MASTER_CLIENT_NAME else client_key_env(client)
+                if expressions.get(matcher) != {own}:
+                    report(f"`{head}` names {client} on a key other than its own ({own})", edge.urn)
+
+
+NOT_FROM_NODE = re.compile(r"^\s*@not_from_node not remote_ip (\S+)\s*$", re.M)
+IDENTITY_SNIPPET = re.compile(r"^\(strip_client_identity\) \{\n(.*?)^\}", re.M | re.S)
+
+
+def _tailnet_identity_only_from_the_node(args: StackValidationArgs, report: ReportViolation) -> None:
+    caddyfile = _caddyfile(args.resources)
+    exposure = (_declared(args.resources) or {}).get("exposure")
+    node_addresses = {
+        attachment.get("ipv4Address")
+        for container in _containers(args.resources)
+        if _role(container.props) == "tailnet-node"
+        for attachment in container.props.get("networksAdvanced") or []
+    } - {None}
+    for edge in _edge(args.resources):
+        snippet = IDENTITY_SNIPPET.search(caddyfile)
+        lines = {line.strip() for line in (snippet.group(1) if snippet else "").splitlines()}
+        trusted = NOT_FROM_NODE.search(caddyfile)
+        if "request_header -Tailscale-*" in lines:
+            continue
+        if exposure == "tailnet-node" and "request_header @not_from_node -Tailscale-*" in lines and trusted:
+            if trusted.group(1) not in node_addresses:
+                report(
+                    f"the edge trusts Tailscale identity headers from {trusted.group(1)}, which is not the node's "
+                    f"address {sorted(node_addresses)}",
+                    edge.urn,
+                )
+            continue
+        report("the edge lets a client set Tailscale identity headers (Tailscale-*) on some route", edge.urn)
 
 
 def _tailnet_policy_tested_and_scoped(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -542,8 +606,18 @@ POLICIES = [
     ),
     _stack_policy(
         "api-bypass-forwards-only-the-api",
-        "The bearer bypass forwards only the API paths.",
+        "Each API route (bearer or tailnet) forwards only its allowed paths.",
         _api_bypass_forwards_only_the_api,
+    ),
+    _stack_policy(
+        "api-routes-accept-declared-clients",
+        "Each bearer route accepts exactly the keys of the clients the settings allow there, each on its own key.",
+        _api_routes_accept_declared_clients,
+    ),
+    _stack_policy(
+        "tailnet-identity-only-from-the-node",
+        "Tailscale's identity and capability headers count only when the gateway's own node sent them.",
+        _tailnet_identity_only_from_the_node,
     ),
     _stack_policy(
         "tailnet-policy-tested-and-scoped",

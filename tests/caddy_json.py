@@ -86,12 +86,21 @@ def _steps(handlers: list[dict[str, Any]], matchers: tuple[dict[str, Any], ...])
     return steps
 
 
+def _site_routes(server: dict[str, Any]) -> list[dict[str, Any]]:
+    """The handle blocks of a server's site: nested under its host matcher, or (a site without a host,
+    as in tailnet-node mode) the server's own routes."""
+    routes = server["routes"]
+    if len(routes) == 1 and any("host" in m for m in routes[0].get("match", [])):
+        return list(routes[0]["handle"][0].get("routes", []))
+    return list(routes)
+
+
 def site_blocks(config: dict[str, Any]) -> list[Block]:
     """The handle blocks of the site (not the container's health listener), in the order Caddy tries them."""
     servers = config["apps"]["http"]["servers"].values()
-    site = max(servers, key=lambda server: len(server["routes"][0]["handle"][0].get("routes", [])))
+    site = max(servers, key=lambda server: len(_site_routes(server)))
     blocks = []
-    for route in site["routes"][0]["handle"][0]["routes"]:
+    for route in _site_routes(site):
         paths = [m["path"] for m in route.get("match", []) if "path" in m]
         blocks.append(Block(paths[0][0] if paths else None, tuple(_steps(route["handle"], ()))))
     return blocks

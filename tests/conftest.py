@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from components.settings import PROJECT, Settings
-from components.topology import GATEWAY_ENV, Topology, build_topology
+from components.topology import GATEWAY_ENV, Topology, build_topology, client_key_env
 from tests import fakes
 from tests.processes import Process, free_port, render, start_caddy, start_fake_backend, start_litellm
 
@@ -117,20 +117,46 @@ def local_edge(request, tmp_path_factory) -> LocalEdge:
             server.stop()
 
 
-# The clients' stack: the dev stack, plus a second backend for local-chat and a browser origin for the API.
+# The clients' stack: the tailnet-node dev stack, plus a second backend for local-chat, a browser origin for
+# the API, two named clients (laptop: everything; ci: /llm/* and local-chat only), a second bearer route
+# (/mcp/* to an MCP server, laptop only) and a tailnet route (/tsllm/*, for callers the policy grants).
 ALLOWED_ORIGIN = "https://chat.example.com"
+# Requests "from the gateway's node" (as serve sends them) come from this loopback address.
+NODE_ADDRESS = "127.0.0.2"
+CLIENTS_STACK = "clients"
 
 
 def clients_stack_values() -> dict:
-    values = stack_values("dev")
+    values = stack_values("dev-node")
     values["services"]["llamacpp-b"] = {"port": 8080, "networks": ["backend"]}
+    values["services"]["mcp-server"] = {"port": 8000, "networks": ["proxy-net"]}
     values["models"]["local-chat"] = {
         "backends": [{"service": "llamacpp"}, {"service": "llamacpp-b"}],
         "model": "local-chat",
     }
     api = next(r for r in values["routes"] if r["auth"] == "bearer")
     api["corsOrigins"] = [ALLOWED_ORIGIN]
+    values["routes"] += [
+        {
+            "path": "/mcp/*",
+            "upstream": "mcp-server",
+            "stripPrefix": True,
+            "auth": "bearer",
+            "allowPaths": ["/sse", "/messages/*"],
+        },
+        {"path": "/tsllm/*", "upstream": "model-gateway", "stripPrefix": True, "auth": "tailnet"},
+    ]
+    values["clients"] = {"laptop": {}, "ci": {"routes": ["/llm/*"], "models": ["local-chat"]}}
     return values
+
+
+def new_project(directory: Path, stack: str, values: dict) -> Path:
+    """A project directory with the repository's Pulumi.yaml and tailnet files and one stack file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "Pulumi.yaml", directory)
+    shutil.copytree(ROOT / "tailnet", directory / "tailnet", dirs_exist_ok=True)
+    write_stack(directory, stack, values)
+    return directory
 
 
 @dataclass
@@ -138,53 +164,81 @@ class ClientsEdge:
     """Real Caddy and LiteLLM for the clients' stack; each backend a process of its own, to stop."""
 
     base_url: str
-    key: str
+    master_key: str
+    # Each client's key, as the edge holds them (in its environment).
+    client_keys: dict[str, str]
+    project: Path
+    work: Path
     log_dir: Path
-    backend_ports: dict[str, int]
+    upstream_ports: dict[str, int]
     backends: dict[str, Process]
-    # The same edge with a recording echo in place of LiteLLM: what reached "LiteLLM", if anything.
+    # The same edge with recording echoes in place of LiteLLM and the MCP server: what reached them.
     echo_base_url: str
     echo: fakes.FakeServer
+    mcp: fakes.FakeServer
+
+    @property
+    def litellm_url(self) -> str:
+        return f"http://127.0.0.1:{self.upstream_ports['model-gateway']}"
+
+    @property
+    def key(self) -> str:
+        """A client allowed everywhere."""
+        return self.client_keys["laptop"]
+
+    @property
+    def caddy_env(self) -> dict[str, str]:
+        return {client_key_env(name): key for name, key in self.client_keys.items()}
 
     def restart(self, name: str) -> None:
         self.backends[name].stop()
-        self.backends[name] = start_fake_backend(self.backend_ports[name], name, self.log_dir)
+        self.backends[name] = start_fake_backend(self.upstream_ports[name], name, self.log_dir)
 
 
 @pytest.fixture(scope="session")
 def clients_edge(tmp_path_factory) -> ClientsEdge:
     work = tmp_path_factory.mktemp("edge-clients")
-    project, log_dir = work / "project", work / "logs"
-    project.mkdir()
+    log_dir = work / "logs"
     log_dir.mkdir()
-    shutil.copy(ROOT / "Pulumi.yaml", project)
-    shutil.copytree(ROOT / "tailnet", project / "tailnet")
-    write_stack(project, "clients", clients_stack_values())
-    key = "sk-" + secrets.token_urlsafe(24)
+    project = new_project(work / "project", CLIENTS_STACK, clients_stack_values())
+    master_key = "sk-" + secrets.token_urlsafe(24)
+    client_keys = {name: "sk-" + secrets.token_urlsafe(24) for name in ("laptop", "ci")}
     names = ("llamacpp", "llamacpp-b", "llamacpp-embed")
-    ports = {name: free_port() for name in (*names, "oauth2-proxy", "dashboard", "open-webui", "model-gateway")}
+    others = ("oauth2-proxy", "dashboard", "open-webui", "model-gateway")
+    ports = {name: free_port() for name in (*names, *others)}
     echo = fakes.FakeServer(fakes.HeaderEchoHandler, free_port(), "api-echo").start()
+    mcp = fakes.FakeServer(fakes.McpHandler, free_port(), "mcp-server").start()
+    ports["mcp-server"] = mcp.port
     processes: list[Process] = []
     backends: dict[str, Process] = {}
     try:
         for name in names:
             backends[name] = start_fake_backend(ports[name], name, log_dir)
         edge_port, echo_port = free_port(), free_port()
-        out = render("clients", work / "rendered", project, ports, edge_port)
-        echo_out = render("clients", work / "rendered-echo", project, {**ports, "model-gateway": echo.port}, echo_port)
-        processes.append(start_litellm(out / "litellm.yaml", ports["model-gateway"], log_dir, key, GATEWAY_ENV))
-        processes.append(start_caddy(out / "Caddyfile", edge_port, log_dir, key))
-        processes.append(start_caddy(echo_out / "Caddyfile", echo_port, log_dir, key, name="caddy-echo"))
-        yield ClientsEdge(
+        out = render(CLIENTS_STACK, work / "rendered", project, ports, edge_port, NODE_ADDRESS)
+        echo_ports = {**ports, "model-gateway": echo.port}
+        echo_out = render(CLIENTS_STACK, work / "rendered-echo", project, echo_ports, echo_port, NODE_ADDRESS)
+        edge = ClientsEdge(
             base_url=f"http://127.0.0.1:{edge_port}",
-            key=key,
+            master_key=master_key,
+            client_keys=client_keys,
+            project=project,
+            work=work,
             log_dir=log_dir,
-            backend_ports={name: ports[name] for name in names},
+            upstream_ports=ports,
             backends=backends,
             echo_base_url=f"http://127.0.0.1:{echo_port}",
             echo=echo,
+            mcp=mcp,
         )
+        processes.append(start_litellm(out / "litellm.yaml", ports["model-gateway"], log_dir, master_key, GATEWAY_ENV))
+        processes.append(start_caddy(out / "Caddyfile", edge_port, log_dir, master_key, env=edge.caddy_env))
+        processes.append(
+            start_caddy(echo_out / "Caddyfile", echo_port, log_dir, master_key, name="caddy-echo", env=edge.caddy_env)
+        )
+        yield edge
     finally:
         for proc in [*reversed(processes), *backends.values()]:
             proc.stop()
         echo.stop()
+        mcp.stop()

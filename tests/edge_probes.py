@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -74,3 +75,19 @@ def is_json_error(response_body: bytes) -> bool:
         return "error" in json.loads(response_body)
     except ValueError:
         return False
+
+
+def access_log_lines(log_path, marker: str, count: int = 1, timeout_s: float = 5.0) -> list[dict]:
+    """The edge's JSON access log lines whose URI holds `marker`, once `count` are there (bounded wait)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        lines = [
+            entry
+            for raw in log_path.read_text(errors="replace").splitlines()
+            if raw.startswith("{") and marker in raw
+            for entry in [json.loads(raw)]
+            if entry.get("logger", "").startswith("http.log.access") and marker in entry["request"]["uri"]
+        ]
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)

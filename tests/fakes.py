@@ -5,6 +5,7 @@
   (`GET /_fake/requests`), in process or in its own process (`python -m tests.fakes`).
 - `FakeSso`: oauth2-proxy's `/oauth2/auth` (202 with X-Auth-Request-* for a valid session cookie,
   401 otherwise) and a `/oauth2/start` page.
+- `Mcp`: an MCP server's event stream (`/sse`), events written with a pause between them.
 - `HeaderEcho`: a protected upstream that answers with the path and headers it received, and keeps them
   (`requests` of its server) so a test can tell whether anything reached it.
 """
@@ -174,6 +175,32 @@ class HeaderEchoHandler(_Handler):
         )
 
     do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = _echo
+
+
+# The MCP server's event stream: the first event at once, the second only after this pause.
+SSE_PAUSE_S = 1.0
+
+
+class McpHandler(HeaderEchoHandler):
+    """An MCP server behind a bearer route: `/sse` streams two events with a pause between them; every
+    other path echoes (and records) what it received."""
+
+    def do_GET(self) -> None:
+        if self.path != "/sse":
+            self._echo()
+            return
+        self.server.requests.append((self.command, self.path, dict(self.headers.items())))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for index in range(2):
+            self.wfile.write(f'event: message\ndata: {{"n": {index}}}\n\n'.encode())
+            self.wfile.flush()
+            if index == 0:
+                time.sleep(SSE_PAUSE_S)
+        self.close_connection = True
 
 
 class _QuietServer(ThreadingHTTPServer):

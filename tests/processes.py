@@ -76,10 +76,19 @@ class Process:
         self._log.close()
 
 
-def render(stack: str, out: Path, project_dir: Path, upstreams: dict[str, int], listen_port: int) -> Path:
+def render(
+    stack: str,
+    out: Path,
+    project_dir: Path,
+    upstreams: dict[str, int],
+    listen_port: int,
+    node_address: str | None = None,
+) -> Path:
     """Run the render CLI (the contract under test) onto loopback addresses."""
     argv = [sys.executable, "-m", "components", "render", "--stack", stack, "--out", str(out)]
     argv += ["--listen", f"127.0.0.1:{listen_port}"]
+    if node_address is not None:
+        argv += ["--node-address", node_address]
     for service, port in sorted(upstreams.items()):
         argv += ["--upstream", f"{service}=127.0.0.1:{port}"]
     if project_dir is not None:
@@ -90,12 +99,15 @@ def render(stack: str, out: Path, project_dir: Path, upstreams: dict[str, int], 
     return out
 
 
-def start_caddy(caddyfile: Path, port: int, log_dir: Path, key: str, name: str = "caddy") -> Process:
+def start_caddy(
+    caddyfile: Path, port: int, log_dir: Path, key: str, name: str = "caddy", env: dict[str, str] | None = None
+) -> Process:
     proc = Process(
         name,
         [str(binary("caddy")), "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
         log_dir,
         env={
+            **(env or {}),
             "LITELLM_MASTER_KEY": key,
             "HOME": str(log_dir),
             "XDG_DATA_HOME": str(log_dir / f"{name}-data"),

@@ -80,10 +80,17 @@ class ProgramRun:
                 writers[labels["tailnet-llm-gateway.config-for"]] = resource
         return writers
 
-    def rendered_file(self, role: str) -> str:
-        """The content of the one file written for the service with this role."""
-        (upload,) = self.config_writers[role].inputs["uploads"]
-        return upload["content"]
+    def rendered_files(self, role: str) -> dict[str, str]:
+        """The files written for the service with this role: file name -> content."""
+        return {u["file"].rsplit("/", 1)[1]: u["content"] for u in self.config_writers[role].inputs["uploads"]}
+
+    def rendered_file(self, role: str, name: str | None = None) -> str:
+        """The content of the file of this name (or of the one file) written for the service with this role."""
+        files = self.rendered_files(role)
+        if name is None:
+            (content,) = files.values()
+            return content
+        return files[name]
 
 
 # What the Docker engine says about a network name: the getNetwork result, or None if there is none.
@@ -136,9 +143,13 @@ class _ListHandler(logging.Handler):
         self.records.append(record)
 
 
+def _is_secure(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"secure"}
+
+
 def run_program(
     values: dict[str, Any],
-    secrets: dict[str, str] | None = None,
+    secrets: dict[str, Any] | None = None,
     stack: str = "dev",
     preview: bool = False,
     project_dir: Path = ROOT,
@@ -167,9 +178,12 @@ def run_program(
     for key, value in list(values.items()):
         if isinstance(value, dict) and set(value) == {"secure"}:
             secrets.setdefault(key, f"sk-test-{key}-0123456789abcdef")
+        elif isinstance(value, dict) and value and all(_is_secure(v) for v in value.values()):
+            secrets.setdefault(key, {name: f"sk-test-{name}-0123456789abcdef" for name in value})
     values = {k: v for k, v in values.items() if k not in secrets}
+    # The engine passes structured settings as JSON text, secret or not.
     config = {f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
-    config.update({f"{PROJECT}:{k}": v for k, v in secrets.items()})
+    config.update({f"{PROJECT}:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in secrets.items()})
 
     options: dict[tuple[str, str], pulumi.ResourceOptions] = {}
     registered: list[tuple[tuple[str, str], pulumi.Resource]] = []

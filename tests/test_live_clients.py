@@ -7,7 +7,6 @@ Real Caddy and real LiteLLM on loopback; the backends are fakes that speak only 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from urllib.parse import parse_qs, urlsplit
@@ -19,7 +18,7 @@ import pytest
 
 from tests import fakes
 from tests.conftest import ALLOWED_ORIGIN
-from tests.edge_probes import SESSION, SPOOFED_IDENTITY
+from tests.edge_probes import SESSION, SPOOFED_IDENTITY, access_log_lines
 
 CHAT = {"model": "local-chat", "messages": [{"role": "user", "content": "ping"}]}
 OTHER_ORIGIN = "https://evil.example"
@@ -288,7 +287,7 @@ def test_readiness_reports_a_stopped_backend_without_naming_it(clients_edge):
     assert report == {"ready": False, "gateway": "ok", "backends": ["ok", "failing", "ok"]}, (
         f"readiness would not show the stopped backend: {report}"
     )
-    for leak in ("llamacpp", "local-chat", "127.0.0.1", str(clients_edge.backend_ports["llamacpp-b"])):
+    for leak in ("llamacpp", "local-chat", "127.0.0.1", str(clients_edge.upstream_ports["llamacpp-b"])):
         assert leak not in response.text, f"readiness leaks {leak!r} to anyone on the tailnet"
 
 
@@ -326,27 +325,12 @@ def test_forged_identity_headers_never_reach_litellm(local_edge):
 # ---- access log ----------------------------------------------------------------------------------------
 
 
-def _access_lines(log_dir, name: str = "caddy") -> list[dict]:
-    lines = []
-    for raw in (log_dir / f"{name}.log").read_text().splitlines():
-        if raw.startswith("{"):
-            entry = json.loads(raw)
-            if entry.get("logger", "").startswith("http.log.access"):
-                lines.append(entry)
-    return lines
-
-
 def test_access_log_is_json_with_who_and_never_the_key_or_cookie(local_edge):
     marker = f"log-{time.monotonic_ns()}"
     key = {"Authorization": f"Bearer {local_edge.key}"}
     httpx.get(f"{local_edge.base_url}/llm/v1/models?api_key={local_edge.key}&m={marker}", headers=key, timeout=30)
     httpx.get(f"{local_edge.base_url}/dash/{marker}", headers=SESSION, timeout=30)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        lines = [e for e in _access_lines(local_edge.log_dir) if marker in e["request"]["uri"]]
-        if len(lines) == 2:
-            break
-        time.sleep(0.1)
+    lines = access_log_lines(local_edge.log_dir / "caddy.log", marker, count=2)
     assert len(lines) == 2, f"the access log has {len(lines)} lines for 2 requests"
     api, page = sorted(lines, key=lambda e: e["request"]["uri"].startswith("/dash"))
     for entry in (api, page):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from pulumi_policy import EnforcementLevel
 
-from tests.conftest import ROOT, stack_values, write_stack
+from tests.conftest import CLIENTS_STACK, ROOT, clients_stack_values, stack_values, write_stack
 from tests.policy_run import evaluate_pack, gateway_rules, mandatory
 from tests.program_run import ProgramRun, Registered, run_program
 from tests.pulumi_internals import unknown_value
@@ -65,7 +65,9 @@ def test_a_new_stack_file_is_checked_and_named(tmp_path, dev_values):
 
 @pytest.fixture(scope="module")
 def runs() -> dict[str, ProgramRun]:
-    return {stack: run_program(stack_values(stack), stack=stack) for stack in ("dev", "dev-node")}
+    found = {stack: run_program(stack_values(stack), stack=stack) for stack in ("dev", "dev-node")}
+    # Named clients, two bearer routes, a tailnet route (tests/conftest.py).
+    return found | {CLIENTS_STACK: run_program(clients_stack_values(), stack=CLIENTS_STACK)}
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +108,23 @@ def _caddyfile_edit(old: str, new: str):
         upload = next(u for u in writer["uploads"] if u["file"].endswith("/Caddyfile"))
         assert old in upload["content"], f"mutation target {old!r} not in the Caddyfile"
         upload["content"] = upload["content"].replace(old, new, 1)
+
+    return edit
+
+
+def _tailnet_route_edit(old: str, new: str):
+    """Edit only the tailnet route's block of the Caddyfile."""
+
+    def edit(run):
+        writer = next(
+            r.inputs
+            for r in run.resources
+            if {"label": "tailnet-llm-gateway.config-for", "value": "edge"} in r.inputs.get("labels", [])
+        )
+        upload = next(u for u in writer["uploads"] if u["file"].endswith("/Caddyfile"))
+        head, _, rest = upload["content"].partition("handle_path /tsllm/* {")
+        assert old in rest, f"mutation target {old!r} not in the tailnet route"
+        upload["content"] = head + "handle_path /tsllm/* {" + rest.replace(old, new, 1)
 
     return edit
 
@@ -268,6 +287,50 @@ TABLE = [
         "tailnet-node-auth-key-safe",
         stack="dev-node",
     ),
+    row(
+        "the tailnet route forwarding everything",
+        _tailnet_route_edit("@not_api not path /v1/*", "@not_api not path /*"),
+        "api-bypass-forwards-only-the-api",
+        stack=CLIENTS_STACK,
+    ),
+    row(
+        "a bearer route accepting a client the settings keep off it",
+        _caddyfile_edit(
+            "\t\t\tvars @client_laptop client laptop\n\t\t\tlog_append",
+            "\t\t\tvars @client_laptop client laptop\n\t\t\tvars @client_laptop client ci\n\t\t\tlog_append",
+        ),
+        "api-routes-accept-declared-clients",
+        stack=CLIENTS_STACK,
+    ),
+    row(
+        "one client's name on another client's key",
+        _caddyfile_edit("{env.TLG_CLIENT_KEY_CI}", "{env.TLG_CLIENT_KEY_LAPTOP}"),
+        "api-routes-accept-declared-clients",
+        stack=CLIENTS_STACK,
+    ),
+    row(
+        "the master key still accepted beside named clients",
+        _caddyfile_edit("vars @client_ci client ci", "vars @client_ci client master"),
+        "api-routes-accept-declared-clients",
+        stack=CLIENTS_STACK,
+    ),
+    row(
+        "Tailscale headers from a client kept in host-bind mode",
+        _caddyfile_edit("\trequest_header -Tailscale-*\n", ""),
+        "tailnet-identity-only-from-the-node",
+    ),
+    row(
+        "Tailscale headers trusted from any container",
+        _caddyfile_edit("\trequest_header @not_from_node -Tailscale-*\n", ""),
+        "tailnet-identity-only-from-the-node",
+        stack=CLIENTS_STACK,
+    ),
+    row(
+        "the node off the address the edge trusts",
+        lambda run: _container(run, "tailnet-node")["networksAdvanced"][0].update(ipv4Address="10.124.24.253"),
+        "tailnet-identity-only-from-the-node",
+        stack=CLIENTS_STACK,
+    ),
     # Exceptions the rules accept.
     row(
         "root with a documented reason",
@@ -297,7 +360,7 @@ def test_pack_reports_exactly_what_the_case_breaks(runs, case):
     )
 
 
-@pytest.mark.parametrize("stack", ["dev", "dev-node"])
+@pytest.mark.parametrize("stack", ["dev", "dev-node", CLIENTS_STACK])
 @pytest.mark.parametrize("rule", MANDATORY_RULES)
 def test_dev_stacks_pass_the_rule(runs, rule, stack):
     caught = [v for v in mandatory(evaluate_pack(runs[stack])[0]) if v.policy == rule]

@@ -11,6 +11,7 @@ import pytest
 
 from components.images import CADDY_IMAGE, LITELLM_IMAGE
 from components.render.caddyfile import render_caddyfile
+from components.render.gateway_auth import render_gateway_auth
 from components.render.litellm_config import render_litellm_config
 from components.settings import Settings
 from components.topology import build_topology
@@ -138,9 +139,10 @@ def test_uploaded_files_are_exactly_the_renderers_output(dev_run):
     assert dev_run.rendered_file("edge") == render_caddyfile(topology, "dev"), (
         "Caddy would run something other than what `render` shows"
     )
-    assert dev_run.rendered_file("model-gateway") == render_litellm_config(topology, "dev"), (
-        "LiteLLM would run something other than what `render` shows"
-    )
+    assert dev_run.rendered_files("model-gateway") == {
+        "config.yaml": render_litellm_config(topology, "dev"),
+        "gateway_auth.py": render_gateway_auth(topology, "dev"),
+    }, "LiteLLM would run something other than what `render` shows"
 
 
 @pytest.mark.parametrize(
@@ -163,9 +165,18 @@ def test_rendered_files_reach_read_only_services_through_a_config_writer(dev_run
     )
 
 
+def _files_digest(files: dict[str, str]) -> str:
+    # One file: the sha256 of its content (as since the first release). Several: of each name and content.
+    if len(files) == 1:
+        return hashlib.sha256(next(iter(files.values())).encode()).hexdigest()
+    return hashlib.sha256(
+        b"".join(n.encode() + b"\0" + c.encode() + b"\0" for n, c in sorted(files.items()))
+    ).hexdigest()
+
+
 @pytest.mark.parametrize(("role", "container"), [("edge", "tailnet-edge"), ("model-gateway", "model-gateway")])
 def test_a_service_carries_the_hash_of_its_rendered_file(dev_run, role, container):
-    digest = hashlib.sha256(dev_run.rendered_file(role).encode()).hexdigest()
+    digest = _files_digest(dev_run.rendered_files(role))
     labels = {label["label"]: label["value"] for label in dev_run.containers[container].inputs["labels"]}
     assert labels["tailnet-llm-gateway.config-sha256"] == digest, (
         f"a new {role} config would be written without replacing the running {container}"

@@ -14,18 +14,21 @@ def _render(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     )
 
 
-def test_render_writes_the_three_files(tmp_path):
+def test_render_writes_the_four_files(tmp_path):
     result = _render("--stack", "dev", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["Caddyfile", "litellm.yaml", "tailnet-policy.hujson"], (
-        "render does not write the three files of a host-bind stack"
-    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "Caddyfile",
+        "gateway_auth.py",
+        "litellm.yaml",
+        "tailnet-policy.hujson",
+    ], "render does not write the four files of a host-bind stack"
 
 
 def test_render_is_deterministic_across_runs(tmp_path):
     _render("--stack", "dev", "--out", str(tmp_path / "a"))
     _render("--stack", "dev", "--out", str(tmp_path / "b"))
-    for name in ("Caddyfile", "litellm.yaml", "tailnet-policy.hujson"):
+    for name in ("Caddyfile", "litellm.yaml", "gateway_auth.py", "tailnet-policy.hujson"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), f"{name} is not stable"
 
 

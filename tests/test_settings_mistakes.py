@@ -145,7 +145,10 @@ MISTAKES = [
     ),
     Mistake("auth none in front of an app", route("/dash/*", auth="none"), setting="routes[3].auth", unsafe=True),
     Mistake(
-        "bearer route to a web app", route("/llm/*", upstream="open-webui"), setting="routes[2].upstream", unsafe=True
+        "bearer route to a web app, no allowed paths",
+        route("/llm/*", upstream="open-webui"),
+        setting="routes[2].allowPaths",
+        unsafe=True,
     ),
     Mistake(
         "no API route at all",
@@ -349,7 +352,7 @@ MISTAKES = [
         "CORS origins on an SSO route",
         route("/dash/*", corsOrigins=["https://chat.example.com"]),
         setting="routes[3]",
-        says=("corsOrigins applies only to bearer routes",),
+        says=("corsOrigins applies only to bearer and tailnet routes",),
     ),
     Mistake(
         "an unknown key header",
@@ -388,6 +391,84 @@ MISTAKES = [
         add_route(path="/readyz", respond="ok", auth="none"),
         setting="routes[5].path",
         says=("/readyz",),
+    ),
+    # Named clients, several API routes, tailnet identity (issue 16's settings).
+    Mistake(
+        "a client allowed a route that is not a bearer route",
+        setting("clients", {"laptop": {"routes": ["/llmm/*"]}}),
+        setting="clients.laptop.routes[0]",
+        says=("did you mean '/llm/*'",),
+    ),
+    Mistake(
+        "a client allowed a model that does not exist",
+        setting("clients", {"laptop": {"models": ["local-chta"]}}),
+        setting="clients.laptop.models[0]",
+        says=("did you mean 'local-chat'",),
+    ),
+    Mistake(
+        "one client name twice",
+        text=lambda t: t + "  tailnet-llm-gateway:clients:\n    laptop: {}\n    laptop: {models: [local-chat]}\n",
+        says=("duplicate key 'laptop'",),
+    ),
+    Mistake(
+        "a client key in plain text",
+        text=lambda t: (
+            t + "  tailnet-llm-gateway:clients: {laptop: {}}\n  tailnet-llm-gateway:clientKeys:\n"
+            "    laptop: sk-plain-text-key\n"
+        ),
+        setting="clientKeys.laptop",
+        says=("must be a secret",),
+        unsafe=True,
+    ),
+    Mistake(
+        "a key for a client that does not exist",
+        text=lambda t: (
+            t + "  tailnet-llm-gateway:clients: {laptop: {}}\n  tailnet-llm-gateway:clientKeys:\n"
+            "    laptpo:\n      secure: v1:abc\n"
+        ),
+        setting="clientKeys.laptpo",
+        says=("did you mean 'laptop'",),
+    ),
+    Mistake(
+        "a bearer route no client may use",
+        lambda v: (
+            v["routes"].append(
+                {
+                    "path": "/mcp/*",
+                    "upstream": "dashboard",
+                    "auth": "bearer",
+                    "stripPrefix": True,
+                    "allowPaths": ["/sse"],
+                }
+            ),
+            v.update(clients={"laptop": {"routes": ["/llm/*"]}}),
+        ),
+        setting="routes[5]",
+        says=("no client",),
+    ),
+    Mistake(
+        "tailnet identity in host-bind mode",
+        add_route(path="/tsllm/*", upstream="model-gateway", stripPrefix=True, auth="tailnet"),
+        setting="routes[5].auth",
+        says=("tailnet-node",),
+        unsafe=True,
+        modes=("dev",),
+    ),
+    Mistake(
+        "tailnet identity without a pinned edge subnet",
+        lambda v: (
+            add_route(path="/tsllm/*", upstream="model-gateway", stripPrefix=True, auth="tailnet")(v),
+            v["networks"]["proxy-net"].pop("subnet"),
+        ),
+        setting="networks.proxy-net.subnet",
+        unsafe=True,
+        modes=("dev-node",),
+    ),
+    Mistake(
+        "a capability of Tailscale's own",
+        add_route(path="/tsllm/*", upstream="model-gateway", auth="tailnet", capability="tailscale.com/cap/x"),
+        setting="routes[5].capability",
+        modes=("dev-node",),
     ),
     Mistake(
         "local check on every interface",

@@ -95,11 +95,15 @@ def hardened_container_args(
     }
 
 
-def secret_environment(name: str, secret: pulumi.Input[str], plain: Mapping[str, str]) -> pulumi.Output[list[str]]:
-    """`envs` with one secret variable: the whole list is a secret, so state never holds it in plain."""
+def secret_environment(secrets: Mapping[str, pulumi.Input[str]], plain: Mapping[str, str]) -> pulumi.Output[list[str]]:
+    """`envs` with secret variables: the whole list is a secret, so state never holds one in plain."""
+    names = sorted(secrets)
     return pulumi.Output.secret(
-        pulumi.Output.concat(f"{name}=", secret).apply(
-            lambda secret_env: [secret_env] + [f"{k}={v}" for k, v in sorted(plain.items())]
+        pulumi.Output.all(*[secrets[n] for n in names]).apply(
+            lambda values: (
+                [f"{n}={v}" for n, v in zip(names, values, strict=True)]
+                + [f"{k}={v}" for k, v in sorted(plain.items())]
+            )
         )
     )
 
@@ -119,14 +123,13 @@ def rendered_config(
     resource_name: str,
     volume_name: str,
     directory: str,
-    file_name: str,
-    content: str,
+    files: Mapping[str, str],
     for_role: str,
     image: pulumi.Input[str],
     image_resource: pulumi.Resource,
     user: str,
 ) -> RenderedConfig:
-    """A rendered config file for a service whose root filesystem is read-only.
+    """Rendered config files (name -> content) for a service whose root filesystem is read-only.
 
     The Docker provider copies every upload into the container at "/", and Docker refuses any copy into
     a container whose root is read-only. So the file goes to a config writer: a container of the same
@@ -137,7 +140,7 @@ def rendered_config(
     """
     child = pulumi.ResourceOptions(parent=parent)
     volume = docker.Volume(resource_name, name=volume_name, opts=child)
-    digest = hashlib.sha256(content.encode()).hexdigest()
+    digest = _digest(files)
     writer = docker.Container(
         f"{resource_name}-writer",
         name=f"{volume_name}-writer",
@@ -164,7 +167,10 @@ def rendered_config(
             docker.ContainerLabelArgs(label=CONFIG_HASH_LABEL, value=digest),
         ],
         volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=directory)],
-        uploads=[docker.ContainerUploadArgs(file=f"{directory}/{file_name}", content=content, permissions="0444")],
+        uploads=[
+            docker.ContainerUploadArgs(file=f"{directory}/{file_name}", content=content, permissions="0444")
+            for file_name, content in sorted(files.items())
+        ],
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[image_resource], delete_before_replace=True),
     )
     return RenderedConfig(
@@ -172,6 +178,17 @@ def rendered_config(
         label=docker.ContainerLabelArgs(label=CONFIG_HASH_LABEL, value=digest),
         writer=writer,
     )
+
+
+def _digest(files: Mapping[str, str]) -> str:
+    """The sha256 of one file's content (as before there could be several), or of every name and content."""
+    if len(files) == 1:
+        (content,) = files.values()
+        return hashlib.sha256(content.encode()).hexdigest()
+    digest = hashlib.sha256()
+    for file_name, content in sorted(files.items()):
+        digest.update(file_name.encode() + b"\0" + content.encode() + b"\0")
+    return digest.hexdigest()
 
 
 def container_options(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
+from ..render.gateway_auth import GATEWAY_AUTH_FILE
 from ..topology import GATEWAY_ENV, MASTER_KEY_ENV, Gateway
 from .hardening import (
     Health,
@@ -45,8 +46,9 @@ class ModelGateway(pulumi.ComponentResource):
     - its host port binds 127.0.0.1 (or the loopback address the settings give) and nothing else;
     - it is on exactly the networks the topology says, with the service name as its alias on each,
       so Caddy resolves it on the edge network and it resolves its model backends;
-    - the config is the renderer's output byte for byte, mounted read-only from a volume its config
-      writer fills; the master key arrives only as a secret environment variable;
+    - the config and its custom auth module (which client is calling, and its models) are the
+      renderers' output byte for byte, mounted read-only from a volume its config writer fills; the
+      master key arrives only as a secret environment variable;
     - hardened as `hardening.py` says; healthcheck on `/health/liveliness`;
     - a change to the config, image, healthcheck or tmpfs replaces the container.
     """
@@ -59,6 +61,7 @@ class ModelGateway(pulumi.ComponentResource):
         name: str,
         gateway: Gateway,
         config_yaml: str,
+        gateway_auth: str,
         master_key: pulumi.Input[str],
         networks: GatewayNetworks,
         image: PinnedImage,
@@ -72,14 +75,14 @@ class ModelGateway(pulumi.ComponentResource):
             f"{name}-config",
             f"{service.name}-config",
             CONFIG_DIR,
-            CONFIG_FILE,
-            config_yaml,
+            # The custom auth module sits next to the config: LiteLLM imports it from there.
+            {CONFIG_FILE: config_yaml, GATEWAY_AUTH_FILE: gateway_auth},
             "model-gateway",
             image.ref,
             image.image,
             limits.user,
         )
-        envs = secret_environment(MASTER_KEY_ENV, master_key, GATEWAY_ENV)
+        envs = secret_environment({MASTER_KEY_ENV: master_key}, GATEWAY_ENV)
         self.container = docker.Container(
             name,
             name=service.name,

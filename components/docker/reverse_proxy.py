@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 import pulumi_docker as docker
 
@@ -43,8 +45,9 @@ class ReverseProxy(pulumi.ComponentResource):
       writer fills; its hash labels the container, so any change replaces Caddy on the next `pulumi up`
       (no stale config in a running Caddy);
     - Caddy keeps nothing: its config and data directories are tmpfs owned by its own uid (certificates
-      come from files or from the Tailscale node, so there is nothing to persist); the key the edge
-      checks arrives only as a secret environment variable;
+      come from files or from the Tailscale node, so there is nothing to persist); the keys the edge
+      checks (each client's, or the master key) and the master key it hands LiteLLM arrive only as
+      secret environment variables;
     - hardened as `hardening.py` says, with a healthcheck on a container-loopback listener; the image's
       file capability stays in the bounding set so its binary can run, and is never effective.
     """
@@ -58,6 +61,7 @@ class ReverseProxy(pulumi.ComponentResource):
         site: Site,
         caddyfile: str,
         master_key: pulumi.Input[str],
+        client_keys: Mapping[str, pulumi.Input[str]],
         networks: GatewayNetworks,
         image: PinnedImage,
         opts: pulumi.ResourceOptions | None = None,
@@ -69,14 +73,15 @@ class ReverseProxy(pulumi.ComponentResource):
             f"{name}-config",
             "tailnet-edge-config",
             CONFIG_DIR,
-            CADDYFILE_NAME,
-            caddyfile,
+            {CADDYFILE_NAME: caddyfile},
             "edge",
             image.ref,
             image.image,
             limits.user,
         )
-        envs = secret_environment(MASTER_KEY_ENV, master_key, {"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"})
+        # The master key (for LiteLLM) and each client's key (which the edge compares), all secrets.
+        secrets = {MASTER_KEY_ENV: master_key, **client_keys}
+        envs = secret_environment(secrets, {"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"})
         ports, volumes = [], [config.mount]
         if site.exposure == "host-bind":
             # Caddy listens on an unprivileged port inside; the host side is the tailnet IP only.

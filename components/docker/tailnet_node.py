@@ -35,6 +35,8 @@ class TailnetNode(pulumi.ComponentResource):
     - its state lives in a named volume, so a restarted or replaced container is the same node;
     - it serves the rendered serve config (HTTPS on 443 for its own name, proxied to Caddy over the
       edge network, no Funnel) and publishes no host port;
+    - on the edge network it has the fixed address the Caddyfile trusts for Tailscale's identity and
+      capability headers (the top address of the pinned subnet, which Docker never hands out first);
     - userspace networking: no TUN device and no capabilities; hardened as `hardening.py` says.
     """
 
@@ -77,7 +79,7 @@ class TailnetNode(pulumi.ComponentResource):
             "TS_ENABLE_HEALTH_CHECK": "true",
             "TS_LOCAL_ADDR_PORT": HEALTH_ADDR,
         }
-        envs = secret_environment("TS_AUTHKEY", self.auth_key.key, settings_env)
+        envs = secret_environment({"TS_AUTHKEY": self.auth_key.key}, settings_env)
         # tailscaled runs as root (below), whom the nproc limit does not bind; its memory limit holds.
         limits = node.limits
         serve = rendered_config(
@@ -85,8 +87,7 @@ class TailnetNode(pulumi.ComponentResource):
             f"{name}-serve",
             "tailnet-node-serve",
             SERVE_DIR,
-            SERVE_FILE,
-            serve_json,
+            {SERVE_FILE: serve_json},
             "tailnet-node",
             image.ref,
             image.image,
@@ -97,7 +98,10 @@ class TailnetNode(pulumi.ComponentResource):
             name="tailnet-node",
             image=image.ref,
             envs=envs,
-            networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=networks.names[node.network])],
+            # At its pinned address: the edge trusts Tailscale's identity headers from there only.
+            networks_advanced=[
+                docker.ContainerNetworksAdvancedArgs(name=networks.names[node.network], ipv4_address=node.address)
+            ],
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=state.name, container_path=STATE_DIR),
                 serve.mount,

@@ -19,13 +19,17 @@ What the rendered file guarantees:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 
 from ..topology import (
     BACKEND_CHECK_PATH,
+    CLIENT_HEADER,
     EDGE_HEALTH_PORT,
     MASTER_KEY_ENV,
     READINESS_PATH,
+    TAILNET_CLIENT_PREFIX,
+    Client,
     Route,
     Service,
     Topology,
@@ -44,9 +48,12 @@ CLIENT_IDENTITY_HEADERS = (
     "X-Webauth-*",
     "X-Email",
     "X-User",
-    # Set by a Tailscale serve node for its callers; only serve may say who a caller is.
-    "Tailscale-*",
+    # Who the edge says is calling LiteLLM.
+    CLIENT_HEADER,
 )
+# Set by a Tailscale serve node for its callers (it drops a client's own copies): only the gateway's node
+# may say who a caller is.
+TAILSCALE_HEADERS = "Tailscale-*"
 # Query parameters that could carry a key; the access log drops them.
 KEY_QUERY_PARAMETERS = ("api_key", "api-key", "key", "token", "access_token")
 # LiteLLM's own CORS answer is `*` for every origin; the edge decides instead.
@@ -110,7 +117,7 @@ def render_caddyfile(topology: Topology, stack: str) -> str:
     w.close()
     w.close()
     w.line()
-    _identity_snippet(w)
+    _identity_snippet(w, topology)
     if topology.sso is not None and any(r.auth == "sso" for r in topology.routes):
         w.line()
         _sso_snippet(w, topology)
@@ -132,13 +139,17 @@ def render_caddyfile(topology: Topology, stack: str) -> str:
         w.line(f"tls {topology.site.cert_file} {topology.site.key_file}")
     else:
         w.line("# The gateway's Tailscale node terminates TLS and proxies here; no host port leads here.")
+    node_address = _node_address(topology)
+    if node_address is not None:
+        w.line(f"# The gateway's Tailscale node, at its pinned address ({node_address}); see strip_client_identity.")
+        w.line(f"@not_from_node not remote_ip {node_address}")
     w.line()
     _access_log(w)
     w.line()
     _readiness(w, topology)
     for route in topology.routes:
         w.line()
-        _route(w, route)
+        _route(w, route, topology)
     w.line()
     _errors(w)
     w.close()
@@ -162,12 +173,24 @@ def _access_log(w: _Writer) -> None:
     w.close()
 
 
-def _identity_snippet(w: _Writer) -> None:
+def _identity_snippet(w: _Writer, topology: Topology) -> None:
     w.line("# Identity headers are trusted only from the SSO service: drop whatever a client sent.")
     w.open("(strip_client_identity)")
     for name in CLIENT_IDENTITY_HEADERS:
         w.line(f"request_header -{name}")
+    if _node_address(topology) is not None:
+        w.line("# Tailscale's identity headers count only when the gateway's node sent them (serve sets them).")
+        w.line(f"request_header @not_from_node -{TAILSCALE_HEADERS}")
+        w.line("# So the access log can say which tailnet user called (read when the line is written).")
+        w.line("log_append tailnet_user {http.request.header.Tailscale-User-Login}")
+    else:
+        w.line("# No Tailscale node in front of this edge: nothing here may say who a tailnet caller is.")
+        w.line(f"request_header -{TAILSCALE_HEADERS}")
     w.close()
+
+
+def _node_address(topology: Topology) -> str | None:
+    return topology.node.address if topology.node is not None else None
 
 
 def _proxy(w: _Writer, upstream: Service, rewrite: str | None = None, key: bool = False) -> None:
@@ -271,9 +294,9 @@ def _errors(w: _Writer) -> None:
     w.close()
 
 
-def _route(w: _Writer, route: Route) -> None:
-    if route.auth == "bearer":
-        _bearer_route(w, route)
+def _route(w: _Writer, route: Route, topology: Topology) -> None:
+    if route.is_api:
+        _api_route(w, route, topology)
         return
     matcher = "" if route.is_catch_all else f" {route.path}"
     if route.respond is not None:
@@ -315,44 +338,56 @@ def _key_expression(route: Route, key: str) -> str:
     return f"{key} != '' && {each} && ({' + '.join(sources)}) != ''"
 
 
-def _bearer_route(w: _Writer, route: Route) -> None:
+def _matcher_name(client: Client) -> str:
+    return "client_" + client.name.replace("-", "_")
+
+
+def _api_route(w: _Writer, route: Route, topology: Topology) -> None:
     assert route.upstream is not None
     name = route.upstream.name
     directive = f"handle_path {route.path}" if route.strip_prefix else f"handle {route.path}"
-    w.line(f"# {route.path} bypasses SSO for API clients; their key guards it instead.")
+    guard = "their keys guard it" if route.auth == "bearer" else "the tailnet policy guards it"
+    w.line(f"# {route.path} bypasses SSO for API clients; {guard} instead.")
     if route.strip_prefix:
         w.line(f"# handle_path strips {route.prefix} so {name} sees {route.forwarded_paths[0].removesuffix('/*')}.")
     w.open(directive)
     w.open("route")
     w.line("import strip_client_identity")
     w.line("vars api_route true")
-    w.line("# Fail closed: with an empty key, an empty token would pass.")
-    w.line(f'@no_key_configured vars {KEY_PLACEHOLDER} ""')
-    w.line("header @no_key_configured Content-Type application/json")
-    no_key = _json_error("The gateway has no API key configured.", "no_key_configured", 503)
-    w.line(f"respond @no_key_configured `{no_key}` 503")
-    w.line(f"# Only the API: {name}'s docs, admin UI and other key-less pages stay off the tailnet.")
+    if route.to_gateway:
+        w.line("# Fail closed: with an empty key, an empty token would pass.")
+        w.line(f'@no_key_configured vars {KEY_PLACEHOLDER} ""')
+        w.line("header @no_key_configured Content-Type application/json")
+        no_key = _json_error("The gateway has no API key configured.", "no_key_configured", 503)
+        w.line(f"respond @no_key_configured `{no_key}` 503")
+    w.line(f"# Only the paths {name} serves to clients; its docs, admin pages and the rest stay off the tailnet.")
     w.line("@not_api not path " + " ".join(route.forwarded_paths))
     w.line("header @not_api Content-Type application/json")
     w.line(f"respond @not_api `{_json_error('Not found.', 'not_found', 404)}` 404")
     if route.cors_origins:
         _cors_preflight(w, route)
-    w.line("# The client's key, from whichever header it came in (the Authorization scheme in any case).")
-    w.line(f"# Checked here: without a database {name} answers a wrong key with 400, not 401.")
-    w.open("map {http.request.header.Authorization} {bearer_key}")
-    w.line('`~(?i)^bearer\\s+(.+)$` "${1}"')
-    w.line('default ""')
-    w.close()
-    w.line(f"@client_master expression `{_key_expression(route, KEY_PLACEHOLDER)}`")
-    w.line("vars @client_master client master")
+    if route.auth == "bearer":
+        _name_keyed_client(w, route)
+    else:
+        _name_tailnet_caller(w, route)
     w.line("log_append client {vars.client}")
     w.line('@no_client vars client ""')
     w.line("header @no_client Content-Type application/json")
-    w.line('header @no_client WWW-Authenticate "Bearer"')
-    refused = _json_error("Authentication Error, missing or invalid API key.", "auth_error", 401)
+    if route.auth == "bearer":
+        w.line('header @no_client WWW-Authenticate "Bearer"')
+        refused = _json_error("Authentication Error, missing or invalid API key.", "auth_error", 401)
+    else:
+        refused = _json_error(
+            f"Authentication Error: this route needs the tailnet capability {route.capability}.", "auth_error", 401
+        )
     w.line(f"respond @no_client `{refused}` 401")
-    w.line(f"# {name} gets the key one way only, and none of the client's own copies.")
-    w.line(f'request_header Authorization "Bearer {KEY_PLACEHOLDER}"')
+    if route.to_gateway:
+        w.line(f"# {name} gets the master key, once, and the client's name; never the client's own credential.")
+        w.line(f'request_header Authorization "Bearer {KEY_PLACEHOLDER}"')
+    else:
+        w.line(f"# {name} gets the client's name and no credential: the edge has checked it.")
+        w.line("request_header -Authorization")
+    w.line(f"request_header {CLIENT_HEADER} {{vars.client}}")
     w.line("request_header -X-Api-Key")
     w.line("request_header -Api-Key")
     if route.cors_origins:
@@ -363,16 +398,47 @@ def _bearer_route(w: _Writer, route: Route) -> None:
         w.line(">Vary Origin")
         w.close()
     _proxy(w, route.upstream)
+    w.line("# Streams (chat chunks, server-sent events) reach the client as the upstream writes them.")
+    w.line("flush_interval -1")
     for header in CORS_RESPONSE_HEADERS:
         w.line(f"header_down -{header}")
-    w.line(f"# {name} answers 500 when a backend fails: to a client that is a bad gateway (its JSON says why).")
-    w.line("@backend_failed status 500")
-    w.open("handle_response @backend_failed")
-    w.line("copy_response 502")
+    if route.to_gateway:
+        w.line(f"# {name} answers 500 when a backend fails: to a client that is a bad gateway (its JSON says why).")
+        w.line("@backend_failed status 500")
+        w.open("handle_response @backend_failed")
+        w.line("copy_response 502")
+        w.close()
     w.close()
     w.close()
     w.close()
+
+
+def _name_keyed_client(w: _Writer, route: Route) -> None:
+    w.line("# The client's key, from whichever header it came in (the Authorization scheme in any case).")
+    w.open("map {http.request.header.Authorization} {bearer_key}")
+    w.line('`~(?i)^bearer\\s+(.+)$` "${1}"')
+    w.line('default ""')
     w.close()
+    w.line("# Whose key it is: each client allowed here has its own, compared as exact text.")
+    for client in route.clients:
+        matcher = _matcher_name(client)
+        w.line(f"@{matcher} expression `{_key_expression(route, '{env.' + client.key_env + '}')}`")
+        w.line(f"vars @{matcher} client {client.name}")
+
+
+def _name_tailnet_caller(w: _Writer, route: Route) -> None:
+    assert route.capability is not None
+    w.line(f"# A caller the tailnet policy granted {route.capability}, as the node's serve says (it sets the")
+    w.line("# header itself; a client's copy is dropped unless the request comes from the node). A user's")
+    w.line("# device carries its login; a tagged device has none.")
+    pattern = '"' + re.escape(route.capability) + '":\\s*\\['
+    w.line(f"@tailnet_caller header_regexp Tailscale-App-Capabilities `{pattern}`")
+    w.line(f"vars @tailnet_caller client {TAILNET_CLIENT_PREFIX}tagged-device")
+    w.open("@tailnet_user")
+    w.line(f"header_regexp Tailscale-App-Capabilities `{pattern}`")
+    w.line("header Tailscale-User-Login *")
+    w.close()
+    w.line(f"vars @tailnet_user client {TAILNET_CLIENT_PREFIX}{{http.request.header.Tailscale-User-Login}}")
 
 
 def _cors_preflight(w: _Writer, route: Route) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..topology import BACKEND_CHECK_PATH, MASTER_KEY_ENV, Model, Topology
+from .gateway_auth import CUSTOM_AUTH
 
 # A deployment-level allowed_fails on a model group of one deployment makes LiteLLM skip cooldown for it
 # (router_utils/cooldown_handlers.py: the "single deployment" safety net); the number itself is unused.
@@ -39,6 +40,8 @@ def litellm_config(topology: Topology) -> dict[str, Any]:
             # Anthropic-style clients (/v1/messages): translate to chat completions, which llama.cpp and
             # other OpenAI-compatible servers speak, rather than to OpenAI's /v1/responses.
             "use_chat_completions_url_for_anthropic_messages": True,
+            # With custom auth, LiteLLM checks a client's models only when told to (a 403 otherwise).
+            "enable_post_custom_auth_checks": True,
         },
         "router_settings": {
             "allowed_fails": 0,
@@ -49,6 +52,10 @@ def litellm_config(topology: Topology) -> dict[str, Any]:
         "general_settings": {
             # Read from the container environment (a Pulumi secret), so it is never in this file.
             "master_key": f"os.environ/{MASTER_KEY_ENV}",
+            # Who is calling, from the header the edge sets, and which models that client may use: the
+            # module rendered next to this file (gateway_auth.py). No database needed.
+            "custom_auth": CUSTOM_AUTH,
+            "custom_auth_run_common_checks": True,
             # The edge's readiness report asks each backend through LiteLLM (the edge cannot reach the
             # backends' networks); these paths need the master key, and the edge never forwards them.
             "pass_through_endpoints": [

@@ -1,7 +1,9 @@
 """Topology -> the serve config of the gateway's Tailscale node (tailnet-node mode). Pure.
 
 The node answers HTTPS on 443 for its own name (Tailscale issues the certificate) and proxies every
-request to Caddy over the edge network. No Funnel: the gateway is never on the public internet.
+request to Caddy over the edge network, with the caller's identity (Tailscale-User-* for user devices)
+and, for tailnet routes, the caller's granted capabilities. No Funnel: the gateway is never on the
+public internet.
 """
 
 from __future__ import annotations
@@ -17,9 +19,15 @@ CERT_DOMAIN = "${TS_CERT_DOMAIN}"
 
 def serve_config(topology: Topology) -> dict[str, Any]:
     site = f"{CERT_DOMAIN}:{topology.tailnet.port}"
+    handler: dict[str, Any] = {"Proxy": f"http://{EDGE_CONTAINER}:{EDGE_NODE_PORT}"}
+    capabilities = sorted({capability for capability, _ in topology.tailnet.capabilities})
+    if capabilities:
+        # serve puts the caller's grants of these capabilities in Tailscale-App-Capabilities (as JSON),
+        # after dropping any copy the caller sent; the edge's tailnet routes read it.
+        handler["AcceptAppCaps"] = capabilities
     return {
         "TCP": {str(topology.tailnet.port): {"HTTPS": True}},
-        "Web": {site: {"Handlers": {"/": {"Proxy": f"http://{EDGE_CONTAINER}:{EDGE_NODE_PORT}"}}}},
+        "Web": {site: {"Handlers": {"/": handler}}},
         "AllowFunnel": {site: False},
     }
 

@@ -112,11 +112,26 @@ class ModelSettings(_Model):
         return self.backends if self.backends is not None else (BackendRef(service=self.backend or ""),)
 
 
-AuthMode = Literal["sso", "bearer", "none"]
+def _audience(value: str) -> str:
+    # Who may reach the gateway: never everyone. `*` and autogroup:danger-all include outsiders.
+    if value in ("*", "autogroup:danger-all") or value.startswith("autogroup:") and value != "autogroup:member":
+        raise ValueError(f"{value!r} is too broad; name groups, users or tags (or autogroup:member)")
+    if not (value.startswith(("group:", "tag:")) or "@" in value or value == "autogroup:member"):
+        raise ValueError(f"{value!r} is not a group:, tag:, user@domain or autogroup:member")
+    return value
+
+
+# sso: a browser session (forward_auth). bearer: a client's key. tailnet: the caller's tailnet identity, as the
+# gateway's own Tailscale node vouches for it (tailnet-node mode). none: health and SSO endpoints.
+AuthMode = Literal["sso", "bearer", "tailnet", "none"]
+API_AUTH = ("bearer", "tailnet")
 # How an API client may present its key: `Authorization: Bearer` (OpenAI's SDKs), `x-api-key` (Anthropic's),
 # `api-key` (Azure's).
 KeyHeader = Literal["authorization", "x-api-key", "api-key"]
 _ORIGIN = re.compile(r"^https?://[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?$")
+# An application capability is named after a domain its owner controls (Tailscale's convention).
+_LABEL = r"[a-z0-9]([a-z0-9-]*[a-z0-9])?"
+_CAPABILITY = re.compile(rf"^{_LABEL}(\.{_LABEL})+/[A-Za-z0-9][A-Za-z0-9/_.-]*$")
 
 
 class RouteSettings(_Model):
@@ -129,8 +144,22 @@ class RouteSettings(_Model):
     allow_paths: tuple[str, ...] | None = None
     # For bearer routes: the headers a client may put its key in (default: all three).
     key_headers: tuple[KeyHeader, ...] | None = Field(default=None, min_length=1)
-    # For bearer routes: browser origins whose pages may call the API (CORS); none by default.
+    # For API routes: browser origins whose pages may call the API (CORS); none by default.
     cors_origins: tuple[str, ...] = ()
+    # For tailnet routes: the application capability the tailnet policy grants its callers (default:
+    # <tailnetHost>/cap/<route>), and who gets it (default: tailnetPolicy.audiences).
+    capability: str | None = None
+    audiences: tuple[Annotated[str, AfterValidator(_audience)], ...] | None = Field(default=None, min_length=1)
+
+    @field_validator("capability")
+    @classmethod
+    def _capability_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            if not _CAPABILITY.fullmatch(value):
+                raise ValueError(f"{value!r} is not a capability name such as example.com/cap/llm")
+            if value.startswith("tailscale.com/"):
+                raise ValueError(f"{value!r}: tailscale.com/ capabilities are Tailscale's own")
+        return value
 
     @field_validator("cors_origins")
     @classmethod
@@ -172,13 +201,15 @@ class RouteSettings(_Model):
             raise ValueError("stripPrefix needs a prefix path ending in /*")
         if self.respond is not None and self.auth != "none":
             raise ValueError("a 'respond' route serves a fixed body; its auth must be 'none'")
-        for name, value in (
-            ("allowPaths", self.allow_paths),
-            ("keyHeaders", self.key_headers),
-            ("corsOrigins", self.cors_origins or None),
+        for name, value, modes in (
+            ("allowPaths", self.allow_paths, API_AUTH),
+            ("corsOrigins", self.cors_origins or None, API_AUTH),
+            ("keyHeaders", self.key_headers, ("bearer",)),
+            ("capability", self.capability, ("tailnet",)),
+            ("audiences", self.audiences, ("tailnet",)),
         ):
-            if value is not None and self.auth != "bearer":
-                raise ValueError(f"{name} applies only to bearer routes")
+            if value is not None and self.auth not in modes:
+                raise ValueError(f"{name} applies only to {' and '.join(modes)} routes")
         return self
 
     @property
@@ -189,10 +220,24 @@ class RouteSettings(_Model):
 
     @property
     def forwarded_paths(self) -> tuple[str, ...]:
-        # Bearer routes forward only the OpenAI-compatible API unless the settings say otherwise.
-        if self.auth != "bearer":
+        # API routes forward only the OpenAI-compatible API unless the settings say otherwise.
+        if self.auth not in API_AUTH:
             return ()
         return self.allow_paths if self.allow_paths is not None else ("/v1/*",)
+
+
+ClientName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$", max_length=32)]
+
+
+class ClientSettings(_Model):
+    """One API client (a laptop, a CI job, a tool): its own key, the API routes and models it may use."""
+
+    # Paths of bearer routes, as written in `routes` (default: every bearer route).
+    routes: tuple[str, ...] | None = Field(default=None, min_length=1)
+    # Model names (default: every model).
+    models: tuple[str, ...] | None = Field(default=None, min_length=1)
+    # Raise it to rotate a generated key (the next `pulumi up` makes a new one for this client only).
+    key_version: int = Field(default=1, ge=1)
 
 
 class SsoSettings(_Model):
@@ -270,15 +315,6 @@ class EdgeSettings(_Model):
 
 
 _TAG = r"^tag:[A-Za-z0-9][A-Za-z0-9-]*$"
-
-
-def _audience(value: str) -> str:
-    # Who may reach the gateway: never everyone. `*` and autogroup:danger-all include outsiders.
-    if value in ("*", "autogroup:danger-all") or value.startswith("autogroup:") and value != "autogroup:member":
-        raise ValueError(f"{value!r} is too broad; name groups, users or tags (or autogroup:member)")
-    if not (value.startswith(("group:", "tag:")) or "@" in value or value == "autogroup:member"):
-        raise ValueError(f"{value!r} is not a group:, tag:, user@domain or autogroup:member")
-    return value
 
 
 def _identity(value: str) -> str:
@@ -364,6 +400,9 @@ class Settings(_Model):
     sso: SsoSettings = SsoSettings()
     timeouts: TimeoutSettings = TimeoutSettings()
     tailnet_policy: TailnetPolicySettings
+    # API clients, each with a key of its own (the `clientKeys` secret, or generated). None: clients use
+    # the master key.
+    clients: dict[ClientName, ClientSettings] = {}
 
     @field_validator("tailnet_host")
     @classmethod
@@ -389,6 +428,12 @@ class Settings(_Model):
         return cls.from_mapping(read_stack_file(path, project))
 
     @classmethod
-    def from_pulumi_config(cls, project: str = PROJECT) -> Settings:
-        """Read the engine's config for this project (for `pulumi up`)."""
+    def from_pulumi_config(cls, project: str = PROJECT, stack_file: Path | None = None) -> Settings:
+        """Read the engine's config for this project (for `pulumi up`).
+
+        The engine says only whether a whole setting holds a secret; when the stack file is at hand it is
+        checked too, so a client key written in plain text beside secret ones is still refused.
+        """
+        if stack_file is not None and stack_file.exists():
+            read_stack_file(stack_file, project)
         return cls.from_mapping(read_engine_config(project))

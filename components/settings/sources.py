@@ -21,6 +21,9 @@ from .messages import did_you_mean
 PROJECT = "tailnet-llm-gateway"
 # Keys the settings model does not hold, but a stack file may carry. They must be `secure:` values.
 SECRET_KEYS = frozenset({"masterKey"})
+# Each client's own key, one `secure:` value per client name (`pulumi config set --secret --path
+# clientKeys.<name> <key>`). Only the names reach the settings, to check them; the keys stay secrets.
+CLIENT_KEYS = "clientKeys"
 # The configuration keys of the providers this program uses (pulumi_docker and pulumi_tailscale's
 # config/vars.py; a test keeps these equal), and the engine's own.
 PROVIDER_KEYS = {
@@ -63,6 +66,7 @@ def project_values(config: Mapping[str, Any], project: str, is_secret: IsSecret)
     """This project's settings without their namespace; every other key checked and dropped."""
     values: dict[str, Any] = {}
     namespaces = [project, *PROVIDER_KEYS]
+    client_keys: list[str] = []
     for full_key, value in config.items():
         namespace, _, key = str(full_key).partition(":")
         if not key:
@@ -72,6 +76,9 @@ def project_values(config: Mapping[str, Any], project: str, is_secret: IsSecret)
                 if not is_secret(str(full_key), value):
                     raise SettingsError(key, "must be a secret: pulumi config set --secret " + key)
                 continue
+            if key == CLIENT_KEYS:
+                client_keys = _client_key_names(str(full_key), value, is_secret)
+                continue
             values[key] = value
         elif namespace in PROVIDER_KEYS:
             if key not in PROVIDER_KEYS[namespace]:
@@ -80,17 +87,53 @@ def project_values(config: Mapping[str, Any], project: str, is_secret: IsSecret)
                 )
         else:
             raise SettingsError(str(full_key), f"unknown namespace '{namespace}'{did_you_mean(namespace, namespaces)}")
+    clients = values.get("clients")
+    known = list(clients) if isinstance(clients, dict) else []
+    for name in client_keys:
+        if name not in known:
+            raise SettingsError(
+                f"{CLIENT_KEYS}.{name}", f"names no client in 'clients'{did_you_mean(name, known)}; remove the key"
+            )
     return values
+
+
+def _client_key_names(full_key: str, value: Any, is_secret: IsSecret) -> list[str]:
+    """The client names of `clientKeys`, once every key is known to be a secret."""
+    if not isinstance(value, dict):
+        raise SettingsError(CLIENT_KEYS, "must map client names to secret keys")
+    for name, key in value.items():
+        if not is_secret(full_key, key):
+            raise SettingsError(
+                f"{CLIENT_KEYS}.{name}",
+                f"must be a secret: pulumi config set --secret --path {CLIENT_KEYS}.{name} <key>",
+            )
+    return [str(name) for name in value]
 
 
 def _is_secure_value(_key: str, value: Any) -> bool:
     return isinstance(value, dict) and set(value) == {"secure"}
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping is an error, not a silent overwrite
+    (two clients of one name would otherwise become one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}; each name may appear once", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_stack_file(path: Path, project: str = PROJECT) -> dict[str, Any]:
     """The project's settings from `Pulumi.<stack>.yaml`; `secure:` values are checked, then skipped."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except OSError as error:
         raise SettingsError(str(path), f"cannot read the stack file ({error.strerror})") from None
     except yaml.MarkedYAMLError as error:

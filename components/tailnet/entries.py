@@ -34,7 +34,12 @@ def gateway_policy(access: TailnetAccess) -> GatewayPolicy:
         # The tag is owned (so keys and devices may carry it) only when a device carries it.
         tag_owners={} if access.host_entry else {access.tag: list(access.owners)},
         hosts=dict([access.host_entry]) if access.host_entry else {},
-        # Only the edge's port: LiteLLM's host port and SSH stay unreachable from the tailnet.
-        grants=[{"src": list(access.audiences), "dst": [target], "ip": [f"tcp:{access.port}"]}],
+        # Only the edge's port: LiteLLM's host port and SSH stay unreachable from the tailnet. Tailnet
+        # routes: their audiences reach the port and get the route's capability, which serve hands to the edge.
+        grants=[{"src": list(access.audiences), "dst": [target], "ip": [f"tcp:{access.port}"]}]
+        + [
+            {"src": list(audiences), "dst": [target], "ip": [f"tcp:{access.port}"], "app": {capability: [{}]}}
+            for capability, audiences in access.capabilities
+        ],
         tests=tests,
     )

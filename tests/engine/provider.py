@@ -7,8 +7,9 @@ internal/provider/resource_docker_container_funcs.go and resource_docker_network
 
 - container create: ContainerCreate with the declared config and no network config (Docker attaches
   the default bridge); with `networks_advanced`, disconnect `bridge` and connect each network with its
-  aliases; then each upload as a one-file tar extracted at "/"; then start, unless `start` is false;
-  with `wait`, inspect every second until the healthcheck says healthy, failing after `wait_timeout`
+  aliases (and `ipv4_address`, the endpoint's fixed address); then each upload as a one-file tar
+  extracted at "/"; then start, unless `start` is false; with `wait`, inspect every second until the
+  healthcheck says healthy, failing after `wait_timeout`
   seconds; a container that is not running although `must_run` is deleted and reported as failed;
 - container delete: stop with `destroy_grace_seconds` when set, then force-remove with its anonymous
   volumes; in-place updates for restart and memory settings, everything else replaces the container;
@@ -449,7 +450,10 @@ class Engine:
                     raise EngineError(f"Unable to disconnect the default network: {error.explanation}") from None
             for network in inputs["networksAdvanced"]:
                 self.api.connect_container_to_network(
-                    container_id, self.sub.name(network["name"]), aliases=network.get("aliases")
+                    container_id,
+                    self.sub.name(network["name"]),
+                    aliases=network.get("aliases"),
+                    ipv4_address=network.get("ipv4Address"),
                 )
         try:
             self._upload_and_start(name, container_id, inputs)

@@ -45,8 +45,20 @@ def node(docker_client, stand_in_images) -> Deployment:
         engine.purge()
 
 
-def _probe(client, engine: Engine, *argv: str, volumes: list[str] | None = None, network: str | None = None) -> str:
-    """Run a one-off busybox command in a labelled container on a test network; its output."""
+def _probe(
+    client,
+    engine: Engine,
+    *argv: str,
+    volumes: list[str] | None = None,
+    network: str | None = None,
+    address: str | None = None,
+) -> str:
+    """Run a one-off busybox command in a labelled container on a test network (at `address`, if
+    given); its output."""
+    networking = None
+    if network and address:
+        endpoint = client.api.create_endpoint_config(ipv4_address=address)
+        networking = client.api.create_networking_config({engine.sub.name(network): endpoint})
     container = client.api.create_container(
         parse_image(CADDY_IMAGE).tagged,
         entrypoint=list(argv),
@@ -55,6 +67,7 @@ def _probe(client, engine: Engine, *argv: str, volumes: list[str] | None = None,
         host_config=client.api.create_host_config(
             binds=volumes, network_mode=engine.sub.name(network) if network else "none", read_only=True
         ),
+        networking_config=networking,
     )
     try:
         client.api.start(container["Id"])
@@ -64,8 +77,16 @@ def _probe(client, engine: Engine, *argv: str, volumes: list[str] | None = None,
         client.api.remove_container(container["Id"], force=True)
 
 
-def _edge_get(client, deployment: Deployment, path: str, key: str | None) -> str:
-    header = ["--header", f"Authorization: Bearer {key}"] if key else []
+def _edge_get(
+    client,
+    deployment: Deployment,
+    path: str,
+    key: str | None,
+    headers: tuple[str, ...] = (),
+    address: str | None = None,
+) -> str:
+    sent = [f"Authorization: Bearer {key}"] * bool(key) + list(headers)
+    flags = [part for header in sent for part in ("--header", header)]
     return _probe(
         client,
         deployment.engine,
@@ -74,9 +95,10 @@ def _edge_get(client, deployment: Deployment, path: str, key: str | None) -> str
         "-S",
         "-O",
         "-",
-        *header,
+        *flags,
         f"http://tailnet-edge:8081{path}",
         network="proxy-net",
+        address=address,
     )
 
 
@@ -126,6 +148,30 @@ def test_edge_publishes_no_port_and_serves_the_node_over_proxy_net(node, docker_
     assert "200 OK" in listed and '"local-chat"' in listed, f"the node could not reach the API: {listed[:400]}"
     refused = _edge_get(docker_client, node, "/llm/v1/models", None)
     assert "401 Unauthorized" in refused and '"local-chat"' not in refused, f"no key was let through: {refused[:400]}"
+
+
+def test_tailscale_identity_counts_only_from_the_nodes_pinned_address(node, docker_client):
+    """A container at the node's address (where the node would be) is believed; one elsewhere on
+    proxy-net, sending the same Tailscale-User-Login, is not. Read from the edge's access log."""
+    (attachment,) = node.run.containers[NODE].inputs["networksAdvanced"]
+    pinned = attachment["ipv4Address"]
+    for who, address in (("node", pinned), ("other", None)):
+        login = f"{who}-{new_run_id()}@example.com"
+        answer = _edge_get(
+            docker_client, node, f"/llm/v1/models?who={who}", node.key, (f"Tailscale-User-Login: {login}",), address
+        )
+        assert "200 OK" in answer, f"the request from {who} failed: {answer[:300]}"
+        lines = [
+            line
+            for line in logs(docker_client, node.engine.container_id("tailnet-edge")).splitlines()
+            if f"who={who}" in line and "http.log.access" in line
+        ]
+        assert len(lines) == 1, f"no access log line for the {who} request"
+        entry = json.loads(lines[0])
+        expected = login if who == "node" else ""
+        assert entry.get("tailnet_user") == expected, (
+            f"a request from {address or 'another container'} was logged as tailnet user {entry.get('tailnet_user')!r}"
+        )
 
 
 @pytest.mark.parametrize("name", SERVICES)

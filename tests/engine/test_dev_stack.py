@@ -83,9 +83,9 @@ def test_every_network_volume_and_container_is_created(dev, docker_client):
 def test_rendered_files_reach_the_running_services(dev, docker_client, name):
     """Finding 1: Docker refuses uploads into a read-only root; the config writer puts them in a volume."""
     role = {"tailnet-edge": "edge", "model-gateway": "model-gateway"}[name]
-    (upload,) = dev.run.config_writers[role].inputs["uploads"]
-    code, content = exec_in(docker_client, dev.engine.container_id(name), "cat", upload["file"])
-    assert code == 0 and content == upload["content"], f"{name} does not run the rendered file"
+    for upload in dev.run.config_writers[role].inputs["uploads"]:
+        code, content = exec_in(docker_client, dev.engine.container_id(name), "cat", upload["file"])
+        assert code == 0 and content == upload["content"], f"{name} does not run the rendered {upload['file']}"
 
 
 @pytest.mark.parametrize("name", SERVICES)
