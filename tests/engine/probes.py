@@ -33,6 +33,19 @@ def logs(client: docker.DockerClient, container_id: str) -> str:
     return client.api.logs(container_id).decode(errors="replace")
 
 
+def log_lines(
+    client: docker.DockerClient, container_id: str, *needles: str, count: int = 1, timeout_s: float = 10.0
+) -> list[str]:
+    """The log lines holding every needle, once `count` of them are there or `timeout_s` has passed: the
+    engine writes a container's output to its log asynchronously, so a line can lag the response."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = [line for line in logs(client, container_id).splitlines() if all(n in line for n in needles)]
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def refusals(text: str) -> list[str]:
     return [line for line in text.splitlines() if any(word in line.lower() for word in REFUSALS)]
 

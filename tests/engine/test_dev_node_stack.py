@@ -15,7 +15,7 @@ import pytest
 from components.images import CADDY_IMAGE, parse_image
 from tests.conftest import stack_values
 from tests.engine.conftest import new_key, new_run_id
-from tests.engine.probes import logs, process_status, refusals
+from tests.engine.probes import log_lines, logs, process_status, refusals
 from tests.engine.provider import CONTAINER, NETWORK, VOLUME, Engine
 from tests.program_run import ProgramRun, run_program
 
@@ -161,11 +161,7 @@ def test_tailscale_identity_counts_only_from_the_nodes_pinned_address(node, dock
             docker_client, node, f"/llm/v1/models?who={who}", node.key, (f"Tailscale-User-Login: {login}",), address
         )
         assert "200 OK" in answer, f"the request from {who} failed: {answer[:300]}"
-        lines = [
-            line
-            for line in logs(docker_client, node.engine.container_id("tailnet-edge")).splitlines()
-            if f"who={who}" in line and "http.log.access" in line
-        ]
+        lines = log_lines(docker_client, node.engine.container_id("tailnet-edge"), f"who={who}", "http.log.access")
         assert len(lines) == 1, f"no access log line for the {who} request"
         entry = json.loads(lines[0])
         expected = login if who == "node" else ""

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import stack_values
 from tests.engine.conftest import DEV_CERT_DIR, DEV_HOST, new_key, new_run_id
-from tests.engine.probes import Edge, OutageMeter, exec_in, logs, process_status, refusals
+from tests.engine.probes import Edge, OutageMeter, exec_in, log_lines, logs, process_status, refusals
 from tests.engine.provider import CONTAINER, NETWORK, VOLUME, Engine
 from tests.program_run import ProgramRun, run_program
 
@@ -142,8 +142,9 @@ def test_readiness_asks_litellm_across_the_network_and_says_only_ok_or_failing(d
 def test_access_log_reaches_the_container_log_without_the_key(dev, docker_client):
     marker = new_run_id()
     dev.edge.get(f"/llm/v1/models?m={marker}", _auth(dev.key))
-    text = logs(docker_client, dev.engine.container_id("tailnet-edge"))
-    lines = [line for line in text.splitlines() if marker in line and '"http.log.access' in line]
+    container_id = dev.engine.container_id("tailnet-edge")
+    lines = log_lines(docker_client, container_id, marker, '"http.log.access')
+    text = logs(docker_client, container_id)
     assert len(lines) == 1 and '"client":"master"' in lines[0] and '"status":200' in lines[0], (
         f"no access log line says who called the API: {lines}"
     )
