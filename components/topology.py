@@ -28,6 +28,7 @@ from policy.gateway_contract import (
 
 from .addresses import HostPort, is_unspecified
 from .errors import SettingsError
+from .gateway_process import Server
 from .images import ImageRef
 from .settings import ContainerLimits, Settings
 from .settings.messages import did_you_mean
@@ -251,6 +252,7 @@ class Gateway:
     workers: int
     limits: Limits
     image: ImageRef
+    server: Server = "granian"
 
     @property
     def local_api_url(self) -> str:
@@ -495,6 +497,7 @@ def build_topology(settings: Settings) -> Topology:
             service=gateway_service,
             host_bind=settings.gateway.bind,
             workers=settings.gateway.workers,
+            server=settings.gateway.server,
             limits=_limits(settings.gateway.limits),
             image=settings.gateway.image_ref,
         ),

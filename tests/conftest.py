@@ -93,7 +93,13 @@ def local_edge(request, tmp_path_factory) -> LocalEdge:
         out = render(stack, work / "rendered", ROOT, ports, edge_port)
         keyless_out = render(stack, work / "rendered-keyless", ROOT, ports, keyless_port)
         echo_out = render(stack, work / "rendered-echo", ROOT, {**ports, "model-gateway": api_echo_port}, echo_port)
-        processes.append(start_litellm(out / "litellm.yaml", ports["model-gateway"], log_dir, key, GATEWAY_ENV))
+        # As the stack starts it: the server and worker count the settings give.
+        gateway = build_topology(Settings.from_mapping(stack_values(stack))).gateway
+        processes.append(
+            start_litellm(
+                out / "litellm.yaml", ports["model-gateway"], log_dir, key, GATEWAY_ENV, gateway.workers, gateway.server
+            )
+        )
         processes.append(start_caddy(out / "Caddyfile", edge_port, log_dir, key))
         # The same edge with an empty key at run time: the bearer route must fail closed.
         processes.append(start_caddy(keyless_out / "Caddyfile", keyless_port, log_dir, "", name="caddy-keyless"))
@@ -231,7 +237,18 @@ def clients_edge(tmp_path_factory) -> ClientsEdge:
             echo=echo,
             mcp=mcp,
         )
-        processes.append(start_litellm(out / "litellm.yaml", ports["model-gateway"], log_dir, master_key, GATEWAY_ENV))
+        gateway = build_topology(Settings.from_mapping(clients_stack_values())).gateway
+        processes.append(
+            start_litellm(
+                out / "litellm.yaml",
+                ports["model-gateway"],
+                log_dir,
+                master_key,
+                GATEWAY_ENV,
+                gateway.workers,
+                gateway.server,
+            )
+        )
         processes.append(start_caddy(out / "Caddyfile", edge_port, log_dir, master_key, env=edge.caddy_env))
         processes.append(
             start_caddy(echo_out / "Caddyfile", echo_port, log_dir, master_key, name="caddy-echo", env=edge.caddy_env)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import httpx
 
+from components.gateway_process import Server, gateway_process
+
 BIN_DIR = Path(sys.executable).parent
 
 
@@ -122,22 +124,23 @@ def start_caddy(
     return proc
 
 
-def start_litellm(config: Path, port: int, log_dir: Path, key: str, env: dict[str, str], workers: int = 1) -> Process:
+def start_litellm(
+    config: Path,
+    port: int,
+    log_dir: Path,
+    key: str,
+    env: dict[str, str],
+    workers: int = 1,
+    server: Server = "granian",
+    name: str = "litellm",
+) -> Process:
+    """LiteLLM started as the container starts it (components/gateway_process.py), on loopback."""
+    process = gateway_process(server, workers, str(config), "127.0.0.1", port)
     proc = Process(
-        "litellm",
-        [
-            str(binary("litellm")),
-            "--config",
-            str(config),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--num_workers",
-            str(workers),
-        ],
+        name,
+        process.local_argv(sys.executable, str(binary("litellm"))),
         log_dir,
-        env={**env, "LITELLM_MASTER_KEY": key, "HOME": str(log_dir)},
+        env={**env, **process.env, "LITELLM_MASTER_KEY": key, "HOME": str(log_dir)},
     )
     try:
         proc.wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout_s=90, ok=lambda r: r.status_code == 200)
@@ -161,3 +164,17 @@ def start_fake_backend(port: int, name: str, log_dir: Path) -> Process:
         proc.stop()
         raise
     return proc
+
+
+# The line each server writes when it starts a worker process (uvicorn: also for its one in-process worker).
+_WORKER_STARTED = {
+    "granian": "Spawning worker-",
+    "gunicorn": "Booting worker with pid",
+    "uvicorn": "Started server process",
+}
+
+
+def worker_restarts(log: str, server: Server, workers: int) -> int:
+    """How many workers a server started beyond the ones it was asked for: each one replaced a worker
+    that died or was killed (uvicorn kills one that misses its health ping while importing LiteLLM)."""
+    return max(0, log.count(_WORKER_STARTED[server]) - workers)

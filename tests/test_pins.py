@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import re
+from importlib.metadata import requires
+from typing import get_args
 
+from packaging.requirements import Requirement
+
+from components.gateway_process import Server
 from components.images import CADDY_IMAGE, CADDY_VERSION, LITELLM_IMAGE, LITELLM_VERSION, parse_image
 from tests.conftest import ROOT
 
@@ -32,3 +37,15 @@ def test_deployed_versions_meet_the_advisory_floors():
     litellm = tuple(int(p) for p in LITELLM_VERSION.split("."))
     assert caddy >= (2, 11, 4), "Caddy below 2.11.4 has known path-matcher and header-strip bypasses"
     assert litellm >= (1, 84, 0), "LiteLLM below 1.84.0 has a Host-header auth bypass"
+
+
+def test_every_gateway_server_ships_with_the_pinned_litellm_proxy_extra():
+    """The official image installs LiteLLM's `proxy` extra into the venv first on its PATH
+    (docker/Dockerfile.non_root), so a server from that extra is there to run."""
+    extra = {
+        req.name.lower()
+        for req in map(Requirement, requires("litellm") or [])
+        if req.marker is not None and req.marker.evaluate({"extra": "proxy"})
+    }
+    missing = set(get_args(Server)) - extra
+    assert not missing, f"the LiteLLM image may not have {sorted(missing)}: the gateway would not start"

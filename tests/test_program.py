@@ -183,17 +183,21 @@ def test_a_service_carries_the_hash_of_its_rendered_file(dev_run, role, containe
     )
 
 
-def test_gateway_runs_one_worker_by_default(dev_run):
-    command = dev_run.containers["model-gateway"].inputs["command"]
-    assert command[command.index("--num_workers") + 1] == "1", (
-        "with two workers on two cores uvicorn kills workers still importing LiteLLM, and start-up loops"
+def test_gateway_runs_one_granian_worker_by_default(dev_run):
+    inputs = dev_run.containers["model-gateway"].inputs
+    command = inputs["command"]
+    assert inputs["entrypoints"] == ["python3", "-m", "granian"], "LiteLLM would run under another server"
+    assert command[command.index("--workers") + 1] == "1", (
+        "a second worker holds a second LiteLLM (about 300 MiB) and uvicorn's start-up could loop on 2 cores"
     )
+    assert command[-1] == "litellm.proxy.proxy_server:app", "granian would serve another app"
+    env, _ = unwrap(inputs["envs"])
+    assert "CONFIG_FILE_PATH=/etc/litellm/config.yaml" in env, "LiteLLM would start without its config"
 
 
 def test_each_container_runs_the_uploaded_config(dev_run):
-    assert dev_run.containers["model-gateway"].inputs["command"][:2] == ["--config", "/etc/litellm/config.yaml"], (
-        "LiteLLM would not load the rendered config"
-    )
+    env, _ = unwrap(dev_run.containers["model-gateway"].inputs["envs"])
+    assert "CONFIG_FILE_PATH=/etc/litellm/config.yaml" in env, "LiteLLM would not load the rendered config"
     assert dev_run.containers["tailnet-edge"].inputs["command"][3] == "/etc/caddy/rendered/Caddyfile", (
         "Caddy would not load the rendered Caddyfile"
     )

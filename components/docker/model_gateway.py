@@ -5,6 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
+from ..gateway_process import gateway_process
 from ..render.gateway_auth import GATEWAY_AUTH_FILE
 from ..topology import GATEWAY_ENV, MASTER_KEY_ENV, Gateway
 from .hardening import (
@@ -82,23 +83,16 @@ class ModelGateway(pulumi.ComponentResource):
             image.image,
             limits.user,
         )
-        envs = secret_environment({MASTER_KEY_ENV: master_key}, GATEWAY_ENV)
+        # 0.0.0.0 is the container's own namespace: the host side is limited by `ports` below.
+        process = gateway_process(gateway.server, gateway.workers, CONFIG_PATH, "0.0.0.0", service.port)
+        envs = secret_environment({MASTER_KEY_ENV: master_key}, {**GATEWAY_ENV, **process.env})
         self.container = docker.Container(
             name,
             name=service.name,
             image=image.ref,
-            # The image's entrypoint runs `litellm "$@"`. 0.0.0.0 is the container's own namespace:
-            # the host side is limited by `ports` below.
-            command=[
-                "--config",
-                CONFIG_PATH,
-                "--host",
-                "0.0.0.0",
-                "--port",
-                str(service.port),
-                "--num_workers",
-                str(gateway.workers),
-            ],
+            # None: the image's entrypoint, which runs `litellm "$@"`.
+            entrypoints=list(process.entrypoint) if process.entrypoint is not None else None,
+            command=list(process.args),
             envs=envs,
             ports=[docker.ContainerPortArgs(internal=service.port, external=bind.port, ip=bind.host)],
             networks_advanced=[

@@ -3,7 +3,7 @@
 The master key is referenced as `os.environ/LITELLM_MASTER_KEY`, never written. Header-trusting auth
 (`enable_oauth2_proxy_auth`) is never enabled: the bypass route passes client headers through.
 
-How faults are handled (measured with LiteLLM 1.106.2):
+How faults are handled (measured with LiteLLM 1.98.1, the pinned release, and 1.106.2):
 - a model served by one backend is never put in cooldown: LiteLLM would otherwise answer every client
   with 429 "No deployments available" for a while after a single 404 or a short outage, though there is
   nothing else to fail over to;

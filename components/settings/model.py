@@ -28,6 +28,7 @@ from pydantic.alias_generators import to_camel
 from policy.gateway_contract import SHARED_UIDS
 
 from ..addresses import HostPort, require_hostname, require_loopback_bind, require_tailscale_ip
+from ..gateway_process import Server
 from ..images import CADDY_IMAGE, LITELLM_IMAGE, TAILSCALE_IMAGE, ImageRef, parse_image
 from .messages import describe
 from .sources import PROJECT, SECRET_KEYS, read_engine_config, read_stack_file
@@ -283,8 +284,10 @@ class ContainerLimits(_Model):
 class GatewaySettings(_Model):
     service: Name = "model-gateway"
     host_bind: str = "127.0.0.1:11435"
-    # uvicorn worker processes. One by default: with two on a 2-core host uvicorn killed workers that
-    # missed its 5 s health ping while still importing LiteLLM, and a start-up could loop for minutes.
+    # The HTTP server that runs LiteLLM (see components/gateway_process.py for what each costs).
+    server: Server = "granian"
+    # Worker processes. One by default: each holds a whole LiteLLM (about 300 MiB), and with two on a
+    # 2-core host uvicorn killed workers that missed its 5 s health ping while still importing LiteLLM.
     workers: int = Field(default=1, ge=1, le=32)
     image: Image = LITELLM_IMAGE
     limits: ContainerLimits = ContainerLimits(memory_mb=2048, pids=512)

@@ -14,7 +14,7 @@ Where a stand-in differs from the official image, and why that does not weaken w
   busybox instead of Alpine's: it provides the `wget` the healthcheck calls and the `sh` the tests
   exec. Alpine's ca-certificates, curl and mailcap are missing; nothing here fetches over TLS or serves
   files by MIME type.
-- litellm (`ghcr.io/berriai/litellm-non_root:v1.106.2`): the pinned `litellm[proxy]` and `prisma`, pip-
+- litellm (`ghcr.io/berriai/litellm-non_root:v1.98.1`): the pinned `litellm[proxy]` and `prisma`, pip-
   installed into `/app/.venv`, run by this machine's CPython 3.11 (copied with the shared libraries it
   and the installed extensions need) instead of Wolfi's; the same entrypoint script contract
   (`/app/docker/prod_entrypoint.sh` runs `litellm "$@"`), command (`--port 4000`), user (`nobody`),
