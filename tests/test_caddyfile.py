@@ -264,19 +264,6 @@ def test_upstream_override_moves_every_use_of_a_service(dev_topology):
 
 def test_http3_is_off_on_every_server(caddyfile, tmp_path):
     """Caddy would advertise `Alt-Svc: h3=":8443"`, its in-container port, and no UDP port is published."""
-    import json
-    import subprocess
-
-    path = tmp_path / "Caddyfile"
-    path.write_text(caddyfile)
-    adapted = subprocess.run(
-        [str(binary("caddy")), "adapt", "--config", str(path), "--adapter", "caddyfile"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"HOME": str(tmp_path)},
-    )
-    assert adapted.returncode == 0, adapted.stderr[-2000:]
-    servers = json.loads(adapted.stdout)["apps"]["http"]["servers"]
+    servers = adapt(caddyfile, tmp_path)["apps"]["http"]["servers"]
     for name, server in servers.items():
         assert server.get("protocols") == ["h1", "h2"], f"server {name} would offer HTTP/3: {server.get('protocols')}"
