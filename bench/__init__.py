@@ -1,1 +1,1 @@
-"""Benchmarks (not part of the test suite): python -m bench.edge."""
+"""Benchmarks (not part of the test suite): python -m bench."""

@@ -174,7 +174,7 @@ def table(results: dict) -> str:
         f"{'figure':<38}{'value':>12}  target",
     ]
     for name, value in results["summary"].items():
-        lines.append(f"{name:<38}{value:>12.2f}  {_verdict(name, value)}")
+        lines.append(f"{name:<38}{value:>12.3f}  {_verdict(name, value)}")
     lines += ["", "latency at one request at a time (ms)", f"{'path':<38}{'p50':>8}{'p90':>8}{'p99':>8}"]
     for label, key in (("0 ms backend", "chat_c1"), ("50 ms backend", "chat_c1_slow")):
         for target, figures in results["paths"][key].items():
