@@ -22,6 +22,8 @@ from tests.engine.provider import TEST_LABEL
 # The dev stack's host-bind names: its tailnet host, and the cert directory it mounts.
 DEV_HOST = "gpu-box.tail0a1b2c.ts.net"
 DEV_CERT_DIR = "/srv/caddy/certs"
+# Finding 6: with a 30 s interval and no start_interval in Docker 20.10, `pulumi up` waited about 61 s.
+HEALTHY_WITHIN_S = 20.0
 
 HOW_TO_RUN = "no Docker engine answers: run `sudo scripts/engine` (installs and starts one), then the tests again"
 
@@ -77,3 +79,9 @@ def new_key() -> str:
 
 def new_run_id() -> str:
     return secrets.token_hex(6)
+
+
+def assert_healthy_soon(time_to_healthy: dict[str, float], names) -> None:
+    """Each container reported healthy within HEALTHY_WITHIN_S of its start."""
+    slow = {name: round(time_to_healthy[name], 1) for name in names if time_to_healthy[name] > HEALTHY_WITHIN_S}
+    assert not slow, f"`pulumi up` would wait this long (s) for a healthy container: {slow}"

@@ -14,7 +14,7 @@ import pytest
 
 from components.images import CADDY_IMAGE, parse_image
 from tests.conftest import stack_values
-from tests.engine.conftest import new_key, new_run_id
+from tests.engine.conftest import assert_healthy_soon, new_key, new_run_id
 from tests.engine.probes import log_lines, logs, process_status, refusals
 from tests.engine.provider import CONTAINER, NETWORK, VOLUME, Engine
 from tests.program_run import ProgramRun, run_program
@@ -126,6 +126,7 @@ def test_everything_but_the_node_is_created_and_healthy(node, docker_client):
         health = docker_client.api.inspect_container(node.engine.container_id(name))["State"]["Health"]["Status"]
         assert health == "healthy", f"{name} is {health}"
     print(f"\ntime to healthy (s): { {k: round(v, 1) for k, v in node.engine.time_to_healthy.items()} }")
+    assert_healthy_soon(node.engine.time_to_healthy, SERVICES)
 
 
 def test_serve_config_reaches_the_volume_the_node_mounts(node, docker_client):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.conftest import stack_values
-from tests.engine.conftest import DEV_CERT_DIR, DEV_HOST, new_key, new_run_id
+from tests.engine.conftest import DEV_CERT_DIR, DEV_HOST, assert_healthy_soon, new_key, new_run_id
 from tests.engine.probes import Edge, OutageMeter, exec_in, log_lines, logs, process_status, refusals
 from tests.engine.provider import CONTAINER, NETWORK, VOLUME, Engine
 from tests.program_run import ProgramRun, run_program
@@ -77,6 +77,7 @@ def test_every_network_volume_and_container_is_created(dev, docker_client):
         health = docker_client.api.inspect_container(dev.engine.container_id(name))["State"]["Health"]["Status"]
         assert health == "healthy", f"{name} is {health}"
     print(f"\ntime to healthy (s): { {k: round(v, 1) for k, v in dev.engine.time_to_healthy.items()} }")
+    assert_healthy_soon(dev.engine.time_to_healthy, SERVICES)
 
 
 @pytest.mark.parametrize("name", SERVICES)
