@@ -19,8 +19,10 @@ Where a stand-in differs from the official image, and why that does not weaken w
   and the installed extensions need) instead of Wolfi's; the same entrypoint script contract
   (`/app/docker/prod_entrypoint.sh` runs `litellm "$@"`), command (`--port 4000`), user (`nobody`),
   `HOME=/app`, `LITELLM_NON_ROOT=true`, the admin UI pre-built at /var/lib/litellm/ui as its Dockerfile
-  does, and `python3` on PATH for the healthcheck. Missing: node/npm and supervisord (the stack never
-  sets SEPARATE_HEALTH_APP) and a generated prisma client (the stack runs without a database).
+  does, and the venv first on PATH as its Dockerfile sets it, so `python3` is LiteLLM's interpreter for
+  the healthcheck and the Granian start (components/gateway_process.py). Missing: node/npm and
+  supervisord (the stack never sets SEPARATE_HEALTH_APP) and a generated prisma client (the stack runs
+  without a database).
   Transitive Python dependencies come from pip's resolution rather than the image's lock file.
 - tailscale (`docker.io/tailscale/tailscale:v1.98.10`): a placeholder only, busybox under the pinned tag.
   tailscaled needs Tailscale's control plane, which is not reachable here, so the node itself never runs
