@@ -252,7 +252,7 @@ class Gateway:
     workers: int
     limits: Limits
     image: ImageRef
-    server: Server = "granian"
+    server: Server
 
     @property
     def local_api_url(self) -> str:
