@@ -12,7 +12,7 @@ from components.images import CADDY_IMAGE, parse_image
 from components.settings import Settings
 from components.topology import build_topology
 from tests.conftest import ROOT, stack_values
-from tests.engine.conftest import DEV_CERT_DIR, assert_healthy_soon, new_key, new_run_id
+from tests.engine.conftest import DEV_CERT_DIR, assert_healthy_soon, cannot_run, new_key, new_run_id
 from tests.engine.probes import logs
 from tests.engine.provider import TEST_LABEL, Engine, EngineError
 from tests.processes import worker_restarts
@@ -121,9 +121,7 @@ def test_edge_starts_while_the_tailnet_address_is_not_there_yet(engine, docker_c
     readme = (ROOT / "README.md").read_text()
     assert "net.ipv4.ip_nonlocal_bind=1" in readme, "the README does not tell host-bind users what to set"
     if not os.access(NONLOCAL_BIND, os.W_OK):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("the engine tests must run under CI, but changing net.ipv4.ip_nonlocal_bind needs root")
-        pytest.skip("changing net.ipv4.ip_nonlocal_bind needs root")
+        cannot_run("changing net.ipv4.ip_nonlocal_bind needs root")
     before = NONLOCAL_BIND.read_text().strip()
     # The declared tailnet address as it is (no loopback substitution): this host does not have it.
     absent = Engine(
