@@ -14,7 +14,8 @@ import yaml
 
 from components.gateway_process import Server, gateway_process
 from components.topology import GATEWAY_ENV
-from tests.processes import Process, free_port, render, start_caddy
+from policy.gateway_contract import EDGE_KEY_ENV
+from tests.processes import EDGE_KEY, Process, free_port, render, start_caddy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,7 +116,7 @@ def start_gateway(
     """LiteLLM with the rendered config, as the container starts it; waits until it answers."""
     port = port or free_port()
     process = gateway_process(server, workers, str(config), "127.0.0.1", port)
-    env = {**GATEWAY_ENV, **process.env, "LITELLM_MASTER_KEY": key, "HOME": str(logs)}
+    env = {**GATEWAY_ENV, **process.env, "LITELLM_MASTER_KEY": key, EDGE_KEY_ENV: EDGE_KEY, "HOME": str(logs)}
     gateway = Process(
         name or f"litellm-{server}-{workers}", process.local_argv(build.python, build.litellm), logs, env=env
     )

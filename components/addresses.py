@@ -26,7 +26,7 @@ class HostPort(NamedTuple):
 
 def parse_host_port(text: str) -> HostPort:
     """Parse `host:port` or `[v6]:port`; raise ValueError saying what is wrong."""
-    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]\s]+):(\d+)", text.strip())
+    match = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]\s]+):(\d+)", text)
     if not match:
         raise ValueError(f"{text!r} is not HOST:PORT")
     host = match.group(1) or match.group(3)
@@ -73,14 +73,15 @@ def require_loopback_bind(text: str) -> HostPort:
 
 def require_tailscale_ip(text: str) -> str:
     if is_unspecified(text):
-        raise ValueError(f"{text or 'an empty address'} binds every interface; use the host's Tailscale IP")
+        raise ValueError(f"{text!r} binds every interface; use the host's Tailscale IP")
     if not is_tailscale_ip(text):
-        raise ValueError(f"{text} is not a Tailscale address (100.64.0.0/10 or fd7a:115c:a1e0::/48)")
+        raise ValueError(f"{text!r} is not a Tailscale address (100.64.0.0/10 or fd7a:115c:a1e0::/48)")
     return str(ipaddress.ip_address(text))
 
 
 def require_hostname(text: str) -> str:
-    name = text.strip().lower().rstrip(".")
+    # DNS names compare case-insensitively, and a trailing dot names the same host.
+    name = text.lower().rstrip(".")
     if not _HOSTNAME.fullmatch(name):
         raise ValueError(f"{text!r} is not a DNS host name")
     return name

@@ -17,7 +17,7 @@ from .addresses import HostPort, parse_host_port, require_loopback_bind
 from .client_config import FORMATS, client_access, read_outputs, render_client_config
 from .errors import SettingsError
 from .plan import Plan, build_plan
-from .settings import Settings
+from .settings import Settings, grammar
 from .smoke import run_checks
 from .tailnet.check import Outcome
 from .tailnet.policy import PolicyTestFailure
@@ -47,7 +47,16 @@ def _upstream(text: str) -> tuple[str, HostPort]:
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"{text!r} is not SERVICE=HOST:PORT")
     try:
-        return name, parse_host_port(address)
+        # The address reaches the rendered files like a service's `host` setting, so it has its grammar.
+        target = parse_host_port(address)
+        return name, HostPort(grammar.host(target.host), target.port)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _stack(text: str) -> str:
+    try:
+        return grammar.stack_name(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -81,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     render = commands.add_parser("render", help="write the Caddyfile, LiteLLM config and tailnet policy")
-    render.add_argument("--stack", required=True, help="stack name: reads Pulumi.NAME.yaml")
+    render.add_argument("--stack", required=True, type=_stack, help="stack name: reads Pulumi.NAME.yaml")
     render.add_argument("--out", required=True, type=Path, help="directory to write the files into")
     render.add_argument(
         "--upstream",

@@ -63,7 +63,7 @@ class ImageRef(NamedTuple):
 
 def parse_image(text: str) -> ImageRef:
     """Parse an image reference that must carry an exact release tag; raise ValueError otherwise."""
-    match = _REFERENCE.fullmatch(text.strip())
+    match = _REFERENCE.fullmatch(text)
     if not match:
         raise ValueError(f"{text!r} is not an image reference")
     tag = match.group("tag")

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from .addresses import HostPort
+from .errors import SettingsError
 from .images import ImageRef
 from .render.caddyfile import render_caddyfile
 from .render.gateway_auth import GATEWAY_AUTH_FILE, render_gateway_auth
 from .render.litellm_config import render_litellm_config
 from .render.tailscale_serve import render_serve_config
-from .settings import Settings
+from .settings import Settings, grammar
 from .tailnet.check import Assertion
 from .tailnet.policy import checked_policy
 from .topology import READINESS_PATH, Topology, build_topology
@@ -116,6 +117,11 @@ def build_plan(
     node's requests from a loopback address. They move what the files say, never the policy.
     Raises SettingsError (PolicyTestFailure for a failing policy test) before anything is rendered.
     """
+    try:
+        # The name reaches every rendered file's header.
+        grammar.stack_name(stack)
+    except ValueError as error:
+        raise SettingsError("stack", str(error)) from None
     topology = build_topology(settings)
     policy, assertions = checked_policy(topology.tailnet, project_dir)
     if upstreams or listen or node_address:

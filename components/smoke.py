@@ -70,6 +70,12 @@ def run_checks(base_url: str, key: str, model: str | None = None, timeout_s: flo
             ok = response.status_code in (403, 404)
             return Check("LiteLLM's key-less pages hidden", ok, f"{root}/openapi.json: {_describe(response)}")
 
+        def backend_addresses_hidden() -> Check:
+            # LiteLLM's model info shows each backend's address; only the model names may leave the edge.
+            response = client.get(f"{base}/model/info", headers={"Authorization": f"Bearer {key}"})
+            ok = response.status_code in (401, 403, 404)
+            return Check("backend addresses hidden", ok, f"{base}/model/info: {_describe(response)}")
+
         def completion() -> Check:
             body = {"model": model, "messages": [{"role": "user", "content": "Say ok."}], "max_tokens": 8}
             response = client.post(f"{base}/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"})
@@ -85,5 +91,6 @@ def run_checks(base_url: str, key: str, model: str | None = None, timeout_s: flo
             rejected("wrong key gets 401", {"Authorization": "Bearer sk-not-the-key-0000000000"}),
         )
         yield attempt("LiteLLM's key-less pages hidden", keyless_pages_hidden)
+        yield attempt("backend addresses hidden", backend_addresses_hidden)
         if model:
             yield attempt(f"completion from {model}", completion)

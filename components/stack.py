@@ -16,7 +16,7 @@ from .docker.reverse_proxy import ReverseProxy
 from .docker.tailnet_node import TailnetNode
 from .plan import Plan
 from .tailscale.policy import TailnetPolicy
-from .topology import Client
+from .topology import MASTER_CLIENT, Client
 
 
 class GatewayStack(pulumi.ComponentResource):
@@ -28,9 +28,11 @@ class GatewayStack(pulumi.ComponentResource):
     own tests passed offline, applied only when the settings manage it (otherwise no Tailscale resource
     and no Tailscale credentials are needed); the master key is the `masterKey` secret or, when that is
     unset, a generated 48-character key; it is a secret output and reaches the containers only as a
-    secret. Each named client has a key of its own (`clientKeys.<name>`, or generated for it alone),
-    which only the edge holds besides the client; a secret output per client carries its key, base URLs
-    and models. The component decides nothing itself: it wires the plan.
+    secret, and the edge holds it only when it is the one client's key (no named clients). The edge
+    speaks to LiteLLM with a generated key of its own, which LiteLLM honours only for a request naming
+    one known client, never as its admin. Each named client has a key of its own (`clientKeys.<name>`,
+    or generated for it alone), which only the edge holds besides the client; a secret output per
+    client carries its key, base URLs and models. The component decides nothing itself: it wires the plan.
     """
 
     api_base_url: pulumi.Output[str]
@@ -61,13 +63,21 @@ class GatewayStack(pulumi.ComponentResource):
             generated = random.RandomPassword(f"{name}-master-key", length=48, special=False, opts=child)
             master_key = pulumi.Output.concat("sk-", generated.result)
         self.master_key = pulumi.Output.secret(master_key)
+        # The edge's credential toward LiteLLM; never handed to anyone else, so it needs no output.
+        generated_edge_key = random.RandomPassword(f"{name}-edge-key", length=48, special=False, opts=child)
+        self.edge_key: pulumi.Output[str] = pulumi.Output.secret(pulumi.Output.concat("sk-", generated_edge_key.result))
         keys = {client.name: self._client_key(name, client, client_keys, child) for client in topology.clients}
+        # What the edge compares: each named client's key, or with none the master key (the one client's).
+        checked: dict[str, pulumi.Input[str]] = {client.key_env: keys[client.name] for client in topology.clients}
+        if not topology.clients:
+            checked = {MASTER_CLIENT.key_env: self.master_key}
         self.gateway = ModelGateway(
             f"{name}-model-gateway",
             topology.gateway,
             plan.files.litellm_config,
             plan.files.gateway_auth,
             self.master_key,
+            self.edge_key,
             self.networks,
             PinnedImage(f"{name}-litellm-image", topology.gateway.image, opts=child),
             opts=child,
@@ -77,8 +87,8 @@ class GatewayStack(pulumi.ComponentResource):
             topology.edge,
             topology.site,
             plan.files.caddyfile,
-            self.master_key,
-            {client.key_env: keys[client.name] for client in topology.clients},
+            self.edge_key,
+            checked,
             self.networks,
             PinnedImage(f"{name}-caddy-image", topology.edge.image, opts=child),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gateway]),

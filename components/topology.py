@@ -14,7 +14,11 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from policy.gateway_contract import (
+    CLIENT_HEADER as CLIENT_HEADER,  # re-exported: the renderers name it from here
+)
+from policy.gateway_contract import (
     DOCKER_DEFAULT_POOLS,
+    GATEWAY_API_PATHS,
     MASTER_CLIENT_NAME,
     RoutePath,
     caddy_order,
@@ -133,8 +137,6 @@ class Client:
 
 # Without `clients`, the one client is whoever holds the master key.
 MASTER_CLIENT = Client(name=MASTER_CLIENT_NAME, key_env=MASTER_KEY_ENV, models=None)
-# The header that tells LiteLLM which client is calling; the edge sets it, a client's own copy is dropped.
-CLIENT_HEADER = "X-Gateway-Client"
 # Tailnet callers reach LiteLLM as `tailnet:<login>` (`tailnet:tagged-device` for a tagged device).
 TAILNET_CLIENT_PREFIX = "tailnet:"
 
@@ -679,8 +681,24 @@ def _routes(
         if spec.auth in ("bearer", "tailnet") and not to_gateway and spec.allow_paths is None:
             raise SettingsError(
                 f"{where}.allowPaths",
-                f"an API route to {spec.upstream!r} must list the paths it forwards (the default, /v1/*, is LiteLLM's)",
+                f"an API route to {spec.upstream!r} must list the paths it forwards (the default is LiteLLM's API)",
             )
+        if spec.auth in ("bearer", "tailnet") and to_gateway and not spec.strip_prefix:
+            served = RoutePath(index, None if spec.path == "/*" else spec.path, spec.auth)
+            missed = [p for p in GATEWAY_API_PATHS if served.pattern and not overlaps(served, RoutePath(-1, p, "none"))]
+            if missed:
+                raise SettingsError(
+                    f"{where}.stripPrefix",
+                    f"LiteLLM serves its API at {missed[0]} and the like; {spec.path} would hand it other paths: "
+                    "set stripPrefix: true",
+                )
+        for number, path in enumerate(spec.allow_paths or ()):
+            if to_gateway and path not in GATEWAY_API_PATHS:
+                raise SettingsError(
+                    f"{where}.allowPaths[{number}]",
+                    f"{path} is not an endpoint API clients may use at LiteLLM; choose from "
+                    + ", ".join(GATEWAY_API_PATHS),
+                )
         if spec.auth == "bearer" and not allowed.get(spec.path):
             raise SettingsError(where, f"no client in 'clients' may use {spec.path}; list it in a client's routes")
         if spec.auth == "tailnet" and settings.exposure != "tailnet-node":
@@ -706,7 +724,7 @@ def _routes(
                 upstream=upstream,
                 respond=spec.respond,
                 strip_prefix=spec.strip_prefix,
-                forwarded_paths=spec.forwarded_paths,
+                forwarded_paths=_forwarded_paths(spec, to_gateway),
                 key_headers=spec.accepted_key_headers,
                 clients=allowed.get(spec.path, ()) if spec.auth == "bearer" else (),
                 cors_origins=spec.cors_origins,
@@ -724,6 +742,15 @@ def _routes(
     # In Caddy's own order for handle blocks, so the Caddyfile reads as Caddy runs it.
     order = caddy_order([None if r.is_catch_all else r.path for r in routes])
     return tuple(routes[i] for i in order)
+
+
+def _forwarded_paths(spec: RouteSettings, to_gateway: bool) -> tuple[str, ...]:
+    """What an API route forwards: its allowPaths, or for LiteLLM the endpoints API clients need."""
+    if spec.auth not in ("bearer", "tailnet"):
+        return ()
+    if spec.allow_paths is not None:
+        return spec.allow_paths
+    return GATEWAY_API_PATHS if to_gateway else ()
 
 
 def _clients_by_route(settings: Settings, clients: tuple[Client, ...]) -> dict[str, tuple[Client, ...]]:

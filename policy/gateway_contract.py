@@ -76,6 +76,28 @@ AUTH_STRENGTH = {"none": 0, "bearer": 1, "tailnet": 1, "sso": 2}
 # clients, the one client ("master") presents the master key.
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 MASTER_CLIENT_NAME = "master"
+# The header in which the edge tells an API upstream which client is calling (a client's own copy never
+# passes the edge).
+CLIENT_HEADER = "X-Gateway-Client"
+# The edge's own key toward LiteLLM (not the master key): with it, LiteLLM serves only a request that
+# names one known client, never the admin.
+EDGE_KEY_ENV = "TLG_EDGE_KEY"
+# Who the edge's readiness checks are, toward LiteLLM: allowed only the backends' readiness checks. A
+# client name never holds a colon, so no client can be named this.
+READINESS_CLIENT = "edge:readiness"
+# The LiteLLM endpoints an API client needs (as LiteLLM sees them, after the route's prefix is
+# stripped): the model list (names only), chat and text completions, embeddings, Anthropic's Messages
+# API. Nothing else of LiteLLM is reachable through the edge: not its admin and key management, not
+# /v1/model/info (which shows backend addresses), not its pass-through calls to outside providers.
+# (/v1/models/{id} is not here: LiteLLM serves it only to users its database knows.)
+GATEWAY_API_PATHS = (
+    "/v1/models",
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/embeddings",
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+)
 
 
 def client_key_env(name: str) -> str:
@@ -102,9 +124,22 @@ class RoutePath:
 
     @property
     def base(self) -> str:
-        """What Caddy compares: decoded, lower-case, without the trailing `*`."""
+        """What Caddy compares: decoded, lower-case as Caddy lowers it, without the trailing `*`."""
         assert self.pattern is not None
-        return unquote(self.pattern.removesuffix("*")).lower()
+        return caddy_lower(unquote(self.pattern.removesuffix("*")))
+
+
+# Go's strings.ToLower (which Caddy's path matcher applies to both the pattern and the request path) maps
+# each code point on its own, by Unicode's simple case mapping. Python's str.lower() uses the full
+# mapping, which differs for one code point: U+0130 (İ) lowers to "i" plus a combining dot there, to
+# plain "i" in Go. Mapped one code point at a time, Python's final-sigma rule (Σ -> ς at a word's end)
+# never applies either, as in Go.
+_GO_LOWER_EXCEPTIONS = {"\u0130": "i"}
+
+
+def caddy_lower(text: str) -> str:
+    """`text` lower-cased the way Caddy's path matcher lowers it."""
+    return "".join(_GO_LOWER_EXCEPTIONS.get(c) or c.lower() for c in text)
 
 
 def overlaps(a: RoutePath, b: RoutePath) -> bool:
@@ -126,12 +161,13 @@ def strictly_within(a: RoutePath, b: RoutePath) -> bool:
 
 
 def caddy_before(a: str, b: str) -> bool:
-    """Whether Caddy tries the `handle` block for path `a` before the one for `b`."""
-    trimmed_a, trimmed_b = a.removesuffix("*"), b.removesuffix("*")
+    """Whether Caddy tries the `handle` block for path `a` before the one for `b` (Go compares lengths
+    and text as UTF-8 bytes)."""
+    trimmed_a, trimmed_b = a.removesuffix("*").encode(), b.removesuffix("*").encode()
     if trimmed_a == trimmed_b:
-        return len(a) < len(b)
+        return len(a.encode()) < len(b.encode())
     if len(trimmed_a) == len(trimmed_b):
-        return trimmed_a.encode() < trimmed_b.encode()
+        return trimmed_a < trimmed_b
     return len(trimmed_a) > len(trimmed_b)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import json5
 from gateway_contract import (
+    CLIENT_HEADER,
     CONFIG_FOR_LABEL,
     DOCKER_DEFAULT_POOLS,
     FILE_CAPABILITY_IMAGES,
@@ -446,6 +447,43 @@ def _api_routes_accept_declared_clients(args: StackValidationArgs, report: Repor
                     report(f"`{head}` names {client} on a key other than its own ({own})", edge.urn)
 
 
+def _proxy_lines(body: str) -> list[str]:
+    """The lines inside a block's `reverse_proxy ... {` sub-block."""
+    lines, depth, inside = [], 0, False
+    for line in body.splitlines():
+        stripped = line.strip()
+        if not inside and stripped.startswith("reverse_proxy ") and stripped.endswith("{"):
+            inside, depth = True, 0
+        if inside:
+            depth += stripped.count("{") - stripped.count("}")
+            lines.append(stripped)
+            if depth == 0:
+                break
+    return lines
+
+
+def _api_identity_on_the_proxied_request(args: StackValidationArgs, report: ReportViolation) -> None:
+    declared = _declared(args.resources) or {}
+    api = [r.get("path") for r in declared.get("routes") or [] if r.get("auth") in ("bearer", "tailnet")]
+    caddyfile = _caddyfile(args.resources)
+    for edge in _edge(args.resources):
+        for line in caddyfile.splitlines():
+            stripped = line.strip()
+            if f"{{env.{MASTER_KEY_ENV}}}" in stripped and not stripped.startswith(("@", "#")):
+                report(f"the edge hands on the master key (`{stripped}`); LiteLLM gets the edge's own key", edge.urn)
+        for head, body in _site_blocks(caddyfile):
+            parts = head.split()
+            if len(parts) < 2 or parts[1] not in api:
+                continue
+            proxy = _proxy_lines(body)
+            if f"header_up {CLIENT_HEADER} {{vars.client}}" not in proxy:
+                report(
+                    f"`{head}` does not name the client on the proxied request (header_up {CLIENT_HEADER})", edge.urn
+                )
+            if not any(line.startswith(("header_up Authorization ", "header_up -Authorization")) for line in proxy):
+                report(f"`{head}` leaves the upstream's Authorization to the client", edge.urn)
+
+
 NOT_FROM_NODE = re.compile(r"^\s*@not_from_node not remote_ip (\S+)\s*$", re.M)
 IDENTITY_SNIPPET = re.compile(r"^\(strip_client_identity\) \{\n(.*?)^\}", re.M | re.S)
 
@@ -613,6 +651,12 @@ POLICIES = [
         "api-routes-accept-declared-clients",
         "Each bearer route accepts exactly the keys of the clients the settings allow there, each on its own key.",
         _api_routes_accept_declared_clients,
+    ),
+    _stack_policy(
+        "api-identity-on-the-proxied-request",
+        "API upstreams learn who is calling from the edge, set on the proxied request (no client header removes "
+        "it), with the edge's own credential; the master key never leaves the edge.",
+        _api_identity_on_the_proxied_request,
     ),
     _stack_policy(
         "tailnet-identity-only-from-the-node",

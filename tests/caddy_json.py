@@ -25,9 +25,13 @@ class Step:
     @property
     def kind(self) -> str:
         name = self.handler["handler"]
-        if name == "reverse_proxy" and self.handler.get("rewrite", {}).get("method") == "GET":
-            return "forward_auth"  # forward_auth is a reverse_proxy that asks the SSO service with a GET first
+        if name == "reverse_proxy" and "X-Forwarded-Uri" in self.set_up():
+            return "forward_auth"  # a reverse_proxy that asks the SSO service about the original request
         return str(name)
+
+    def set_up(self) -> dict[str, list[str]]:
+        """The headers a reverse_proxy sets on the request it sends (header_up)."""
+        return dict(self.handler.get("headers", {}).get("request", {}).get("set", {}))
 
     @property
     def upstreams(self) -> list[str]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import secrets
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,17 +125,19 @@ def local_edge(request, tmp_path_factory) -> LocalEdge:
             server.stop()
 
 
-# The clients' stack: the tailnet-node dev stack, plus a second backend for local-chat, a browser origin for
-# the API, two named clients (laptop: everything; ci: /llm/* and local-chat only), a second bearer route
-# (/mcp/* to an MCP server, laptop only) and a tailnet route (/tsllm/*, for callers the policy grants).
+# The clients' stack: a dev stack (tailnet-node by default, or host-bind), plus a second backend for
+# local-chat, a browser origin for the API, two named clients (laptop: everything; ci: /llm/* and
+# local-chat only), a second bearer route (/mcp/* to an MCP server, laptop only) and, on a tailnet node, a
+# tailnet route (/tsllm/*, for callers the policy grants).
 ALLOWED_ORIGIN = "https://chat.example.com"
 # Requests "from the gateway's node" (as serve sends them) come from this loopback address.
 NODE_ADDRESS = "127.0.0.2"
 CLIENTS_STACK = "clients"
+EXPOSURE_STACKS = ("dev-node", "dev")
 
 
-def clients_stack_values() -> dict:
-    values = stack_values("dev-node")
+def clients_stack_values(base: str = "dev-node") -> dict:
+    values = stack_values(base)
     values["services"]["llamacpp-b"] = {"port": 8080, "networks": ["backend"]}
     values["services"]["mcp-server"] = {"port": 8000, "networks": ["proxy-net"]}
     values["models"]["local-chat"] = {
@@ -142,16 +146,19 @@ def clients_stack_values() -> dict:
     }
     api = next(r for r in values["routes"] if r["auth"] == "bearer")
     api["corsOrigins"] = [ALLOWED_ORIGIN]
-    values["routes"] += [
+    values["routes"].append(
         {
             "path": "/mcp/*",
             "upstream": "mcp-server",
             "stripPrefix": True,
             "auth": "bearer",
             "allowPaths": ["/sse", "/messages/*"],
-        },
-        {"path": "/tsllm/*", "upstream": "model-gateway", "stripPrefix": True, "auth": "tailnet"},
-    ]
+        }
+    )
+    if values.get("exposure", "tailnet-node") == "tailnet-node":
+        values["routes"].append(
+            {"path": "/tsllm/*", "upstream": "model-gateway", "stripPrefix": True, "auth": "tailnet"}
+        )
     values["clients"] = {"laptop": {}, "ci": {"routes": ["/llm/*"], "models": ["local-chat"]}}
     return values
 
@@ -169,6 +176,7 @@ def new_project(directory: Path, stack: str, values: dict) -> Path:
 class ClientsEdge:
     """Real Caddy and LiteLLM for the clients' stack; each backend a process of its own, to stop."""
 
+    base: str
     base_url: str
     master_key: str
     # Each client's key, as the edge holds them (in its environment).
@@ -182,6 +190,8 @@ class ClientsEdge:
     echo_base_url: str
     echo: fakes.FakeServer
     mcp: fakes.FakeServer
+    # The address the node's requests come from (tailnet-node stacks), as render --node-address says.
+    node_address: str | None
 
     @property
     def litellm_url(self) -> str:
@@ -196,17 +206,21 @@ class ClientsEdge:
     def caddy_env(self) -> dict[str, str]:
         return {client_key_env(name): key for name, key in self.client_keys.items()}
 
+    def values(self) -> dict:
+        return clients_stack_values(self.base)
+
     def restart(self, name: str) -> None:
         self.backends[name].stop()
         self.backends[name] = start_fake_backend(self.upstream_ports[name], name, self.log_dir)
 
 
-@pytest.fixture(scope="session")
-def clients_edge(tmp_path_factory) -> ClientsEdge:
-    work = tmp_path_factory.mktemp("edge-clients")
+@contextlib.contextmanager
+def _started_clients_edge(base: str, work: Path) -> Iterator[ClientsEdge]:
     log_dir = work / "logs"
     log_dir.mkdir()
-    project = new_project(work / "project", CLIENTS_STACK, clients_stack_values())
+    values = clients_stack_values(base)
+    project = new_project(work / "project", CLIENTS_STACK, values)
+    node_address = NODE_ADDRESS if values.get("exposure", "tailnet-node") == "tailnet-node" else None
     master_key = "sk-" + secrets.token_urlsafe(24)
     client_keys = {name: "sk-" + secrets.token_urlsafe(24) for name in ("laptop", "ci")}
     names = ("llamacpp", "llamacpp-b", "llamacpp-embed")
@@ -221,10 +235,11 @@ def clients_edge(tmp_path_factory) -> ClientsEdge:
         for name in names:
             backends[name] = start_fake_backend(ports[name], name, log_dir)
         edge_port, echo_port = free_port(), free_port()
-        out = render(CLIENTS_STACK, work / "rendered", project, ports, edge_port, NODE_ADDRESS)
+        out = render(CLIENTS_STACK, work / "rendered", project, ports, edge_port, node_address)
         echo_ports = {**ports, "model-gateway": echo.port}
-        echo_out = render(CLIENTS_STACK, work / "rendered-echo", project, echo_ports, echo_port, NODE_ADDRESS)
+        echo_out = render(CLIENTS_STACK, work / "rendered-echo", project, echo_ports, echo_port, node_address)
         edge = ClientsEdge(
+            base=base,
             base_url=f"http://127.0.0.1:{edge_port}",
             master_key=master_key,
             client_keys=client_keys,
@@ -236,8 +251,9 @@ def clients_edge(tmp_path_factory) -> ClientsEdge:
             echo_base_url=f"http://127.0.0.1:{echo_port}",
             echo=echo,
             mcp=mcp,
+            node_address=node_address,
         )
-        gateway = build_topology(Settings.from_mapping(clients_stack_values())).gateway
+        gateway = build_topology(Settings.from_mapping(values)).gateway
         processes.append(
             start_litellm(
                 out / "litellm.yaml",
@@ -259,3 +275,30 @@ def clients_edge(tmp_path_factory) -> ClientsEdge:
             proc.stop()
         echo.stop()
         mcp.stop()
+
+
+@pytest.fixture(scope="session")
+def clients_edges(tmp_path_factory) -> Iterator[Callable[[str], ClientsEdge]]:
+    """The clients' stack of each exposure mode, started once on first use and kept for the session."""
+    started: dict[str, ClientsEdge] = {}
+    with contextlib.ExitStack() as stack:
+
+        def get(base: str) -> ClientsEdge:
+            if base not in started:
+                work = tmp_path_factory.mktemp(f"edge-clients-{base}")
+                started[base] = stack.enter_context(_started_clients_edge(base, work))
+            return started[base]
+
+        yield get
+
+
+@pytest.fixture(scope="session", params=EXPOSURE_STACKS)
+def clients_edge(request, clients_edges) -> ClientsEdge:
+    """The clients' stack in each exposure mode (tailnet-node, then host-bind)."""
+    return clients_edges(request.param)
+
+
+@pytest.fixture(scope="session")
+def node_edge(clients_edges) -> ClientsEdge:
+    """The clients' stack on a tailnet node: the only mode with tailnet routes."""
+    return clients_edges("dev-node")

@@ -1,13 +1,14 @@
 """Stand-ins for the services around the gateway, for the live edge tests (loopback only).
 
-- `OpenAIBackend`: what llama.cpp serves: models, chat (plain and streamed), embeddings; no `/v1/responses`.
-  A test can make it fail the next calls (`POST /_fake/fail-next`) and read the paths it served
-  (`GET /_fake/requests`), in process or in its own process (`python -m tests.fakes`).
+- `OpenAIBackend`: what llama.cpp serves: models, chat (plain and streamed), text completions,
+  embeddings; no `/v1/responses`. A test can make it fail the next calls (`POST /_fake/fail-next`) and
+  read the paths it served (`GET /_fake/requests`), in process or in its own process (`python -m
+  tests.fakes`).
 - `FakeSso`: oauth2-proxy's `/oauth2/auth` (202 with X-Auth-Request-* for a valid session cookie,
   401 otherwise) and a `/oauth2/start` page.
 - `Mcp`: an MCP server's event stream (`/sse`), events written with a pause between them.
 - `HeaderEcho`: a protected upstream that answers with the path and headers it received, and keeps them
-  (`requests` of its server) so a test can tell whether anything reached it.
+  with the body (`requests` of its server) so a test can tell whether anything reached it.
 """
 
 from __future__ import annotations
@@ -93,6 +94,10 @@ class OpenAIBackendHandler(_Handler):
             else:
                 time.sleep(self.reply_delay_s)
                 self._send(200, _completion(body.get("model", "m")))
+        elif self.path == "/v1/completions":
+            text = {"index": 0, "text": "pong", "finish_reason": "stop", "logprobs": None}
+            usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+            self._send(200, {"id": "cmpl-fake", "object": "text_completion", "choices": [text], "usage": usage})
         elif self.path == "/v1/embeddings":
             inputs = body.get("input")
             count = len(inputs) if isinstance(inputs, list) else 1
@@ -162,7 +167,10 @@ class FakeSsoHandler(_Handler):
 
 class HeaderEchoHandler(_Handler):
     def _echo(self) -> None:
-        self.server.requests.append((self.command, self.path, dict(self.headers.items())))  # type: ignore[attr-defined]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        record = (self.command, self.path, dict(self.headers.items()), body)
+        self.server.requests.append(record)  # type: ignore[attr-defined]
         host, port = self.server.server_address[:2]
         self._send(
             200,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -12,8 +13,12 @@ from pathlib import Path
 import httpx
 
 from components.gateway_process import Server, gateway_process
+from policy.gateway_contract import EDGE_KEY_ENV
 
 BIN_DIR = Path(sys.executable).parent
+# The edge's own key toward LiteLLM, as the stack generates one: every Caddy and LiteLLM a test starts
+# shares it unless the test says otherwise.
+EDGE_KEY = "sk-" + secrets.token_urlsafe(24)
 
 
 def binary(name: str) -> Path:
@@ -102,8 +107,16 @@ def render(
 
 
 def start_caddy(
-    caddyfile: Path, port: int, log_dir: Path, key: str, name: str = "caddy", env: dict[str, str] | None = None
+    caddyfile: Path,
+    port: int,
+    log_dir: Path,
+    key: str,
+    name: str = "caddy",
+    env: dict[str, str] | None = None,
+    edge_key: str = EDGE_KEY,
 ) -> Process:
+    """Caddy as the edge container runs it: `key` is the master key (the one client's, without named
+    clients), `edge_key` the edge's own toward LiteLLM."""
     proc = Process(
         name,
         [str(binary("caddy")), "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
@@ -111,6 +124,7 @@ def start_caddy(
         env={
             **(env or {}),
             "LITELLM_MASTER_KEY": key,
+            EDGE_KEY_ENV: edge_key,
             "HOME": str(log_dir),
             "XDG_DATA_HOME": str(log_dir / f"{name}-data"),
             "XDG_CONFIG_HOME": str(log_dir / f"{name}-config"),
@@ -133,6 +147,7 @@ def start_litellm(
     workers: int = 1,
     server: Server = "granian",
     name: str = "litellm",
+    edge_key: str = EDGE_KEY,
 ) -> Process:
     """LiteLLM started as the container starts it (components/gateway_process.py), on loopback."""
     process = gateway_process(server, workers, str(config), "127.0.0.1", port)
@@ -140,7 +155,7 @@ def start_litellm(
         name,
         process.local_argv(sys.executable, str(binary("litellm"))),
         log_dir,
-        env={**env, **process.env, "LITELLM_MASTER_KEY": key, "HOME": str(log_dir)},
+        env={**env, **process.env, "LITELLM_MASTER_KEY": key, EDGE_KEY_ENV: edge_key, "HOME": str(log_dir)},
     )
     try:
         proc.wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout_s=90, ok=lambda r: r.status_code == 200)

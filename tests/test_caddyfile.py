@@ -9,9 +9,10 @@ import pytest
 
 from components.addresses import HostPort
 from components.images import CADDY_VERSION
-from components.render.caddyfile import render_caddyfile
+from components.render.caddyfile import QUERY_NAMES_ONLY, QUERY_VALUES, render_caddyfile
 from components.settings import Settings
 from components.topology import READINESS_PATH, build_topology
+from policy.gateway_contract import GATEWAY_API_PATHS
 from tests.caddy_check import caddy_validate
 from tests.caddy_json import Block, adapt, site_blocks
 from tests.processes import binary
@@ -61,7 +62,12 @@ def test_edge_case_stack_passes_caddy_validate(dev_values, tmp_path):
     dev_values["tailnetIp"] = "fd7a:115c:a1e0::42"
     dev_values["routes"] = [
         {"path": "/healthz", "respond": "ok", "auth": "none"},
-        {"path": "/api/*", "upstream": "model-gateway", "auth": "bearer", "allowPaths": ["/api/v1/*", "/api/health"]},
+        {
+            "path": "/v1/*",
+            "upstream": "model-gateway",
+            "auth": "bearer",
+            "allowPaths": ["/v1/models", "/v1/embeddings"],
+        },
     ]
     text = render_caddyfile(build_topology(Settings.from_mapping(dev_values)), "edge")
     assert "forward_auth" not in text and "(sso)" not in text, "an unused SSO snippet was rendered"
@@ -90,7 +96,8 @@ def test_llm_route_strips_the_prefix_without_sso(blocks):
 
 def test_llm_route_forwards_only_the_openai_api(blocks):
     block = blocks["/llm/*"]
-    not_api = [s for s in block.steps if s.kind == "static_response" and {"not": [{"path": ["/v1/*"]}]} in s.matchers]
+    allowed = {"not": [{"path": list(GATEWAY_API_PATHS)}]}
+    not_api = [s for s in block.steps if s.kind == "static_response" and allowed in s.matchers]
     assert not_api and not_api[0].handler["status_code"] == 404, (
         "LiteLLM's docs, admin UI and openapi.json would be reachable without a key"
     )
@@ -102,10 +109,10 @@ def test_llm_route_forwards_only_the_openai_api(blocks):
 def test_llm_route_checks_the_key_and_fails_closed(blocks):
     block = blocks["/llm/*"]
     answers = [s for s in block.steps if s.kind in ("static_response", "reverse_proxy")]
-    assert (
-        answers[0].handler.get("status_code") == 503
-        and {"vars": {"{env.LITELLM_MASTER_KEY}": [""]}} in answers[0].matchers
-    ), "an empty key would turn the bearer route into an open one"
+    (no_key,) = answers[0].matchers
+    assert answers[0].handler.get("status_code") == 503 and no_key["expression"]["expr"] == (
+        "{env.TLG_EDGE_KEY} == '' || {env.LITELLM_MASTER_KEY} == ''"
+    ), "an empty key (the clients' or the edge's) would turn the bearer route into an open one"
     refusals = [s for s in answers if {"vars": {"client": [""]}} in s.matchers]
     assert refusals and refusals[0].handler["status_code"] == 401, "a request naming no client would not be refused"
     assert answers[-1].kind == "reverse_proxy" and not answers[-1].matchers, (
@@ -137,14 +144,17 @@ def test_the_bearer_scheme_is_read_in_any_case(blocks):
     )
 
 
-def test_litellm_gets_the_key_one_way_only(blocks):
+def test_litellm_gets_the_edges_key_and_the_client_on_the_proxied_request_and_no_client_key(blocks):
     block = blocks["/llm/*"]
-    headers = [s.handler["request"] for s in block.steps if s.kind == "headers" and "request" in s.handler]
-    assert {"set": {"Authorization": ["Bearer {env.LITELLM_MASTER_KEY}"]}} in headers, (
-        "LiteLLM would get the client's own Authorization header"
-    )
+    proxy = block.steps[-1]
+    assert proxy.kind == "reverse_proxy", "the block does not end in its proxy"
+    assert proxy.set_up() == {
+        "Authorization": ["Bearer {env.TLG_EDGE_KEY}"],
+        "X-Gateway-Client": ["{http.vars.client}"],
+        "Host": ["{http.reverse_proxy.upstream.hostport}"],
+    }, "LiteLLM would not get the edge's key and the client's name where no client header can remove them"
     deleted = block.deleted_request_headers()
-    assert {"X-Api-Key", "Api-Key"} <= deleted, "a second copy of a key would reach LiteLLM"
+    assert {"Authorization", "X-Api-Key", "Api-Key"} <= deleted, "a copy of the client's key would reach LiteLLM"
 
 
 def test_only_a_cors_preflight_from_an_allowed_origin_skips_the_key(dev_values, tmp_path):
@@ -181,15 +191,31 @@ def test_readiness_answers_without_sso_and_asks_only_the_gateway(blocks, dev_top
             )
 
 
-def test_access_log_keeps_no_header_and_no_key_parameter(caddyfile, tmp_path):
+@pytest.mark.parametrize("logger", ["access", "default"])
+def test_logs_keep_no_header_and_no_query_value(caddyfile, tmp_path, logger):
+    """The access log, and Caddy's own log, where errors name the request they failed."""
     config = adapt(caddyfile, tmp_path)
-    (log,) = [v for k, v in config["logging"]["logs"].items() if k != "default"]
+    (log,) = [v for k, v in config["logging"]["logs"].items() if (k == "default") == (logger == "default")]
     fields = log["encoder"]["fields"]
-    assert log["encoder"]["wrap"]["format"] == "json", "access log lines would not be JSON"
-    assert fields["request>headers"] == {"filter": "delete"}, "keys and cookies would be logged"
-    assert fields["resp_headers"] == {"filter": "delete"}, "Set-Cookie would be logged"
-    deleted = {a["parameter"] for a in fields["request>uri"]["actions"] if a["type"] == "delete"}
-    assert {"api_key", "key", "token"} <= deleted, "a key passed as a query parameter would be logged"
+    assert log["encoder"]["wrap"]["format"] == "json", f"{logger} log lines would not be JSON"
+    assert fields["request>headers"] == {"filter": "delete"}, f"keys and cookies would be in the {logger} log"
+    assert fields["resp_headers"] == {"filter": "delete"}, f"Set-Cookie would be in the {logger} log"
+    assert fields["request>uri"] == {"filter": "regexp", "regexp": QUERY_VALUES, "value": QUERY_NAMES_ONLY}, (
+        f"a key passed in the query would be in the {logger} log"
+    )
+
+
+@pytest.mark.parametrize(
+    ("uri", "logged"),
+    [
+        ("/v1/models?api_key=sk-1&API_KEY=sk-2&code=c&sk-3", "/v1/models?api_key&API_KEY&code&"),
+        ("/v1/models?x=%zz&=sk-4&y", "/v1/models?x&&"),
+        ("/v1/models", "/v1/models"),
+    ],
+)
+def test_the_log_filter_keeps_query_names_and_drops_every_value(uri, logged):
+    # Go's regexp (RE2) and Python's agree on this pattern: no look-around, no back-references.
+    assert re.sub(QUERY_VALUES, lambda m: m.group(1) + (m.group(2) or ""), uri) == logged
 
 
 def test_every_path_not_declared_as_bypass_runs_forward_auth(blocks, dev_topology):

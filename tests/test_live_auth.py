@@ -2,8 +2,9 @@
 named clients with keys of their own, two bearer routes with different clients, tailnet identity as the
 gateway's node vouches for it, and the client-config command's output used by the real openai SDK.
 
-The clients' stack (tests/conftest.py): laptop may use /llm/* and /mcp/* and every model; ci only
-/llm/* and local-chat. Requests "from the node" come from 127.0.0.2, as serve's would from its address.
+The clients' stack (tests/conftest.py), in both exposure modes: laptop may use /llm/* and /mcp/* and every
+model; ci only /llm/* and local-chat. Tailnet routes exist only on a tailnet node (`node_edge`); requests
+"from the node" come from 127.0.0.2, as serve's would from its address.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import pytest
 
 from components.client_config import client_output
 from tests import fakes
-from tests.conftest import CLIENTS_STACK, NODE_ADDRESS, ROOT, clients_stack_values, new_project
+from tests.conftest import CLIENTS_STACK, NODE_ADDRESS, ROOT, new_project
 from tests.edge_probes import access_log_lines
-from tests.processes import free_port, render, start_caddy
+from tests.processes import EDGE_KEY, free_port, render, start_caddy
 
 CAPABILITY = "llm.tail0a1b2c.ts.net/cap/tsllm"
 
@@ -90,14 +91,15 @@ def test_a_client_may_use_only_its_models(clients_edge):
     assert allowed.status_code == 200, f"laptop could not use local-embed: {allowed.status_code}"
 
 
-def test_litellm_gets_the_client_name_and_the_master_key_never_the_client_key(clients_edge):
+def test_litellm_gets_the_client_name_and_the_edge_key_never_a_client_key_or_the_master_key(clients_edge):
     key = clients_edge.client_keys["laptop"]
     response = httpx.get(f"{clients_edge.echo_base_url}/llm/v1/models", headers={"x-api-key": key}, timeout=30)
     assert response.status_code == 200, response.text
     seen = _last_echo(clients_edge)
     assert seen.get("x-gateway-client") == "laptop", f"LiteLLM would not know the client: {seen}"
-    assert seen.get("authorization") == f"Bearer {clients_edge.master_key}", "LiteLLM would not accept the call"
+    assert seen.get("authorization") == f"Bearer {EDGE_KEY}", "LiteLLM would not accept the call"
     assert key not in json.dumps(seen), "the client's own key reached LiteLLM"
+    assert clients_edge.master_key not in json.dumps(seen), "the edge handed on LiteLLM's admin key"
 
 
 def test_a_forged_client_name_is_replaced(clients_edge):
@@ -137,7 +139,7 @@ def test_server_sent_events_through_mcp_arrive_as_they_are_written(clients_edge)
 
 
 def test_a_removed_client_is_refused_after_rendering_again(clients_edge):
-    values = clients_stack_values()
+    values = clients_edge.values()
     del values["clients"]["ci"]
     project = new_project(clients_edge.work / "project-without-ci", CLIENTS_STACK, values)
     port = free_port()
@@ -162,7 +164,7 @@ def test_a_removed_client_is_refused_after_rendering_again(clients_edge):
 def test_the_access_log_names_the_client_and_never_a_key(clients_edge):
     marker = f"m{time.monotonic_ns()}"
     httpx.get(
-        f"{clients_edge.base_url}/llm/v1/models?mark={marker}",
+        f"{clients_edge.base_url}/llm/v1/models?{marker}=1",
         headers=_bearer(clients_edge.client_keys["ci"]),
         timeout=30,
     )
@@ -174,17 +176,21 @@ def test_the_access_log_names_the_client_and_never_a_key(clients_edge):
 
 
 @pytest.mark.parametrize(
-    ("who", "key", "expected"),
+    ("who", "key", "client", "expected"),
     [
-        ("a host app (master key, no client header)", "master", 200),
-        ("an unknown client name", "master+nobody", 401),
-        ("a client key sent to LiteLLM directly", "laptop", 401),
+        ("a host app (master key, no client header)", "master", None, 200),
+        ("the edge's key naming a known client", "edge", "ci", 200),
+        ("the edge's key naming no client", "edge", None, 401),
+        ("the edge's key naming an unknown client", "edge", "nobody", 401),
+        ("a client key sent to LiteLLM directly", "laptop", None, 401),
+        ("a client key naming its own client", "laptop", "laptop", 401),
     ],
 )
-def test_litellm_itself_accepts_only_the_master_key_and_known_clients(clients_edge, who, key, expected):
-    headers = _bearer(clients_edge.master_key if key.startswith("master") else clients_edge.client_keys[key])
-    if key == "master+nobody":
-        headers["X-Gateway-Client"] = "nobody"
+def test_litellm_itself_accepts_only_the_master_key_and_the_edge_naming_a_known_client(
+    clients_edge, who, key, client, expected
+):
+    keys = {"master": clients_edge.master_key, "edge": EDGE_KEY, **clients_edge.client_keys}
+    headers = _bearer(keys[key]) | ({"X-Gateway-Client": client} if client else {})
     response = httpx.get(f"{clients_edge.litellm_url}/v1/models", headers=headers, timeout=30)
     assert response.status_code == expected, f"LiteLLM answered {who} with {response.status_code}"
 
@@ -192,20 +198,20 @@ def test_litellm_itself_accepts_only_the_master_key_and_known_clients(clients_ed
 # ---- tailnet identity ----------------------------------------------------------------------------------
 
 
-def test_a_caller_with_the_capability_from_the_node_gets_in_without_a_key(clients_edge):
-    response = _from_node(f"{clients_edge.base_url}/tsllm/v1/models", _serve_headers())
+def test_a_caller_with_the_capability_from_the_node_gets_in_without_a_key(node_edge):
+    response = _from_node(f"{node_edge.base_url}/tsllm/v1/models", _serve_headers())
     assert response.status_code == 200, f"a granted tailnet caller was refused: {response.status_code}"
-    echoed = _from_node(f"{clients_edge.echo_base_url}/tsllm/v1/models", _serve_headers())
+    echoed = _from_node(f"{node_edge.echo_base_url}/tsllm/v1/models", _serve_headers())
     assert echoed.status_code == 200
-    seen = _last_echo(clients_edge)
+    seen = _last_echo(node_edge)
     assert seen.get("x-gateway-client") == "tailnet:alice@example.com", f"LiteLLM would not know who called: {seen}"
-    assert seen.get("authorization") == f"Bearer {clients_edge.master_key}", "LiteLLM would not accept the call"
+    assert seen.get("authorization") == f"Bearer {EDGE_KEY}", "LiteLLM would not accept the call"
 
 
-def test_a_tagged_device_with_the_capability_is_named_as_one(clients_edge):
-    response = _from_node(f"{clients_edge.echo_base_url}/tsllm/v1/models", _serve_headers(login=None))
+def test_a_tagged_device_with_the_capability_is_named_as_one(node_edge):
+    response = _from_node(f"{node_edge.echo_base_url}/tsllm/v1/models", _serve_headers(login=None))
     assert response.status_code == 200, f"a granted tagged device was refused: {response.status_code}"
-    assert _last_echo(clients_edge).get("x-gateway-client") == "tailnet:tagged-device", "a tagged device had a name"
+    assert _last_echo(node_edge).get("x-gateway-client") == "tailnet:tagged-device", "a tagged device had a name"
 
 
 @pytest.mark.parametrize(
@@ -213,38 +219,38 @@ def test_a_tagged_device_with_the_capability_is_named_as_one(clients_edge):
     [_serve_headers(capability=None), _serve_headers(capability="llm.tail0a1b2c.ts.net/cap/other"), {}],
     ids=["no-grant", "another-capability", "no-header"],
 )
-def test_a_caller_without_the_capability_is_refused(clients_edge, headers):
-    response = _from_node(f"{clients_edge.base_url}/tsllm/v1/models", headers)
+def test_a_caller_without_the_capability_is_refused(node_edge, headers):
+    response = _from_node(f"{node_edge.base_url}/tsllm/v1/models", headers)
     assert response.status_code == 401, f"a caller without the grant got {response.status_code}"
 
 
-def test_a_forged_capability_header_not_from_the_node_is_refused(clients_edge):
-    before = len(clients_edge.echo.httpd.requests)
-    response = httpx.get(f"{clients_edge.echo_base_url}/tsllm/v1/models", headers=_serve_headers(), timeout=30)
+def test_a_forged_capability_header_not_from_the_node_is_refused(node_edge):
+    before = len(node_edge.echo.httpd.requests)
+    response = httpx.get(f"{node_edge.echo_base_url}/tsllm/v1/models", headers=_serve_headers(), timeout=30)
     assert response.status_code == 401, f"a forged capability header from elsewhere got {response.status_code}"
-    assert len(clients_edge.echo.httpd.requests) == before, "the forged request reached LiteLLM"
+    assert len(node_edge.echo.httpd.requests) == before, "the forged request reached LiteLLM"
 
 
-def test_serve_identity_reaches_upstreams_only_from_the_node(clients_edge):
+def test_serve_identity_reaches_upstreams_only_from_the_node(node_edge):
     forged = httpx.get(
-        f"{clients_edge.echo_base_url}/llm/v1/models",
-        headers={**_bearer(clients_edge.key), **_serve_headers()},
+        f"{node_edge.echo_base_url}/llm/v1/models",
+        headers={**_bearer(node_edge.key), **_serve_headers()},
         timeout=30,
     )
     assert forged.status_code == 200
-    assert "tailscale-user-login" not in _last_echo(clients_edge), "a client could tell LiteLLM it is alice"
+    assert "tailscale-user-login" not in _last_echo(node_edge), "a client could tell LiteLLM it is alice"
 
 
-def test_the_access_log_names_the_tailnet_caller(clients_edge):
+def test_the_access_log_names_the_tailnet_caller(node_edge):
     marker = f"t{time.monotonic_ns()}"
-    _from_node(f"{clients_edge.base_url}/tsllm/v1/models?mark={marker}", _serve_headers())
-    lines = access_log_lines(clients_edge.log_dir / "caddy.log", marker)
+    _from_node(f"{node_edge.base_url}/tsllm/v1/models?{marker}=1", _serve_headers())
+    lines = access_log_lines(node_edge.log_dir / "caddy.log", marker)
     assert lines and lines[0].get("client") == "tailnet:alice@example.com", f"who called is not logged: {lines}"
     assert lines[0].get("tailnet_user") == "alice@example.com", f"serve's login is not logged: {lines}"
 
 
-def test_a_key_is_no_substitute_for_the_capability(clients_edge):
-    response = httpx.get(f"{clients_edge.base_url}/tsllm/v1/models", headers=_bearer(clients_edge.key), timeout=30)
+def test_a_key_is_no_substitute_for_the_capability(node_edge):
+    response = httpx.get(f"{node_edge.base_url}/tsllm/v1/models", headers=_bearer(node_edge.key), timeout=30)
     assert response.status_code == 401, f"a key opened the tailnet route: {response.status_code}"
 
 

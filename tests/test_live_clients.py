@@ -19,6 +19,7 @@ import pytest
 from tests import fakes
 from tests.conftest import ALLOWED_ORIGIN
 from tests.edge_probes import SESSION, SPOOFED_IDENTITY, access_log_lines
+from tests.processes import EDGE_KEY
 
 CHAT = {"model": "local-chat", "messages": [{"role": "user", "content": "ping"}]}
 OTHER_ORIGIN = "https://evil.example"
@@ -77,12 +78,13 @@ def test_a_request_with_two_different_keys_is_refused(local_edge, headers):
 
 
 @pytest.mark.parametrize("presentation", ["Authorization: bearer", "x-api-key", "api-key"])
-def test_litellm_gets_the_key_once_as_a_bearer_token(local_edge, presentation):
+def test_litellm_gets_the_edge_key_once_as_a_bearer_token_and_never_the_clients(local_edge, presentation):
     headers = _key_presentations(local_edge.key)[presentation]
     response = httpx.get(f"{local_edge.api_echo_base_url}/llm/v1/models", headers=headers, timeout=30)
     seen = {k.lower(): v for k, v in response.json()["headers"].items()}
-    assert seen.get("authorization") == f"Bearer {local_edge.key}", "LiteLLM would not find the key where it looks"
-    assert "x-api-key" not in seen and "api-key" not in seen, "a second copy of the key would reach LiteLLM"
+    assert seen.get("authorization") == f"Bearer {EDGE_KEY}", "LiteLLM would not find the edge's key where it looks"
+    assert "x-api-key" not in seen and "api-key" not in seen, "a copy of the client's key would reach LiteLLM"
+    assert local_edge.key not in str(seen), "the client's key (here the master key) would reach LiteLLM"
 
 
 # ---- CORS ----------------------------------------------------------------------------------------------
@@ -115,7 +117,7 @@ def test_a_preflight_from_another_origin_gets_no_allow_headers(clients_edge):
     response = _preflight(clients_edge.echo_base_url, OTHER_ORIGIN)
     allowed = {k for k in response.headers if k.lower().startswith("access-control-allow")}
     assert not allowed, f"a page of {OTHER_ORIGIN} would be allowed to call the API: {allowed}"
-    assert response.status_code == 401, f"a key-less OPTIONS from another origin got {response.status_code}"
+    assert response.status_code == 403, f"an OPTIONS from another origin got {response.status_code}"
     assert len(clients_edge.echo.httpd.requests) == before, "the key-less preflight reached LiteLLM"
 
 
@@ -142,8 +144,9 @@ def test_only_an_allowed_origin_may_read_the_answers(clients_edge):
         f"a page of the allowed origin could not read the answer: {allowed.headers.get('access-control-allow-origin')}"
     )
     other = httpx.get(f"{clients_edge.base_url}/llm/v1/models", headers={**key, "Origin": OTHER_ORIGIN}, timeout=30)
-    assert other.status_code == 200 and "access-control-allow-origin" not in other.headers, (
-        f"LiteLLM's `{other.headers.get('access-control-allow-origin')}` would let any page read the answers"
+    assert other.status_code == 403 and "access-control-allow-origin" not in other.headers, (
+        f"a page of another origin got {other.status_code} and "
+        f"`{other.headers.get('access-control-allow-origin')}`: it could use and read the API"
     )
 
 
@@ -328,7 +331,7 @@ def test_forged_identity_headers_never_reach_litellm(local_edge):
 def test_access_log_is_json_with_who_and_never_the_key_or_cookie(local_edge):
     marker = f"log-{time.monotonic_ns()}"
     key = {"Authorization": f"Bearer {local_edge.key}"}
-    httpx.get(f"{local_edge.base_url}/llm/v1/models?api_key={local_edge.key}&m={marker}", headers=key, timeout=30)
+    httpx.get(f"{local_edge.base_url}/llm/v1/models?api_key={local_edge.key}&{marker}=1", headers=key, timeout=30)
     httpx.get(f"{local_edge.base_url}/dash/{marker}", headers=SESSION, timeout=30)
     lines = access_log_lines(local_edge.log_dir / "caddy.log", marker, count=2)
     assert len(lines) == 2, f"the access log has {len(lines)} lines for 2 requests"

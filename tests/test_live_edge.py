@@ -222,7 +222,7 @@ def test_smoke_cli_passes_against_the_local_edge(local_edge):
     )
     lines = result.stdout.strip().splitlines()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert len(lines) == 5 and all(line.startswith("ok") for line in lines), result.stdout
+    assert len(lines) == 6 and all(line.startswith("ok") for line in lines), result.stdout
     assert local_edge.key not in result.stdout + result.stderr, "smoke printed the key"
 
 
@@ -246,6 +246,7 @@ def test_smoke_cli_fails_against_litellm_without_the_edge(local_edge):
     )
     assert result.returncode == 1, result.stdout
     assert "FAIL LiteLLM's key-less pages hidden" in result.stdout, "smoke would not say what is wrong with LiteLLM"
+    assert "FAIL backend addresses hidden" in result.stdout, "smoke would not see LiteLLM's admin model info"
     # The rendered custom auth makes LiteLLM itself answer a wrong key with 401 (without it: 400).
     assert "ok   wrong key gets 401" in result.stdout, result.stdout
 

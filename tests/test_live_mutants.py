@@ -5,6 +5,7 @@ property); an edge with an unusual key must still compare it exactly.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -58,10 +59,25 @@ def test_llm_behind_sso_fails_the_smoke_check(mutant_edge, local_edge):
     assert result.returncode == 1 and "FAIL no key gets 401" in result.stdout, result.stdout
 
 
+# What the identity probe says when a forged header got through (tests/edge_probes.py).
+SPOOFED = "from the client reached|a client could set"
+
+
 def test_dropping_the_identity_strip_fails_the_identity_probe(mutant_edge, local_edge):
     base = mutant_edge(edit=lambda text: text.replace("import strip_client_identity\n", ""))
-    with pytest.raises(AssertionError):
+    # The probe must fail for the reason the mutant introduced (a forged header gets through), not because
+    # the mutant broke the route: its first check, that the route answers, has to pass.
+    with pytest.raises(AssertionError, match=SPOOFED):
         assert_identity_not_spoofable(base, local_edge.key)
+
+
+def test_a_mutant_that_only_breaks_the_protected_route_is_not_taken_for_a_spoof(mutant_edge, local_edge):
+    """The test above fails on a broken copy: with a route that merely fails, the probe's failure is another."""
+    dashboard = f"reverse_proxy 127.0.0.1:{local_edge.upstream_ports['dashboard']}"
+    base = mutant_edge(edit=lambda text: text.replace(dashboard, "reverse_proxy 127.0.0.1:1"))
+    with pytest.raises(AssertionError) as raised:
+        assert_identity_not_spoofable(base, local_edge.key)
+    assert not re.search(SPOOFED, str(raised.value)), "a broken route would pass for the spoofing the test looks for"
 
 
 @pytest.mark.parametrize("key", ["sk-live*", "sk-{http.request.uri}", 'sk-a"b\\c*?[x]'])

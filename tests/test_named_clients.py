@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import shlex
 
 import json5
@@ -20,7 +21,7 @@ from components.render.litellm_config import litellm_config
 from components.render.tailscale_serve import serve_config
 from components.settings import Settings
 from components.tailnet.entries import gateway_policy
-from components.topology import build_topology
+from components.topology import build_topology, client_key_env
 from tests.caddy_json import adapt, site_blocks
 from tests.conftest import CLIENTS_STACK, clients_stack_values
 from tests.program_run import ProgramRun, run_program, unwrap
@@ -49,28 +50,55 @@ def test_each_bearer_route_accepts_exactly_its_clients(topology):
     assert by_path == {"/llm/*": ["ci", "laptop"], "/mcp/*": ["laptop"]}, f"routes accept other clients: {by_path}"
 
 
-def test_the_caddyfile_checks_each_routes_own_clients_and_never_the_master_key(topology, tmp_path):
-    blocks = {b.path: b for b in site_blocks(adapt(render_caddyfile(topology, CLIENTS_STACK), tmp_path))}
-    for path, expected in (("/llm/*", {"ci", "laptop"}), ("/mcp/*", {"laptop"})):
-        named = {s.handler["client"] for s in blocks[path].steps if s.kind == "vars" and "client" in s.handler}
+ROUTE_CLIENTS = {"/llm/*": {"ci", "laptop"}, "/mcp/*": {"laptop"}}
+
+
+def assert_each_route_takes_only_its_own_clients_keys(caddyfile: str, work) -> None:
+    """Each bearer route names exactly its clients, and a request is named only by comparing against those
+    clients' own keys: no other key (the master key, another client's) opens it."""
+    blocks = {b.path: b for b in site_blocks(adapt(caddyfile, work))}
+    for path, expected in ROUTE_CLIENTS.items():
+        namings = [s for s in blocks[path].steps if s.kind == "vars" and "client" in s.handler]
+        named = {s.handler["client"] for s in namings}
         assert named == expected, f"{path} would accept the keys of {named}, not {expected}"
-        expressions = json.dumps([s.matchers for s in blocks[path].steps])
-        assert "{env.LITELLM_MASTER_KEY} ==" not in expressions, f"{path} would accept the master key"
+        keys = {
+            placeholder
+            for s in namings
+            for m in s.matchers
+            if "expression" in m
+            for placeholder in re.findall(r"\{env\.(\w+)\}", m["expression"]["expr"])
+        }
+        assert keys == {client_key_env(name) for name in expected}, f"{path} would accept the keys in {sorted(keys)}"
 
 
-def test_only_litellm_routes_hand_on_the_master_key(topology, tmp_path):
+def test_the_caddyfile_checks_each_routes_own_clients_and_never_the_master_key(topology, tmp_path):
+    assert_each_route_takes_only_its_own_clients_keys(render_caddyfile(topology, CLIENTS_STACK), tmp_path)
+
+
+def test_the_client_check_fails_on_a_route_that_takes_the_master_key(topology, tmp_path):
+    """The check above, on a broken copy: /mcp/* also takes the master key."""
+    text = render_caddyfile(topology, CLIENTS_STACK)
+    laptop = "{env.TLG_CLIENT_KEY_LAPTOP} != '' && "
+    mcp_start = text.index("handle_path /mcp/*")
+    broken = text[:mcp_start] + text[mcp_start:].replace(laptop, "{env.LITELLM_MASTER_KEY} != '' && ", 1)
+    with pytest.raises(AssertionError, match="LITELLM_MASTER_KEY"):
+        assert_each_route_takes_only_its_own_clients_keys(broken, tmp_path)
+
+
+def test_only_litellm_routes_get_the_edges_key_and_every_api_upstream_the_client(topology, tmp_path):
     blocks = {b.path: b for b in site_blocks(adapt(render_caddyfile(topology, CLIENTS_STACK), tmp_path))}
     for path, to_litellm in (("/llm/*", True), ("/tsllm/*", True), ("/mcp/*", False)):
-        changes = [s.handler["request"] for s in blocks[path].steps if s.kind == "headers" and "request" in s.handler]
-        sets = {name: value for c in changes for name, value in c.get("set", {}).items()}
-        deleted = {name for c in changes for name in c.get("delete", [])}
+        (proxy,) = [s for s in blocks[path].steps if s.kind == "reverse_proxy"]
+        sets = proxy.set_up()
         if to_litellm:
-            assert sets.get("Authorization") == ["Bearer {env.LITELLM_MASTER_KEY}"], f"{path}: LiteLLM gets no key"
+            assert sets.get("Authorization") == ["Bearer {env.TLG_EDGE_KEY}"], f"{path}: LiteLLM gets no key"
         else:
+            deleted = proxy.handler["headers"]["request"].get("delete", [])
             assert "Authorization" not in sets and "Authorization" in deleted, (
-                f"{path}: the master key or the client's key would reach the MCP server"
+                f"{path}: a key would reach the MCP server"
             )
         assert sets.get("X-Gateway-Client") == ["{http.vars.client}"], f"{path}: the upstream would not know the client"
+        assert "LITELLM_MASTER_KEY" not in json.dumps(proxy.handler), f"{path}: the master key would leave the edge"
 
 
 def test_litellm_limits_each_client_to_its_models(topology):

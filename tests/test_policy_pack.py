@@ -248,14 +248,14 @@ TABLE = [
     row(
         "a readiness check that asks a protected upstream",
         _caddyfile_edit(
-            "reverse_proxy model-gateway:11435 {\n\t\t\trewrite /health/liveliness",
-            "reverse_proxy dashboard:8080 {\n\t\t\trewrite /health/liveliness",
+            "reverse_proxy model-gateway:11435 {\n\t\t\t# A fixed probe: always GET (no body), this path, no query.",
+            "reverse_proxy dashboard:8080 {\n\t\t\t# A fixed probe: always GET (no body), this path, no query.",
         ),
         "sso-bypasses-declared",
     ),
     row(
         "the API bypass forwarding everything",
-        _caddyfile_edit("@not_api not path /v1/*", "@not_api not path /*"),
+        _caddyfile_edit("@not_api not path /v1/models ", "@not_api not path /* "),
         "api-bypass-forwards-only-the-api",
     ),
     row(
@@ -289,7 +289,7 @@ TABLE = [
     ),
     row(
         "the tailnet route forwarding everything",
-        _tailnet_route_edit("@not_api not path /v1/*", "@not_api not path /*"),
+        _tailnet_route_edit("@not_api not path /v1/models ", "@not_api not path /* "),
         "api-bypass-forwards-only-the-api",
         stack=CLIENTS_STACK,
     ),
@@ -300,6 +300,30 @@ TABLE = [
             "\t\t\tvars @client_laptop client laptop\n\t\t\tvars @client_laptop client ci\n\t\t\tlog_append",
         ),
         "api-routes-accept-declared-clients",
+        stack=CLIENTS_STACK,
+    ),
+    row(
+        "the master key handed to LiteLLM",
+        _caddyfile_edit(
+            'header_up Authorization "Bearer {env.TLG_EDGE_KEY}"',
+            'header_up Authorization "Bearer {env.LITELLM_MASTER_KEY}"',
+        ),
+        "api-identity-on-the-proxied-request",
+    ),
+    row(
+        "the client named before the proxy, where a Connection header can remove it",
+        _caddyfile_edit(
+            "\t\t\t\theader_up X-Gateway-Client {vars.client}\n",
+            "",
+        ),
+        "api-identity-on-the-proxied-request",
+    ),
+    row(
+        "the client's own Authorization left for the MCP server",
+        _caddyfile_edit(
+            "\t\t\t\theader_up -Authorization\n\t\t\t\theader_up X-Gateway-Client", "\t\t\t\theader_up X-Gateway-Client"
+        ),
+        "api-identity-on-the-proxied-request",
         stack=CLIENTS_STACK,
     ),
     row(

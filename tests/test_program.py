@@ -15,7 +15,7 @@ from components.render.gateway_auth import render_gateway_auth
 from components.render.litellm_config import render_litellm_config
 from components.settings import Settings
 from components.topology import build_topology
-from tests.conftest import stack_values
+from tests.conftest import CLIENTS_STACK, clients_stack_values, stack_values
 from tests.program_run import ProgramRun, fake_digest, run_program, unwrap
 
 CONTAINER = "docker:index/container:Container"
@@ -34,6 +34,13 @@ def keyed_run() -> ProgramRun:
     return run_program(stack_values("dev"), secrets={"masterKey": USER_KEY})
 
 
+@pytest.fixture(scope="module")
+def clients_run_keys() -> list[str]:
+    """The edge's environment in a stack with named clients."""
+    run = run_program(clients_stack_values(), stack=CLIENTS_STACK)
+    return unwrap(run.containers["tailnet-edge"].inputs["envs"])[0]
+
+
 def test_program_registers_the_expected_resources_without_warnings(dev_run):
     registered = sorted((r.type, r.name) for r in dev_run.resources)
     assert registered == sorted(
@@ -44,6 +51,7 @@ def test_program_registers_the_expected_resources_without_warnings(dev_run):
             (NETWORK, "backend"),
             (NETWORK, "frontend"),
             ("random:index/randomPassword:RandomPassword", "gateway-master-key"),
+            ("random:index/randomPassword:RandomPassword", "gateway-edge-key"),
             ("tailnet-llm-gateway:docker:PinnedImage", "gateway-litellm-image"),
             ("tailnet-llm-gateway:docker:PinnedImage", "gateway-caddy-image"),
             ("docker:index/remoteImage:RemoteImage", "gateway-litellm-image"),
@@ -221,13 +229,27 @@ def test_master_key_reaches_the_containers_only_as_a_secret(request, run_name):
 
 def test_set_master_key_is_used_as_given(keyed_run):
     assert keyed_run.exports["masterKey"] == USER_KEY, "the master key set as a secret was not the one deployed"
-    assert not keyed_run.of_type("random:index/randomPassword:RandomPassword"), "a key was generated anyway"
+    generated = [r.name for r in keyed_run.of_type("random:index/randomPassword:RandomPassword")]
+    assert generated == ["gateway-edge-key"], f"a master key was generated anyway: {generated}"
 
 
-def test_generated_master_key_is_strong(dev_run):
-    (password,) = dev_run.of_type("random:index/randomPassword:RandomPassword")
-    assert password.inputs["length"] >= 32, "a short generated key could be guessed"
+@pytest.mark.parametrize("name", ["gateway-master-key", "gateway-edge-key"])
+def test_generated_keys_are_strong(dev_run, name):
+    (password,) = [r for r in dev_run.of_type("random:index/randomPassword:RandomPassword") if r.name == name]
+    assert password.inputs["length"] >= 32, f"a short {name} could be guessed"
     assert dev_run.exports["masterKey"].startswith("sk-"), "LiteLLM expects master keys to start with sk-"
+
+
+def test_the_edge_holds_its_own_key_and_litellm_both_and_neither_in_plain_text(dev_run, clients_run_keys):
+    edge, gateway = (unwrap(dev_run.containers[c].inputs["envs"]) for c in ("tailnet-edge", "model-gateway"))
+    assert edge[1] and gateway[1], "a key would sit in plain text in the state"
+    edge_key = next(e for e in edge[0] if e.startswith("TLG_EDGE_KEY="))
+    assert edge_key in gateway[0], "LiteLLM would not know the edge's key"
+    master = next(e for e in gateway[0] if e.startswith("LITELLM_MASTER_KEY="))
+    assert edge_key.split("=", 1)[1] != master.split("=", 1)[1], "the edge's key would be LiteLLM's admin key"
+    # With no named clients the edge compares the master key (the one client's); with them it never holds it.
+    assert master in edge[0], "the edge could not check the one client's key"
+    assert not any(e.startswith("LITELLM_MASTER_KEY=") for e in clients_run_keys), "the edge holds the admin key"
 
 
 @pytest.mark.parametrize(("container", "tag"), [("model-gateway", LITELLM_IMAGE), ("tailnet-edge", CADDY_IMAGE)])

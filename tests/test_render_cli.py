@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 
@@ -122,3 +123,69 @@ def test_malformed_port_in_the_base_policy_exits_2_with_one_line(tmp_path, dev_v
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert "tailnetPolicy.base" in lines[0] and "tag:server:ssh" in lines[0], "the malformed entry is not named"
+
+
+def _route(values: dict, path: str) -> dict:
+    return next(r for r in values["routes"] if r["path"] == path)
+
+
+INJECTED_MODEL = "m'] = None\nimport os\nX = ['"
+# What once leaked the master key or added a route that skips SSO, set as a careless operator could.
+INJECTIONS = {
+    "respond serving the master key": (
+        lambda v: _route(v, "/healthz").update(respond="{env.LITELLM_MASTER_KEY}"),
+        "routes[1].respond",
+    ),
+    "a placeholder in the sign-in redirect": (
+        lambda v: v["sso"].update(startPath="/oauth2/start{env.LITELLM_MASTER_KEY}"),
+        "sso.startPath",
+    ),
+    "a directive after the SSO auth path": (
+        lambda v: v["sso"].update(authPath="/oauth2/auth\n\t\t}\n\t\thandle /open/* {"),
+        "sso.authPath",
+    ),
+    "a header list with a space": (
+        lambda v: v["sso"].update(copyHeaders={"X-Auth-Request-Email": "X-Forwarded-Email X-Other"}),
+        "sso.copyHeaders.X-Auth-Request-Email",
+    ),
+    "a service host with a block": (
+        lambda v: v["services"]["dashboard"].update(host="dashboard:8080 {\n}\nhandle /x"),
+        "services.dashboard.host",
+    ),
+    "a certificate file name with a line": (
+        lambda v: v["tls"].update(certFile="tailnet.crt\n\thandle /open/* {\n\t\treverse_proxy dashboard:8080\n\t}"),
+        "tls.certFile",
+    ),
+    "a key file name adding a route without SSO": (
+        lambda v: v["tls"].update(keyFile="tailnet.key\n\thandle /open/* {\n\t\treverse_proxy dashboard:8080\n\t}"),
+        "tls.keyFile",
+    ),
+    "a model name breaking out of the auth module": (
+        lambda v: v["models"].update({INJECTED_MODEL: {"backend": "llamacpp", "model": "m"}}),
+        f"models[{INJECTED_MODEL!r}]",
+    ),
+}
+
+
+def test_settings_that_would_inject_exit_2_naming_the_setting_and_write_nothing(tmp_path, dev_values):
+    """Each value is refused by its grammar: the CLI writes no file and says which setting in one line."""
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    (tmp_path / "tailnet").mkdir()
+    (tmp_path / "tailnet" / "dev-base.hujson").write_text((ROOT / "tailnet" / "dev-base.hujson").read_text())
+    for case, (inject, setting) in INJECTIONS.items():
+        values = copy.deepcopy(dev_values)
+        inject(values)
+        write_stack(tmp_path, "dev", values)
+        out = tmp_path / f"out-{len(case)}"
+        result = _render("--stack", "dev", "--out", str(out), "--project-dir", str(tmp_path))
+        assert result.returncode == 2, f"{case}: render exited {result.returncode}: {result.stdout}"
+        assert result.stderr.count("\n") == 1 and f"setting '{setting}'" in result.stderr, (
+            f"{case}: not one line naming {setting}: {result.stderr!r}"
+        )
+        assert not out.exists(), f"{case}: files were written"
+
+
+def test_a_stack_name_that_would_inject_is_refused_before_any_file_is_read(tmp_path):
+    result = _render("--stack", "dev.yaml\nimport sso", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "--stack" in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists(), "files were written for an injected stack name"

@@ -85,7 +85,7 @@ def test_two_routes_with_the_same_path_are_refused(dev_values):
 def test_path_without_leading_slash_is_refused(dev_values):
     dev_values["routes"][3]["path"] = "dash/*"
     error = _error(dev_values)
-    assert error.setting == "routes[3].path" and "start with '/'" in error.problem, (
+    assert error.setting == "routes[3].path" and "must be an exact path like /healthz" in error.problem, (
         "a path without a leading slash is not named"
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
+from policy.gateway_contract import EDGE_KEY_ENV
+
 from ..gateway_process import gateway_process
 from ..render.gateway_auth import GATEWAY_AUTH_FILE
 from ..topology import GATEWAY_ENV, MASTER_KEY_ENV, Gateway
@@ -49,7 +51,7 @@ class ModelGateway(pulumi.ComponentResource):
       so Caddy resolves it on the edge network and it resolves its model backends;
     - the config and its custom auth module (which client is calling, and its models) are the
       renderers' output byte for byte, mounted read-only from a volume its config writer fills; the
-      master key arrives only as a secret environment variable;
+      master key and the edge's key arrive only as secret environment variables;
     - hardened as `hardening.py` says; healthcheck on `/health/liveliness`;
     - a change to the config, image, healthcheck or tmpfs replaces the container.
     """
@@ -64,6 +66,7 @@ class ModelGateway(pulumi.ComponentResource):
         config_yaml: str,
         gateway_auth: str,
         master_key: pulumi.Input[str],
+        edge_key: pulumi.Input[str],
         networks: GatewayNetworks,
         image: PinnedImage,
         opts: pulumi.ResourceOptions | None = None,
@@ -85,7 +88,7 @@ class ModelGateway(pulumi.ComponentResource):
         )
         # 0.0.0.0 is the container's own namespace: the host side is limited by `ports` below.
         process = gateway_process(gateway.server, gateway.workers, CONFIG_PATH, "0.0.0.0", service.port)
-        envs = secret_environment({MASTER_KEY_ENV: master_key}, {**GATEWAY_ENV, **process.env})
+        envs = secret_environment({MASTER_KEY_ENV: master_key, EDGE_KEY_ENV: edge_key}, {**GATEWAY_ENV, **process.env})
         self.container = docker.Container(
             name,
             name=service.name,

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_docker as docker
 
-from ..topology import CERT_MOUNT, EDGE_CONTAINER, EDGE_HEALTH_PORT, EDGE_HTTPS_PORT, MASTER_KEY_ENV, Edge, Site
+from policy.gateway_contract import EDGE_KEY_ENV
+
+from ..topology import CERT_MOUNT, EDGE_CONTAINER, EDGE_HEALTH_PORT, EDGE_HTTPS_PORT, Edge, Site
 from .hardening import (
     Health,
     container_options,
@@ -46,8 +48,8 @@ class ReverseProxy(pulumi.ComponentResource):
       (no stale config in a running Caddy);
     - Caddy keeps nothing: its config and data directories are tmpfs owned by its own uid (certificates
       come from files or from the Tailscale node, so there is nothing to persist); the keys the edge
-      checks (each client's, or the master key) and the master key it hands LiteLLM arrive only as
-      secret environment variables;
+      checks (each client's, or with no named clients the master key) and its own key toward LiteLLM
+      arrive only as secret environment variables;
     - hardened as `hardening.py` says, with a healthcheck on a container-loopback listener; the image's
       file capability stays in the bounding set so its binary can run, and is never effective.
     """
@@ -60,7 +62,7 @@ class ReverseProxy(pulumi.ComponentResource):
         edge: Edge,
         site: Site,
         caddyfile: str,
-        master_key: pulumi.Input[str],
+        edge_key: pulumi.Input[str],
         client_keys: Mapping[str, pulumi.Input[str]],
         networks: GatewayNetworks,
         image: PinnedImage,
@@ -79,8 +81,8 @@ class ReverseProxy(pulumi.ComponentResource):
             image.image,
             limits.user,
         )
-        # The master key (for LiteLLM) and each client's key (which the edge compares), all secrets.
-        secrets = {MASTER_KEY_ENV: master_key, **client_keys}
+        # The edge's own key (for LiteLLM) and the keys it compares (by environment variable), all secrets.
+        secrets = {EDGE_KEY_ENV: edge_key, **client_keys}
         envs = secret_environment(secrets, {"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"})
         ports, volumes = [], [config.mount]
         if site.exposure == "host-bind":

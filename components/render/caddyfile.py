@@ -1,18 +1,23 @@
 """Topology -> Caddyfile. Pure and deterministic: the same topology gives the same bytes.
 
 What the rendered file guarantees:
-- SSO bypasses exist only where the settings declare them (auth `none` or `bearer`) and for the edge's
-  own readiness report; every other path, including the catch-all, runs `forward_auth`, whose 401
-  becomes a 302 to the SSO start URL carrying the whole original URL.
-- Identity headers a client sends are dropped on every route before anything else runs, so upstreams
-  see only the values the SSO service vouched for; every upstream gets its own name as Host.
-- An API (bearer) route forwards only its allowed paths; takes the client's key from `Authorization:
-  Bearer` (any case of the scheme), `x-api-key` or `api-key`, compares it as exact text, and refuses
-  two different keys; answers a missing or wrong key with a 401 JSON error itself; fails closed (503)
-  when the key is empty at run time; hands LiteLLM the key one way only; answers CORS preflights only
-  for the configured origins, and gives only those origins an `Access-Control-Allow-Origin`.
-- Access logs are JSON lines without request or response headers (no key, no cookie) and without
-  key-like query parameters.
+- SSO bypasses exist only where the settings declare them (auth `none`, `bearer` or `tailnet`) and for
+  the edge's own readiness report; every other path, including the catch-all, runs `forward_auth`, whose
+  401 becomes a 302 to the SSO start URL carrying the whole original URL.
+- Identity and client-address headers a client sends are dropped on every route before anything else
+  runs, so upstreams see only the values the SSO service, the edge or the gateway's node vouched for.
+  What the edge vouches for is set on the proxied request itself (`header_up`), after the proxy has
+  removed hop-by-hop headers: a client that names a header in its `Connection` header cannot remove it.
+  Every upstream gets its own name as Host.
+- An API route forwards only its allowed paths; refuses browser requests from origins not listed in
+  `corsOrigins` (Origin and Sec-Fetch-Site); takes the client's key from `Authorization: Bearer` (any
+  case of the scheme), `x-api-key` or `api-key`, compares it as exact text, and refuses two different
+  keys; answers a missing or wrong key with a 401 JSON error itself; fails closed (503) when a key it
+  needs is empty at run time; hands LiteLLM the edge's own key and the client's name, never a client's
+  key; answers CORS preflights only for the configured origins.
+- The readiness report and its checks answer GET (and HEAD) only and forward no query and no body.
+- Logs (access and errors) are JSON lines without headers (no key, no cookie) and without the value of
+  any query parameter.
 - No secret is written: keys are read from the environment at run time.
 """
 
@@ -21,6 +26,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+
+from policy.gateway_contract import EDGE_KEY_ENV, READINESS_CLIENT
 
 from ..topology import (
     BACKEND_CHECK_PATH,
@@ -51,11 +58,30 @@ CLIENT_IDENTITY_HEADERS = (
     # Who the edge says is calling LiteLLM.
     CLIENT_HEADER,
 )
+# Headers that say which address a request came from. Caddy sets X-Forwarded-For, -Proto and -Host itself
+# (it trusts no proxy's copy); these others would pass as the client wrote them.
+CLIENT_ADDRESS_HEADERS = (
+    "X-Real-IP",
+    "Forwarded",
+    "X-Forwarded",
+    "Forwarded-For",
+    "True-Client-IP",
+    "X-Client-IP",
+    "Client-IP",
+    "X-Cluster-Client-IP",
+    "CF-Connecting-IP",
+    "Fastly-Client-IP",
+    "X-Original-Forwarded-For",
+    "X-Originating-IP",
+)
 # Set by a Tailscale serve node for its callers (it drops a client's own copies): only the gateway's node
 # may say who a caller is.
 TAILSCALE_HEADERS = "Tailscale-*"
-# Query parameters that could carry a key; the access log drops them.
-KEY_QUERY_PARAMETERS = ("api_key", "api-key", "key", "token", "access_token")
+# The logs keep a query's parameter names and drop every value (and any parameter without a name), so no
+# key reaches them whatever the parameter is called, even in a query that does not parse. (RE2, as Caddy's
+# regexp log filter runs it.)
+QUERY_VALUES = "([?&])(?:([^=&]*)=[^&]*|[^&]*)"
+QUERY_NAMES_ONLY = "${1}${2}"
 # LiteLLM's own CORS answer is `*` for every origin; the edge decides instead.
 CORS_RESPONSE_HEADERS = (
     "Access-Control-Allow-Origin",
@@ -66,6 +92,7 @@ CORS_RESPONSE_HEADERS = (
     "Access-Control-Max-Age",
 )
 KEY_PLACEHOLDER = f"{{env.{MASTER_KEY_ENV}}}"
+EDGE_KEY_PLACEHOLDER = f"{{env.{EDGE_KEY_ENV}}}"
 # How long a readiness check waits for LiteLLM (and LiteLLM for the backend) before saying "failing".
 READINESS_TIMEOUT_S = 5
 # Where each accepted key header's value is read from (the Authorization value without its scheme).
@@ -115,6 +142,11 @@ def render_caddyfile(topology: Topology, stack: str) -> str:
     w.open("servers")
     w.line("protocols h1 h2")
     w.close()
+    w.line("# Caddy's own log lines (errors name the request): no headers, no query values, as in the access log.")
+    w.open("log default")
+    w.line("output stderr")
+    _log_filter(w)
+    w.close()
     w.close()
     w.line()
     _identity_snippet(w, topology)
@@ -156,27 +188,29 @@ def render_caddyfile(topology: Topology, stack: str) -> str:
     return w.text()
 
 
-def _access_log(w: _Writer) -> None:
-    w.line("# One JSON line a request: method, path, status, duration, who (where known). No headers, so")
-    w.line("# no key and no cookie, and no query parameter that could hold a key.")
-    w.open("log")
-    w.line("output stdout")
+def _log_filter(w: _Writer) -> None:
     w.open("format filter")
     w.line("request>headers delete")
     w.line("resp_headers delete")
-    w.open("request>uri query")
-    for name in KEY_QUERY_PARAMETERS:
-        w.line(f"delete {name}")
-    w.close()
+    w.line(f'request>uri regexp "{QUERY_VALUES}" "{QUERY_NAMES_ONLY}"')
     w.line("wrap json")
     w.close()
+
+
+def _access_log(w: _Writer) -> None:
+    w.line("# One JSON line a request: method, path, status, duration, who (where known). No headers, so")
+    w.line("# no key and no cookie, and of the query only the parameter names.")
+    w.open("log")
+    w.line("output stdout")
+    _log_filter(w)
     w.close()
 
 
 def _identity_snippet(w: _Writer, topology: Topology) -> None:
-    w.line("# Identity headers are trusted only from the SSO service: drop whatever a client sent.")
+    w.line("# Identity and client-address headers are trusted only from the SSO service, the edge itself and")
+    w.line("# the gateway's node: drop whatever a client sent.")
     w.open("(strip_client_identity)")
-    for name in CLIENT_IDENTITY_HEADERS:
+    for name in _identity_headers(topology):
         w.line(f"request_header -{name}")
     if _node_address(topology) is not None:
         w.line("# Tailscale's identity headers count only when the gateway's node sent them (serve sets them).")
@@ -189,18 +223,32 @@ def _identity_snippet(w: _Writer, topology: Topology) -> None:
     w.close()
 
 
+def _identity_headers(topology: Topology) -> list[str]:
+    """Every header a client must not set: the fixed identity and address headers, and whatever the SSO
+    service's answers are copied into."""
+    copied = [dst for _, dst in topology.sso.copy_headers] if topology.sso is not None else []
+    names = [*CLIENT_IDENTITY_HEADERS, *CLIENT_ADDRESS_HEADERS, *copied]
+    return list(dict.fromkeys(names))
+
+
 def _node_address(topology: Topology) -> str | None:
     return topology.node.address if topology.node is not None else None
 
 
-def _proxy(w: _Writer, upstream: Service, rewrite: str | None = None, key: bool = False) -> None:
-    """A reverse_proxy that gives the upstream its own name as Host, not the client's."""
+def _proxy(w: _Writer, upstream: Service, set_up: dict[str, str] | None = None, rewrite: str | None = None) -> None:
+    """A reverse_proxy that gives the upstream its own name as Host, not the client's.
+
+    `set_up` are headers the edge vouches for (a value, or None to remove): set on the proxied request
+    after the proxy dropped hop-by-hop headers, so no `Connection` header a client sends removes them.
+    """
     w.open(f"reverse_proxy {upstream.address}")
     if rewrite is not None:
-        w.line(f"rewrite {rewrite}")
+        w.line("# A fixed probe: always GET (no body), this path, no query.")
+        w.line("method GET")
+        w.line(f"rewrite {rewrite}?")
     w.line("header_up Host {upstream_hostport}")
-    if key:
-        w.line(f'header_up Authorization "Bearer {KEY_PLACEHOLDER}"')
+    for name, value in (set_up or {}).items():
+        w.line(f"header_up {name} {value}" if value else f"header_up -{name}")
 
 
 def _sso_snippet(w: _Writer, topology: Topology) -> None:
@@ -224,6 +272,12 @@ def _sso_snippet(w: _Writer, topology: Topology) -> None:
     w.close()
 
 
+def _sso_identity(topology: Topology) -> dict[str, str]:
+    """What the SSO service vouched for, set again on the proxied request (see `_proxy`)."""
+    assert topology.sso is not None
+    return {dst: f"{{http.request.header.{dst}}}" for _, dst in topology.sso.copy_headers}
+
+
 def _action(text: str) -> str:
     return "{{ " + text + " }}"  # spaces inside: `{$` would be a Caddyfile environment variable
 
@@ -244,8 +298,10 @@ def _readiness(w: _Writer, topology: Topology) -> None:
     checks.update({f"backend{i}": f"{READINESS_PATH}/backend/{i}" for i in range(len(backends))})
     body = _readiness_report(checks)
     w.line(f"# {READINESS_PATH}: does LiteLLM answer, and does each backend? No key, no SSO; it says only")
-    w.line("# ok/failing, one entry a backend: no model name, no address.")
+    w.line("# ok/failing, one entry a backend: no model name, no address. Fixed probes: GET only.")
+    w.line("@readiness_not_get not method GET HEAD")
     w.open(f"handle {READINESS_PATH}")
+    _only_get(w)
     w.open("templates")
     w.line("mime application/json")
     w.close()
@@ -254,18 +310,26 @@ def _readiness(w: _Writer, topology: Topology) -> None:
     w.close()
     w.line()
     w.line("# The checks the report includes, one sub-request each; a failed check says so, never errs.")
-    _readiness_check(w, f"{READINESS_PATH}/gateway", gateway, "/health/liveliness", key=False)
+    _readiness_check(w, f"{READINESS_PATH}/gateway", gateway, "/health/liveliness", {"Authorization": ""})
+    # The edge cannot reach the backends' networks: LiteLLM forwards the check, for the edge's readiness
+    # identity only.
+    asker = {"Authorization": f'"Bearer {EDGE_KEY_PLACEHOLDER}"', CLIENT_HEADER: READINESS_CLIENT}
     for index in range(len(backends)):
-        # The edge cannot reach the backends' networks: LiteLLM forwards the check (its master key).
-        _readiness_check(w, f"{READINESS_PATH}/backend/{index}", gateway, f"{BACKEND_CHECK_PATH}/{index}", key=True)
+        _readiness_check(w, f"{READINESS_PATH}/backend/{index}", gateway, f"{BACKEND_CHECK_PATH}/{index}", asker)
 
 
-def _readiness_check(w: _Writer, path: str, upstream: Service, rewrite: str, key: bool) -> None:
+def _only_get(w: _Writer) -> None:
+    w.line('header @readiness_not_get Allow "GET, HEAD"')
+    w.line("respond @readiness_not_get 405")
+
+
+def _readiness_check(w: _Writer, path: str, upstream: Service, probe: str, set_up: dict[str, str]) -> None:
     w.open(f"handle {path}")
     w.line("import strip_client_identity")
+    _only_get(w)
     w.line("# One line for /readyz is enough; its sub-requests would add one each.")
     w.line("log_skip")
-    _proxy(w, upstream, rewrite=rewrite, key=key)
+    _proxy(w, upstream, set_up, rewrite=probe)
     w.line("# A hung backend makes the check fail, not the report hang.")
     w.open("transport http")
     w.line(f"dial_timeout {READINESS_TIMEOUT_S}s")
@@ -302,7 +366,9 @@ def _route(w: _Writer, route: Route, topology: Topology) -> None:
     if route.respond is not None:
         w.line(f"# {route.path} bypasses SSO: a fixed answer for monitors.")
         w.open(f"handle{matcher}")
-        w.line(f"respond {json.dumps(route.respond)} 200")
+        # The settings' grammar keeps quotes, backslashes and braces out of a fixed answer; the explicit `*`
+        # keeps an answer such as "/ok" from being read as a path matcher.
+        w.line(f'respond * "{route.respond}" 200')
         w.close()
         return
     assert route.upstream is not None
@@ -321,7 +387,7 @@ def _route(w: _Writer, route: Route, topology: Topology) -> None:
     if route.strip_prefix:
         w.line(f"# Strip {route.prefix} after SSO, so the sign-in redirect keeps the full URL.")
         w.line(f"uri strip_prefix {route.prefix}")
-    _proxy(w, route.upstream)
+    _proxy(w, route.upstream, _sso_identity(topology) if route.auth == "sso" else None)
     w.close()
     w.close()
     w.close()
@@ -342,6 +408,15 @@ def _matcher_name(client: Client) -> str:
     return "client_" + client.name.replace("-", "_")
 
 
+def _needed_keys(route: Route, topology: Topology) -> list[str]:
+    """The keys without which a route must answer 503: the edge's own toward LiteLLM, and the master key
+    when it is the one client's key."""
+    needed = [EDGE_KEY_PLACEHOLDER] if route.to_gateway else []
+    if route.auth == "bearer" and not topology.clients:
+        needed.append(KEY_PLACEHOLDER)
+    return needed
+
+
 def _api_route(w: _Writer, route: Route, topology: Topology) -> None:
     assert route.upstream is not None
     name = route.upstream.name
@@ -349,14 +424,16 @@ def _api_route(w: _Writer, route: Route, topology: Topology) -> None:
     guard = "their keys guard it" if route.auth == "bearer" else "the tailnet policy guards it"
     w.line(f"# {route.path} bypasses SSO for API clients; {guard} instead.")
     if route.strip_prefix:
-        w.line(f"# handle_path strips {route.prefix} so {name} sees {route.forwarded_paths[0].removesuffix('/*')}.")
+        w.line(f"# handle_path strips {route.prefix}, so {name} sees its own paths.")
     w.open(directive)
     w.open("route")
     w.line("import strip_client_identity")
     w.line("vars api_route true")
-    if route.to_gateway:
+    needed = _needed_keys(route, topology)
+    if needed:
         w.line("# Fail closed: with an empty key, an empty token would pass.")
-        w.line(f'@no_key_configured vars {KEY_PLACEHOLDER} ""')
+        empty = " || ".join(f"{key} == ''" for key in needed)
+        w.line(f"@no_key_configured expression `{empty}`")
         w.line("header @no_key_configured Content-Type application/json")
         no_key = _json_error("The gateway has no API key configured.", "no_key_configured", 503)
         w.line(f"respond @no_key_configured `{no_key}` 503")
@@ -364,6 +441,7 @@ def _api_route(w: _Writer, route: Route, topology: Topology) -> None:
     w.line("@not_api not path " + " ".join(route.forwarded_paths))
     w.line("header @not_api Content-Type application/json")
     w.line(f"respond @not_api `{_json_error('Not found.', 'not_found', 404)}` 404")
+    _refuse_other_sites(w, route)
     if route.cors_origins:
         _cors_preflight(w, route)
     if route.auth == "bearer":
@@ -381,23 +459,25 @@ def _api_route(w: _Writer, route: Route, topology: Topology) -> None:
             f"Authentication Error: this route needs the tailnet capability {route.capability}.", "auth_error", 401
         )
     w.line(f"respond @no_client `{refused}` 401")
-    if route.to_gateway:
-        w.line(f"# {name} gets the master key, once, and the client's name; never the client's own credential.")
-        w.line(f'request_header Authorization "Bearer {KEY_PLACEHOLDER}"')
-    else:
-        w.line(f"# {name} gets the client's name and no credential: the edge has checked it.")
-        w.line("request_header -Authorization")
-    w.line(f"request_header {CLIENT_HEADER} {{vars.client}}")
-    w.line("request_header -X-Api-Key")
-    w.line("request_header -Api-Key")
+    w.line("# No client credential goes further than the edge.")
+    for header in ("Authorization", "X-Api-Key", "Api-Key"):
+        w.line(f"request_header -{header}")
     if route.cors_origins:
         w.line("# Pages of an allowed origin may read the answers; no other origin may.")
-        w.line("@cors_origin header Origin " + " ".join(route.cors_origins))
+        w.open("@cors_origin")
+        _header_any_of(w, "Origin", route.cors_origins)
+        w.close()
         w.open("header @cors_origin")
         w.line(">Access-Control-Allow-Origin {http.request.header.Origin}")
         w.line(">Vary Origin")
         w.close()
-    _proxy(w, route.upstream)
+    if route.to_gateway:
+        w.line(f"# {name} gets the edge's own key and the client's name; never a client's credential.")
+        credential = f'"Bearer {EDGE_KEY_PLACEHOLDER}"'
+    else:
+        w.line(f"# {name} gets the client's name and no credential: the edge has checked it.")
+        credential = ""
+    _proxy(w, route.upstream, {"Authorization": credential, CLIENT_HEADER: "{vars.client}"})
     w.line("# Streams (chat chunks, server-sent events) reach the client as the upstream writes them.")
     w.line("flush_interval -1")
     for header in CORS_RESPONSE_HEADERS:
@@ -411,6 +491,37 @@ def _api_route(w: _Writer, route: Route, topology: Topology) -> None:
     w.close()
     w.close()
     w.close()
+
+
+def _refuse_other_sites(w: _Writer, route: Route) -> None:
+    """Browsers send Origin (and Sec-Fetch-Site): a page of another site gets nothing done here, whatever
+    the method, since a tailnet caller's identity or a cookie would go with its requests."""
+    w.line("# A browser request from a page whose origin is not listed is refused, whatever its method.")
+    w.open("@other_origin")
+    w.line("header Origin *")
+    _not_allowed_origin(w, route)
+    w.close()
+    w.open("@other_site")
+    _header_any_of(w, "Sec-Fetch-Site", ("cross-site", "same-site"))
+    _not_allowed_origin(w, route)
+    w.close()
+    refused = _json_error("Cross-site request refused: the page's origin is not in corsOrigins.", "cross_site", 403)
+    for matcher in ("other_origin", "other_site"):
+        w.line(f"header @{matcher} Content-Type application/json")
+        w.line(f"respond @{matcher} `{refused}` 403")
+
+
+def _header_any_of(w: _Writer, field: str, values: tuple[str, ...]) -> None:
+    # One line a value: the Caddyfile's header matcher takes one value, and repeated ones are OR'ed.
+    for value in values:
+        w.line(f"header {field} {value}")
+
+
+def _not_allowed_origin(w: _Writer, route: Route) -> None:
+    if route.cors_origins:
+        w.open("not")
+        _header_any_of(w, "Origin", route.cors_origins)
+        w.close()
 
 
 def _name_keyed_client(w: _Writer, route: Route) -> None:
@@ -445,7 +556,7 @@ def _cors_preflight(w: _Writer, route: Route) -> None:
     w.line("# A browser's CORS preflight from an allowed origin, answered here: it carries no key by design.")
     w.open("@preflight")
     w.line("method OPTIONS")
-    w.line("header Origin " + " ".join(route.cors_origins))
+    _header_any_of(w, "Origin", route.cors_origins)
     w.line("header Access-Control-Request-Method *")
     w.close()
     w.open("header @preflight")

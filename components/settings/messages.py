@@ -7,6 +7,7 @@ because it was misspelt is reported as that misspelling, not as "required".
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable
@@ -25,11 +26,20 @@ def did_you_mean(word: str, options: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+# A key written as it is in a setting's name; any other key (a dict key a user wrote) is quoted, so the
+# message stays one line whatever the key holds.
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
 def setting_path(loc: Iterable[Any]) -> str:
     path = ""
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
+        elif part == "[key]":
+            continue  # pydantic's marker for "the key itself"; the key is already the last part
+        elif not _PLAIN_KEY.fullmatch(str(part)):
+            path += f"[{str(part)!r}]"
         else:
             path += f".{part}" if path else str(part)
     return path or "(settings)"

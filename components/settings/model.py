@@ -30,6 +30,7 @@ from policy.gateway_contract import SHARED_UIDS
 from ..addresses import HostPort, require_hostname, require_loopback_bind, require_tailscale_ip
 from ..gateway_process import Server
 from ..images import CADDY_IMAGE, LITELLM_IMAGE, TAILSCALE_IMAGE, ImageRef, parse_image
+from . import grammar
 from .messages import describe
 from .sources import PROJECT, SECRET_KEYS, read_engine_config, read_stack_file
 
@@ -43,6 +44,12 @@ def _image(text: str) -> str:
 
 
 Image = Annotated[str, AfterValidator(_image)]
+# Settings that reach a rendered file, each checked against its grammar (grammar.py).
+RoutePattern = Annotated[str, AfterValidator(grammar.request_path)]
+ExactPath = Annotated[str, AfterValidator(grammar.exact_path)]
+HeaderName = Annotated[str, AfterValidator(grammar.header_name)]
+ModelName = Annotated[str, AfterValidator(grammar.model_name)]
+Principal = Annotated[str, AfterValidator(grammar.principal)]
 
 
 class _Model(BaseModel):
@@ -54,23 +61,10 @@ class TlsSettings(_Model):
     """Certificate files that `tailscale cert` wrote into a directory on the Docker host."""
 
     mode: Literal["tailscale-cert-files"] = "tailscale-cert-files"
-    cert_dir: str
-    cert_file: str = "tailnet.crt"
-    key_file: str = "tailnet.key"
-
-    @field_validator("cert_dir")
-    @classmethod
-    def _absolute(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"{value!r} must be an absolute path on the Docker host")
-        return value
-
-    @field_validator("cert_file", "key_file")
-    @classmethod
-    def _plain_file_name(cls, value: str) -> str:
-        if not value or "/" in value or value in (".", ".."):
-            raise ValueError(f"{value!r} must be a file name inside certDir")
-        return value
+    cert_dir: Annotated[str, AfterValidator(grammar.absolute_directory)]
+    # File names inside certDir.
+    cert_file: Annotated[str, AfterValidator(grammar.file_name)] = "tailnet.crt"
+    key_file: Annotated[str, AfterValidator(grammar.file_name)] = "tailnet.key"
 
 
 class NetworkSettings(_Model):
@@ -83,7 +77,7 @@ class ServiceSettings(_Model):
     port: Port
     networks: tuple[Name, ...] = Field(min_length=1)
     # The name other containers resolve; Docker DNS answers for the service name by default.
-    host: str | None = None
+    host: Annotated[str, AfterValidator(grammar.host)] | None = None
 
 
 class BackendRef(_Model):
@@ -97,8 +91,8 @@ class ModelSettings(_Model):
     # One backend (`backend: llamacpp`), or several that LiteLLM balances and fails over between.
     backend: Name | None = None
     backends: tuple[BackendRef, ...] | None = Field(default=None, min_length=1)
-    model: str = Field(min_length=1)
-    api_path: str = "/v1"
+    model: ModelName
+    api_path: ExactPath = "/v1"
     timeout: int | None = Field(default=None, gt=0)
     stream_timeout: int | None = Field(default=None, gt=0)
 
@@ -117,9 +111,7 @@ def _audience(value: str) -> str:
     # Who may reach the gateway: never everyone. `*` and autogroup:danger-all include outsiders.
     if value in ("*", "autogroup:danger-all") or value.startswith("autogroup:") and value != "autogroup:member":
         raise ValueError(f"{value!r} is too broad; name groups, users or tags (or autogroup:member)")
-    if not (value.startswith(("group:", "tag:")) or "@" in value or value == "autogroup:member"):
-        raise ValueError(f"{value!r} is not a group:, tag:, user@domain or autogroup:member")
-    return value
+    return grammar.principal(value)
 
 
 # sso: a browser session (forward_auth). bearer: a client's key. tailnet: the caller's tailnet identity, as the
@@ -136,13 +128,15 @@ _CAPABILITY = re.compile(rf"^{_LABEL}(\.{_LABEL})+/[A-Za-z0-9][A-Za-z0-9/_.-]*$"
 
 
 class RouteSettings(_Model):
-    path: str
+    path: RoutePattern
     upstream: Name | None = None
-    respond: str | None = None
+    # A fixed answer (health checks): plain text, answered as written.
+    respond: Annotated[str, AfterValidator(grammar.fixed_text)] | None = None
     strip_prefix: bool = False
     auth: AuthMode
-    # For bearer routes: the only sub-paths (after the prefix strip) the edge forwards.
-    allow_paths: tuple[str, ...] | None = None
+    # For API routes: the only sub-paths (after the prefix strip) the edge forwards. Required for an
+    # upstream other than LiteLLM; for LiteLLM, a subset of the endpoints API clients need (the default).
+    allow_paths: tuple[RoutePattern, ...] | None = None
     # For bearer routes: the headers a client may put its key in (default: all three).
     key_headers: tuple[KeyHeader, ...] | None = Field(default=None, min_length=1)
     # For API routes: browser origins whose pages may call the API (CORS); none by default.
@@ -173,27 +167,6 @@ class RouteSettings(_Model):
                 )
         return value
 
-    @field_validator("path")
-    @classmethod
-    def _path_shape(cls, value: str) -> str:
-        if not value.startswith("/"):
-            raise ValueError(f"{value!r} must start with '/'")
-        if "%" in value:
-            # Caddy matches a pattern holding %xx against the raw, still-encoded path: such a route would
-            # catch requests that another route means to guard, once decoded.
-            raise ValueError(f"{value!r} holds a percent-encoding; write the path decoded")
-        body = value[:-2] if value.endswith("/*") else value
-        if "*" in body or any(c.isspace() or c in "{}\"'`#" for c in value) or "//" in value:
-            raise ValueError(f"{value!r} must be an exact path like /healthz or a prefix like /llm/*")
-        return value
-
-    @field_validator("allow_paths")
-    @classmethod
-    def _allow_paths_shape(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        for path in value or ():
-            cls._path_shape(path)
-        return value
-
     @model_validator(mode="after")
     def _one_target(self) -> RouteSettings:
         if (self.upstream is None) == (self.respond is None):
@@ -219,13 +192,6 @@ class RouteSettings(_Model):
             return ()
         return self.key_headers if self.key_headers is not None else ("authorization", "x-api-key", "api-key")
 
-    @property
-    def forwarded_paths(self) -> tuple[str, ...]:
-        # API routes forward only the OpenAI-compatible API unless the settings say otherwise.
-        if self.auth not in API_AUTH:
-            return ()
-        return self.allow_paths if self.allow_paths is not None else ("/v1/*",)
-
 
 ClientName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*$", max_length=32)]
 
@@ -234,25 +200,64 @@ class ClientSettings(_Model):
     """One API client (a laptop, a CI job, a tool): its own key, the API routes and models it may use."""
 
     # Paths of bearer routes, as written in `routes` (default: every bearer route).
-    routes: tuple[str, ...] | None = Field(default=None, min_length=1)
+    routes: tuple[RoutePattern, ...] | None = Field(default=None, min_length=1)
     # Model names (default: every model).
-    models: tuple[str, ...] | None = Field(default=None, min_length=1)
+    models: tuple[ModelName, ...] | None = Field(default=None, min_length=1)
     # Raise it to rotate a generated key (the next `pulumi up` makes a new one for this client only).
     key_version: int = Field(default=1, ge=1)
 
 
+# Headers the edge, the browser or the proxy itself rely on: an SSO answer copied into one of them would
+# be stripped from every client request (so no key would reach the edge) or would confuse the proxy.
+_RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Authorization",
+        "Proxy-Authorization",
+        "Cookie",
+        "Host",
+        "Connection",
+        "Keep-Alive",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Content-Length",
+        "Content-Type",
+        "Origin",
+        "Via",
+        "X-Api-Key",
+        "Api-Key",
+        "X-Forwarded-For",
+        "X-Forwarded-Proto",
+        "X-Forwarded-Host",
+    )
+)
+_RESERVED_PREFIXES = ("sec-", "tailscale-", "access-control-", "proxy-")
+
+
 class SsoSettings(_Model):
     service: Name = "oauth2-proxy"
-    auth_path: str = "/oauth2/auth"
-    start_path: str = "/oauth2/start"
+    auth_path: ExactPath = "/oauth2/auth"
+    start_path: ExactPath = "/oauth2/start"
     # SSO response header -> header the protected upstreams trust.
-    copy_headers: dict[str, str] = Field(
+    copy_headers: dict[HeaderName, HeaderName] = Field(
         default_factory=lambda: {
             "X-Auth-Request-Email": "X-Forwarded-Email",
             "X-Auth-Request-User": "X-Forwarded-User",
             "X-Auth-Request-Preferred-Username": "X-Forwarded-Preferred-Username",
         }
     )
+
+    @field_validator("copy_headers")
+    @classmethod
+    def _not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        for target in value.values():
+            if target.lower() in _RESERVED_HEADERS or target.lower().startswith(_RESERVED_PREFIXES):
+                raise ValueError(
+                    f"{target!r} is a header the edge or browsers rely on; copy into X-Forwarded-User etc."
+                )
+        return value
 
 
 class ContainerLimits(_Model):
@@ -324,7 +329,7 @@ def _identity(value: str) -> str:
     # A test identity is one principal: a user or a tag, as Tailscale's policy `tests` expect.
     if not (value.startswith("tag:") or "@" in value):
         raise ValueError(f"{value!r} is not a user@domain or tag:name to test with")
-    return value
+    return grammar.principal(value, "a user@domain or tag:name to test with")
 
 
 Identity = Annotated[str, AfterValidator(_identity)]
@@ -341,25 +346,18 @@ class TailnetPolicySettings(_Model):
     """The gateway's part of the tailnet policy and how it is applied."""
 
     tag: str = Field(default="tag:llm-gateway", pattern=_TAG)
-    owners: tuple[str, ...] = ("autogroup:admin",)
+    owners: tuple[Principal, ...] = ("autogroup:admin",)
     audiences: tuple[Annotated[str, AfterValidator(_audience)], ...] = Field(min_length=1)
     tests: PolicyTestSettings
     # The user's own policy file (HuJSON, in this repository, relative to Pulumi.yaml); everything in
     # it is kept, and the gateway's entries are merged in.
-    base: str | None = None
+    base: Annotated[str, AfterValidator(grammar.relative_file)] | None = None
     # Apply the merged policy with the Tailscale provider. Off: render and check it only.
     manage: bool = False
     # The first apply refuses to replace a policy that was ever edited, unless this is set.
     overwrite_existing: bool = False
     # Also tag the gateway host (the device named tailnetHost) with `tag`.
     tag_device: bool = False
-
-    @field_validator("base")
-    @classmethod
-    def _relative(cls, value: str | None) -> str | None:
-        if value is not None and (value.startswith("/") or ".." in value.split("/")):
-            raise ValueError(f"{value!r} must be a path inside the repository, relative to Pulumi.yaml")
-        return value
 
 
 class NodeSettings(_Model):
@@ -396,7 +394,7 @@ class Settings(_Model):
     node: NodeSettings = NodeSettings()
     networks: dict[Name, NetworkSettings] = Field(min_length=1)
     services: dict[Name, ServiceSettings] = Field(min_length=1)
-    models: dict[str, ModelSettings] = Field(min_length=1)
+    models: dict[ModelName, ModelSettings] = Field(min_length=1)
     routes: tuple[RouteSettings, ...] = Field(min_length=1)
     gateway: GatewaySettings = GatewaySettings()
     edge: EdgeSettings = EdgeSettings()

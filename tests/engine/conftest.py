@@ -27,6 +27,7 @@ DEV_CERT_DIR = "/srv/caddy/certs"
 HEALTHY_WITHIN_S = 20.0
 
 HOW_TO_RUN = "no Docker engine answers: run `sudo scripts/engine` (installs and starts one), then the tests again"
+INSTALL_BUSYBOX = "run `sudo scripts/engine`, which installs busybox-static, then the tests again"
 
 
 def _remove_labelled(client: docker.DockerClient) -> None:
@@ -64,6 +65,8 @@ def docker_client() -> Iterator[docker.DockerClient]:
 @pytest.fixture(scope="session")
 def stand_in_images(docker_client) -> dict[str, str]:
     """Image id of each stand-in, by the reference the stack pins (built once, then cached)."""
+    if not standins.BUSYBOX.exists():
+        cannot_run(f"the stand-in images are built from {standins.BUSYBOX}, which is missing: {INSTALL_BUSYBOX}")
     return {s.tag: standins.ensure(docker_client, s) for s in standins.STAND_INS}
 
 

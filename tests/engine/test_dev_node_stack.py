@@ -159,10 +159,15 @@ def test_tailscale_identity_counts_only_from_the_nodes_pinned_address(node, dock
     for who, address in (("node", pinned), ("other", None)):
         login = f"{who}-{new_run_id()}@example.com"
         answer = _edge_get(
-            docker_client, node, f"/llm/v1/models?who={who}", node.key, (f"Tailscale-User-Login: {login}",), address
+            docker_client,
+            node,
+            f"/llm/v1/models?asked_by_{who}=1",
+            node.key,
+            (f"Tailscale-User-Login: {login}",),
+            address,
         )
         assert "200 OK" in answer, f"the request from {who} failed: {answer[:300]}"
-        lines = log_lines(docker_client, node.engine.container_id("tailnet-edge"), f"who={who}", "http.log.access")
+        lines = log_lines(docker_client, node.engine.container_id("tailnet-edge"), f"asked_by_{who}", "http.log.access")
         assert len(lines) == 1, f"no access log line for the {who} request"
         entry = json.loads(lines[0])
         expected = login if who == "node" else ""

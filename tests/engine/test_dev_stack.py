@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -142,7 +143,7 @@ def test_readiness_asks_litellm_across_the_network_and_says_only_ok_or_failing(d
 
 def test_access_log_reaches_the_container_log_without_the_key(dev, docker_client):
     marker = new_run_id()
-    dev.edge.get(f"/llm/v1/models?m={marker}", _auth(dev.key))
+    dev.edge.get(f"/llm/v1/models?{marker}=1", _auth(dev.key))
     container_id = dev.engine.container_id("tailnet-edge")
     lines = log_lines(docker_client, container_id, marker, '"http.log.access')
     text = logs(docker_client, container_id)
@@ -164,22 +165,39 @@ def test_caddy_writes_its_data_directory(dev, docker_client):
     assert code == 0 and "instance.uuid" in listing, f"Caddy could not write its data directory: {listing}"
 
 
-def test_processes_of_other_images_do_not_count_against_the_edge(dev, docker_client):
-    """Finding 8: nproc counts per uid on the host; 65532 is distroless' `nonroot`, shared by many images."""
-    limit = int(dev.run.containers["tailnet-edge"].inputs["ulimits"][0]["hard"])
+def _processes_of(docker_client, dev, user: str, count: int) -> str:
+    """A container of another image running `count` processes as `user`, once they all run (bounded)."""
     neighbour = docker_client.api.create_container(
         "docker.io/library/caddy:2.11.7",
-        user="65532:65532",
+        user=user,
         labels=dev.engine.sub.label,
-        entrypoint=["/bin/sh", "-c", f"for i in $(seq {limit + 10}); do sleep 120 & done; wait"],
+        entrypoint=["/bin/sh", "-c", f"for i in $(seq {count}); do sleep 120 & done; wait"],
         host_config=docker_client.api.create_host_config(network_mode="none"),
-    )
-    docker_client.api.start(neighbour["Id"])
+    )["Id"]
+    docker_client.api.start(neighbour)
+    deadline = time.monotonic() + 30
+    while len(docker_client.api.top(neighbour)["Processes"]) < count + 1:
+        assert time.monotonic() < deadline, f"the neighbour did not start its {count} processes within 30 s"
+        time.sleep(0.2)
+    return neighbour
+
+
+@pytest.mark.parametrize(("whose", "shares_the_limit"), [("distroless nonroot", False), ("the edge's own uid", True)])
+def test_processes_of_other_images_do_not_count_against_the_edge(dev, docker_client, whose, shares_the_limit):
+    """Finding 8: nproc counts per uid on the host; 65532 is distroless' `nonroot`, shared by many images.
+    The control case runs the neighbour as the edge's own uid: then the edge can start nothing, which shows
+    the limit is real and that this test sees it."""
+    limit = int(dev.run.containers["tailnet-edge"].inputs["ulimits"][0]["hard"])
+    user = dev.run.containers["tailnet-edge"].inputs["user"] if shares_the_limit else "65532:65532"
+    neighbour = _processes_of(docker_client, dev, user, limit + 10)
     try:
         code, output = exec_in(docker_client, dev.engine.container_id("tailnet-edge"), "sh", "-c", "echo alive")
-        assert code == 0 and "alive" in output, f"the edge cannot start a process: {output}"
     finally:
-        docker_client.api.remove_container(neighbour["Id"], force=True)
+        docker_client.api.remove_container(neighbour, force=True)
+    started = code == 0 and "alive" in output
+    assert started != shares_the_limit, f"with {limit + 10} processes of {whose} ({user}) running, the edge " + (
+        "could still start a process: the limit does not bind" if shares_the_limit else f"could not: {output}"
+    )
 
 
 def _healthz_says_ready(values: dict) -> None:

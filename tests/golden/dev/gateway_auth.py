@@ -2,39 +2,69 @@
 # settings and render again (python -m components render).
 """LiteLLM custom auth for tailnet-llm-gateway (rendered next to the LiteLLM config; do not edit).
 
-Only the edge and host apps talk to LiteLLM, and both hold the master key; the edge says which client
-is calling in a header it sets itself (a client's own copy never gets past the edge). So:
-- the master key is compared as bytes, in constant time; anything else is refused (401);
-- no client header: a host app on the loopback port, the gateway's admin, as without this module;
-- a client header: that client, limited to its models (LiteLLM enforces them: 403 for any other);
-- `tailnet:<login>`: a caller the gateway's Tailscale node vouched for, with every model.
-No database is needed: the clients and their models are written into this file.
+Two keys open LiteLLM, and they mean different things:
+- the master key: a host app on the loopback port, LiteLLM's admin, as without this module;
+- the edge's own key: a request the edge forwarded. The edge says which client is calling in a header it
+  sets after every header a client could send is gone. Without exactly one such name, or with a name
+  this file does not list, the request is refused: it is never promoted to the admin. A client reaches
+  only the endpoints an API client needs, and only its own models (LiteLLM answers 403 for others);
+  `tailnet:<login>` is a caller the gateway's Tailscale node vouched for (every model); the readiness
+  identity may only ask a backend's readiness check.
+Anything else is refused (401). Keys are compared as bytes, in constant time. No database is needed: the
+clients, their models and the endpoints are written into this file.
 """
 
 from __future__ import annotations
 
 import hmac
 import os
+import re
 
 from fastapi import Request
 from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 
-MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
-CLIENT_HEADER = "x-gateway-client"
-TAILNET_PREFIX = "tailnet:"
+MASTER_KEY_ENV = 'LITELLM_MASTER_KEY'
+EDGE_KEY_ENV = 'TLG_EDGE_KEY'
+CLIENT_HEADER = 'x-gateway-client'
+READINESS_CLIENT = 'edge:readiness'
+READINESS_PATH = '/tailnet-llm-gateway/ready'
+TAILNET_PREFIX = 'tailnet:'
 # Client name -> the models it may use (None: every model). Rendered from the stack settings.
 CLIENTS: dict[str, list[str] | None] = {'master': None}
+# The endpoints a client may call: exact paths, or prefixes ending in /*.
+API_PATHS: tuple[str, ...] = ('/v1/models', '/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/messages', '/v1/messages/count_tokens')
+# A Tailscale login as serve reports it (user@domain, user@github, ...).
+_LOGIN = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}|tagged-device")
+
+
+def _same(presented: str, expected: str) -> bool:
+    return bool(expected) and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def _api_path(path: str) -> bool:
+    if any(segment in (".", "..") for segment in path.split("/")):
+        return False
+    return any(path == p or (p.endswith("/*") and path.startswith(p[:-1])) for p in API_PATHS)
 
 
 async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
-    master = os.environ.get(MASTER_KEY_ENV, "")
-    if not master or not hmac.compare_digest((api_key or "").encode(), master.encode()):
+    presented = api_key or ""
+    if _same(presented, os.environ.get(MASTER_KEY_ENV, "")):
+        return UserAPIKeyAuth(api_key=presented, user_role=LitellmUserRoles.PROXY_ADMIN)
+    if not _same(presented, os.environ.get(EDGE_KEY_ENV, "")):
         raise Exception("invalid API key")
-    client = request.headers.get(CLIENT_HEADER)
-    if client is None:
-        return UserAPIKeyAuth(api_key=api_key, user_role=LitellmUserRoles.PROXY_ADMIN)
-    if client.startswith(TAILNET_PREFIX) and len(client) > len(TAILNET_PREFIX):
-        return UserAPIKeyAuth(api_key=api_key, user_id=client)
+    names = request.headers.getlist(CLIENT_HEADER)
+    if len(names) != 1:
+        raise Exception("the edge did not say who is calling")
+    client, path = names[0], request.url.path
+    if client == READINESS_CLIENT:
+        if request.method == "GET" and re.fullmatch(re.escape(READINESS_PATH) + r"/[0-9]+", path):
+            return UserAPIKeyAuth(api_key=presented, user_id=client, models=[])
+        raise Exception("the readiness check asks only a backend's readiness")
+    if not _api_path(path):
+        raise Exception("not an endpoint API clients may use")
+    if client.startswith(TAILNET_PREFIX) and _LOGIN.fullmatch(client[len(TAILNET_PREFIX) :]):
+        return UserAPIKeyAuth(api_key=presented, user_id=client)
     if client not in CLIENTS:
         raise Exception("unknown client")
-    return UserAPIKeyAuth(api_key=api_key, user_id=client, models=list(CLIENTS[client] or []))
+    return UserAPIKeyAuth(api_key=presented, user_id=client, models=list(CLIENTS[client] or []))
