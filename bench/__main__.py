@@ -6,7 +6,8 @@
   noise hits them alike; the backend stub sets TCP_NODELAY;
 - the server and worker model: RSS/PSS of LiteLLM's process tree, requests per second per GiB, and
   worker restarts in ten start-ups with one core kept busy;
-- on the real Docker engine (when one answers): time to healthy, and the outage a settings change causes;
+- on the real Docker engine (when one answers): time to healthy, and what each operator's change costs
+  under load (failed requests, cut streams, worst latency), with two LiteLLM replicas and with one;
 - render and mock evaluation time at 10, 100 and 1,000 routes and models.
 
 Prints a table and writes every figure as JSON. Not part of the test suite.
@@ -27,6 +28,8 @@ from pathlib import Path
 from bench import engine_figures, load, servers
 from bench.local import THIS_BUILD, LiteLLMBuild, LocalStack
 from components.cli import load_plan
+from tests.engine.soak import Window
+from tests.engine.soak import table as soak_table
 from tests.processes import render
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,18 +200,13 @@ def table(results: dict) -> str:
         f"{start['worker_restarts']} worker restarts, ready after {start['ready_s']} s",
     ]
     engine = results["engine"]
-    lines += [
-        "",
-        "real engine: "
-        + (
-            engine.get("skipped")
-            or (
-                f"time to healthy {_rounded(engine['time_to_healthy_s'])} s; outage on a "
-                f"Caddyfile change {engine['outage_s']['caddyfile']:.2f} s, on a LiteLLM config change "
-                f"{engine['outage_s']['litellm_config']:.1f} s"
-            )
-        ),
-    ]
+    if "skipped" in engine:
+        lines += ["", f"real engine: {engine['skipped']}"]
+    else:
+        lines += ["", f"real engine: time to healthy {_rounded(engine['time_to_healthy_s'])} s"]
+        for key, title in (("soak", "two LiteLLM replicas (the default)"), ("soak_one_replica", "one replica")):
+            windows = [Window(**w) for w in engine[key]]
+            lines += ["", soak_table(windows, f"each change under load (8 clients, 2 streams of 30 s), {title}")]
     lines += ["", "growth", f"{'routes+models':<16}{'render s':>10}{'evaluate s':>12}"]
     for size, v in results["growth"].items():
         lines.append(f"{size:<16}{v['render_s']:>10.3f}{v['evaluate_s']:>12.3f}")

@@ -36,10 +36,11 @@ def load_plan(
     upstreams: Mapping[str, HostPort] | None = None,
     listen: HostPort | None = None,
     node_address: str | None = None,
+    keys_dir: str | None = None,
 ) -> Plan:
     """The plan for `Pulumi.<stack>.yaml`, as `pulumi up` would build it (no Pulumi CLI needed)."""
     settings = Settings.from_stack_file(stack_file(stack, project_dir))
-    return build_plan(settings, stack, project_dir, upstreams, listen, node_address)
+    return build_plan(settings, stack, project_dir, upstreams, listen, node_address, keys_dir)
 
 
 def _upstream(text: str) -> tuple[str, HostPort]:
@@ -112,6 +113,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="tailnet-node stacks: trust Tailscale's identity headers from this loopback address, as from the node",
     )
+    render.add_argument(
+        "--keys-dir",
+        metavar="DIR",
+        help="with --listen: where the edge reads its keys (one file each; default: OUT/keys)",
+    )
     render.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
 
     config = commands.add_parser("client-config", help="print what one client needs, from the stack's outputs")
@@ -147,7 +153,10 @@ def _write(out: Path, files: dict[str, str]) -> None:
 
 def _render(args: argparse.Namespace) -> int:
     try:
-        plan = load_plan(args.stack, args.project_dir, dict(args.upstream), args.listen, args.node_address)
+        keys_dir = args.keys_dir
+        if args.listen is not None and keys_dir is None:
+            keys_dir = str((args.out / "keys").resolve())
+        plan = load_plan(args.stack, args.project_dir, dict(args.upstream), args.listen, args.node_address, keys_dir)
     except PolicyTestFailure as failure:
         # Only the policy, so the failing test can be read in the file it names; nothing deployable.
         _write(args.out, {"tailnet-policy.hujson": failure.policy})

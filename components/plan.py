@@ -17,8 +17,13 @@ from typing import Any
 from .addresses import HostPort
 from .errors import SettingsError
 from .images import ImageRef
-from .render.caddyfile import render_caddyfile
-from .render.gateway_auth import GATEWAY_AUTH_FILE, render_gateway_auth
+from .render.caddyfile import config_id, render_caddyfile
+from .render.gateway_auth import (
+    GATEWAY_AUTH_FILE,
+    GATEWAY_CLIENTS_FILE,
+    render_gateway_auth,
+    render_gateway_clients,
+)
 from .render.litellm_config import render_litellm_config
 from .render.tailscale_serve import render_serve_config
 from .settings import Settings, grammar
@@ -35,9 +40,16 @@ class RenderedFiles:
     litellm_config: str
     # LiteLLM's custom auth (who is calling, which models they may use), read from beside its config.
     gateway_auth: str
+    # The clients the custom auth knows and their models; LiteLLM reads it again when it changes.
+    gateway_clients: str
     tailnet_policy: str
     # The Tailscale node's serve config; only a stack with its own node has one.
     serve_config: str | None
+
+    @property
+    def edge_config_id(self) -> str:
+        """The id the running edge reports for this Caddyfile (its health listener's /config-id)."""
+        return config_id(self.caddyfile)
 
     def by_name(self) -> dict[str, str]:
         """The files as the render CLI writes them."""
@@ -45,6 +57,7 @@ class RenderedFiles:
             "Caddyfile": self.caddyfile,
             "litellm.yaml": self.litellm_config,
             GATEWAY_AUTH_FILE: self.gateway_auth,
+            GATEWAY_CLIENTS_FILE: self.gateway_clients,
             "tailnet-policy.hujson": self.tailnet_policy,
         }
         if self.serve_config is not None:
@@ -109,12 +122,14 @@ def build_plan(
     upstreams: Mapping[str, HostPort] | None = None,
     listen: HostPort | None = None,
     node_address: str | None = None,
+    keys_dir: str | None = None,
 ) -> Plan:
     """Cross-check the settings, merge and check the tailnet policy, render every file.
 
-    `upstreams`, `listen` and `node_address` are the local check mode's overrides (render --upstream,
-    --listen, --node-address): services at other addresses, the site on a loopback address, the
-    node's requests from a loopback address. They move what the files say, never the policy.
+    `upstreams`, `listen`, `node_address` and `keys_dir` are the local check mode's overrides (render
+    --upstream, --listen, --node-address, --keys-dir): services at other addresses, the site on a loopback
+    address, the node's requests from a loopback address, the edge's keys in a local directory. They move
+    what the files say, never the policy.
     Raises SettingsError (PolicyTestFailure for a failing policy test) before anything is rendered.
     """
     try:
@@ -124,12 +139,13 @@ def build_plan(
         raise SettingsError("stack", str(error)) from None
     topology = build_topology(settings)
     policy, assertions = checked_policy(topology.tailnet, project_dir)
-    if upstreams or listen or node_address:
-        topology = topology.with_overrides(upstreams, listen, node_address)
+    if upstreams or listen or node_address or keys_dir:
+        topology = topology.with_overrides(upstreams, listen, node_address, keys_dir)
     files = RenderedFiles(
         caddyfile=render_caddyfile(topology, stack),
         litellm_config=render_litellm_config(topology, stack),
         gateway_auth=render_gateway_auth(topology, stack),
+        gateway_clients=render_gateway_clients(topology),
         tailnet_policy=policy,
         serve_config=render_serve_config(topology) if topology.node is not None else None,
     )

@@ -8,6 +8,8 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
+from policy.gateway_contract import EDGE_KEY_FILE
+
 from .client_config import client_output
 from .docker.model_gateway import ModelGateway
 from .docker.networks import GatewayNetworks
@@ -67,15 +69,18 @@ class GatewayStack(pulumi.ComponentResource):
         generated_edge_key = random.RandomPassword(f"{name}-edge-key", length=48, special=False, opts=child)
         self.edge_key: pulumi.Output[str] = pulumi.Output.secret(pulumi.Output.concat("sk-", generated_edge_key.result))
         keys = {client.name: self._client_key(name, client, client_keys, child) for client in topology.clients}
-        # What the edge compares: each named client's key, or with none the master key (the one client's).
-        checked: dict[str, pulumi.Input[str]] = {client.key_env: keys[client.name] for client in topology.clients}
+        # The edge's key files: its own key toward LiteLLM, and what it compares: each named client's key, or
+        # with none the master key (the one client's).
+        edge_keys: dict[str, pulumi.Input[str]] = {EDGE_KEY_FILE: self.edge_key}
+        edge_keys |= {client.key_file: keys[client.name] for client in topology.clients}
         if not topology.clients:
-            checked = {MASTER_CLIENT.key_env: self.master_key}
+            edge_keys[MASTER_CLIENT.key_file] = self.master_key
         self.gateway = ModelGateway(
             f"{name}-model-gateway",
             topology.gateway,
             plan.files.litellm_config,
             plan.files.gateway_auth,
+            plan.files.gateway_clients,
             self.master_key,
             self.edge_key,
             self.networks,
@@ -87,8 +92,8 @@ class GatewayStack(pulumi.ComponentResource):
             topology.edge,
             topology.site,
             plan.files.caddyfile,
-            self.edge_key,
-            checked,
+            plan.files.edge_config_id,
+            edge_keys,
             self.networks,
             PinnedImage(f"{name}-caddy-image", topology.edge.image, opts=child),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.gateway]),
@@ -120,6 +125,7 @@ class GatewayStack(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, *after_policy]),
             )
 
+        self.edge_config_id = pulumi.Output.from_input(self.proxy.config_id)
         self.api_base_url = pulumi.Output.from_input(topology.api_base_url)
         self.api_routes = pulumi.Output.from_input({r.path: topology.base_url(r) for r in topology.api_routes})
         self.local_api_url = pulumi.Output.from_input(topology.local_api_url)
@@ -142,6 +148,7 @@ class GatewayStack(pulumi.ComponentResource):
                 "localApiUrl": self.local_api_url,
                 "models": self.models,
                 "masterKey": self.master_key,
+                "edgeConfigId": self.edge_config_id,
                 **{client_output(n): data for n, data in self.clients.items()},
             }
         )

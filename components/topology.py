@@ -18,11 +18,14 @@ from policy.gateway_contract import (
 )
 from policy.gateway_contract import (
     DOCKER_DEFAULT_POOLS,
+    EDGE_KEYS_DIR,
     GATEWAY_API_PATHS,
     MASTER_CLIENT_NAME,
+    MASTER_KEY_FILE,
+    SHARED_UIDS,
     RoutePath,
     caddy_order,
-    client_key_env,
+    client_key_file,
     overlaps,
     route_conflicts,
 )
@@ -35,6 +38,7 @@ from .errors import SettingsError
 from .gateway_process import Server
 from .images import ImageRef
 from .settings import ContainerLimits, Settings
+from .settings.grammar import absolute_directory
 from .settings.messages import did_you_mean
 from .settings.model import RouteSettings
 
@@ -125,18 +129,18 @@ class Model:
 
 @dataclass(frozen=True)
 class Client:
-    """An API client: its name (in logs and toward LiteLLM), the environment variable that holds its key
-    in the edge, and the models it may use (None: all)."""
+    """An API client: its name (in logs and toward LiteLLM), the file in the edge's keys directory that
+    holds its key, and the models it may use (None: all)."""
 
     name: str
-    key_env: str
+    key_file: str
     models: tuple[str, ...] | None
     # Raising it replaces a generated key (rotation); a key set in `clientKeys` is used as it is.
     key_version: int = 1
 
 
 # Without `clients`, the one client is whoever holds the master key.
-MASTER_CLIENT = Client(name=MASTER_CLIENT_NAME, key_env=MASTER_KEY_ENV, models=None)
+MASTER_CLIENT = Client(name=MASTER_CLIENT_NAME, key_file=MASTER_KEY_FILE, models=None)
 # Tailnet callers reach LiteLLM as `tailnet:<login>` (`tailnet:tagged-device` for a tagged device).
 TAILNET_CLIENT_PREFIX = "tailnet:"
 
@@ -245,9 +249,19 @@ class Limits:
         return f"{self.uid}:{self.gid}"
 
 
+# How far apart the replicas' uids are (see Gateway.replica_limits).
+REPLICA_UID_STEP = 100
+
+
+def replica_names(service: str, replicas: int) -> tuple[str, ...]:
+    """The containers of a gateway with `replicas`: the service's own name, then `<service>-2`, ..."""
+    return (service, *(f"{service}-{index}" for index in range(2, replicas + 1)))
+
+
 @dataclass(frozen=True)
 class Gateway:
-    """The LiteLLM container this stack runs."""
+    """The LiteLLM containers this stack runs: `replicas` of them, the first named after the service (it
+    also publishes the host port), the others `<service>-2`, `<service>-3`, ..."""
 
     service: Service
     host_bind: HostPort
@@ -255,6 +269,25 @@ class Gateway:
     limits: Limits
     image: ImageRef
     server: Server
+    replicas: int = 1
+    # How long a replica being replaced may finish its requests and streams before it is stopped.
+    drain_s: int = 300
+    # Where the edge reaches the replicas (host:port); the local check mode moves them all to one address.
+    addresses: tuple[str, ...] = ()
+
+    @property
+    def replica_names(self) -> tuple[str, ...]:
+        return replica_names(self.service.name, self.replicas)
+
+    @property
+    def replica_limits(self) -> tuple[Limits, ...]:
+        """Each replica's limits, on a uid of its own: the process limit counts every process of a uid on
+        the host, so replicas sharing one would share one budget. The first has the configured uid, the
+        next ones that uid plus 100, 200, ..."""
+        return tuple(
+            replace(self.limits, uid=self.limits.uid + REPLICA_UID_STEP * i, gid=self.limits.gid + REPLICA_UID_STEP * i)
+            for i in range(self.replicas)
+        )
 
     @property
     def local_api_url(self) -> str:
@@ -264,12 +297,18 @@ class Gateway:
 
 @dataclass(frozen=True)
 class Edge:
-    """The Caddy container: on one network, publishing `https_port` in host-bind mode."""
+    """The Caddy container: on one network, publishing `https_port` in host-bind mode, with its keys in
+    files under `keys_dir` (the local check mode points it at a directory of the test's)."""
 
     network: str
     https_port: int
     limits: Limits
     image: ImageRef
+    keys_dir: str = EDGE_KEYS_DIR
+    # How long a reload lets the previous config finish its requests (Caddy's grace_period), and how long
+    # the edge may drain when it is replaced itself.
+    grace_s: int = 1800
+    drain_s: int = 300
 
 
 @dataclass(frozen=True)
@@ -394,8 +433,10 @@ class Topology:
         upstreams: Mapping[str, HostPort] | None = None,
         listen: HostPort | None = None,
         node_address: str | None = None,
+        keys_dir: str | None = None,
     ) -> Topology:
-        """The same topology with services moved to other addresses and/or a local listen address.
+        """The same topology with services moved to other addresses and/or a local listen address, the
+        node's requests from a loopback address, the edge's keys in a local directory.
 
         Used by the render CLI to run the real binaries on loopback; every place a service is named
         (Caddy upstreams, LiteLLM api_base) follows the override, because all of them read `Service`.
@@ -424,12 +465,25 @@ class Topology:
             if not ipaddress.ip_address(node_address).is_loopback:
                 raise SettingsError("--node-address", f"{node_address} is not a loopback address")
             node = replace(node, address=node_address)
+        edge = self.edge
+        if keys_dir is not None:
+            try:
+                edge = replace(edge, keys_dir=absolute_directory(keys_dir).rstrip("/"))
+            except ValueError as error:
+                raise SettingsError("--keys-dir", str(error)) from None
         return replace(
             self,
             site=site,
+            edge=edge,
             node=node,
             services=tuple(moved.values()),
-            gateway=replace(self.gateway, service=moved[self.gateway.service.name]),
+            gateway=replace(
+                self.gateway,
+                service=moved[self.gateway.service.name],
+                addresses=(moved[self.gateway.service.name].address,)
+                if self.gateway.service.name in upstreams
+                else self.gateway.addresses,
+            ),
             models=tuple(
                 replace(m, backends=tuple(replace(b, service=moved[b.service.name]) for b in m.backends))
                 for m in self.models
@@ -446,11 +500,24 @@ def build_topology(settings: Settings) -> Topology:
     by_name = {s.name: s for s in services}
 
     gateway_service = _known(by_name, settings.gateway.service, "gateway.service")
-    if settings.edge.limits.uid == settings.gateway.limits.uid:
+    if settings.services[gateway_service.name].host is not None:
+        raise SettingsError(
+            f"services.{gateway_service.name}.host",
+            "the stack runs the gateway and names its containers itself; remove the host",
+        )
+    replica_uids = [settings.gateway.limits.uid + REPLICA_UID_STEP * i for i in range(settings.gateway.replicas)]
+    shared = sorted(SHARED_UIDS.intersection(replica_uids))
+    if shared:
+        raise SettingsError(
+            "gateway.limits.user",
+            f"a gateway replica would run as uid {shared[0]} (the uid plus 100 a replica), which host users or "
+            "other images share; pick another uid",
+        )
+    if settings.edge.limits.uid in replica_uids:
         raise SettingsError(
             "edge.limits.user",
-            f"uid {settings.edge.limits.uid} is also gateway.limits.user; the process limit counts per uid, "
-            "so each container needs its own",
+            f"uid {settings.edge.limits.uid} is also a gateway replica's (gateway.limits.user, plus 100 a replica); "
+            "the process limit counts per uid, so each container needs its own",
         )
     edge_network = settings.edge.network
     if edge_network not in networks:
@@ -479,6 +546,8 @@ def build_topology(settings: Settings) -> Topology:
             https_port=settings.edge.https_port,
             limits=_limits(settings.edge.limits),
             image=settings.edge.image_ref,
+            grace_s=settings.timeouts.stream,
+            drain_s=settings.timeouts.drain,
         ),
         node=None
         if site.exposure != "tailnet-node"
@@ -502,6 +571,12 @@ def build_topology(settings: Settings) -> Topology:
             server=settings.gateway.server,
             limits=_limits(settings.gateway.limits),
             image=settings.gateway.image_ref,
+            replicas=settings.gateway.replicas,
+            drain_s=settings.timeouts.drain,
+            addresses=tuple(
+                str(HostPort(name, gateway_service.port))
+                for name in replica_names(gateway_service.name, settings.gateway.replicas)
+            ),
         ),
         models=models,
         routes=routes,
@@ -548,7 +623,7 @@ def _clients(settings: Settings) -> tuple[Client, ...]:
                     f"{model!r} is not a model in 'models'{did_you_mean(model, settings.models)}",
                 )
         clients.append(
-            Client(name=name, key_env=client_key_env(name), models=spec.models, key_version=spec.key_version)
+            Client(name=name, key_file=client_key_file(name), models=spec.models, key_version=spec.key_version)
         )
     return tuple(clients)
 

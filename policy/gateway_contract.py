@@ -32,6 +32,8 @@ ROOT_EXCEPTION_LABEL = "tailnet-llm-gateway.runs-as-root-because"
 CONFIG_FOR_LABEL = "tailnet-llm-gateway.config-for"
 CONFIG_HASH_LABEL = "tailnet-llm-gateway.config-sha256"
 CONFIG_WRITER_ROLE = "config-writer"
+# A writer of secret files (the edge's keys): its uploads are the secrets themselves.
+KEYS_WRITER_ROLE = "keys-writer"
 
 # ---- facts about the Docker host and the tailnet ------------------------------------------------------
 
@@ -72,8 +74,8 @@ def canonical_repository(repository: str) -> str:
 # least as strong for those requests. `bearer` skips SSO, so it is weaker than `sso` for SSO content.
 AUTH_STRENGTH = {"none": 0, "bearer": 1, "tailnet": 1, "sso": 2}
 
-# The edge reads each named client's key from an environment variable of this name; with no named
-# clients, the one client ("master") presents the master key.
+# LiteLLM's master key, in its environment; with no named clients, the one client ("master") presents it
+# at the edge.
 MASTER_KEY_ENV = "LITELLM_MASTER_KEY"
 MASTER_CLIENT_NAME = "master"
 # The header in which the edge tells an API upstream which client is calling (a client's own copy never
@@ -100,8 +102,15 @@ GATEWAY_API_PATHS = (
 )
 
 
-def client_key_env(name: str) -> str:
-    return "TLG_CLIENT_KEY_" + name.upper().replace("-", "_")
+# The edge reads every key it compares or hands on from a file of its own in its keys directory, never from
+# its environment: a client added, a key rotated or revoked changes files, not the running edge.
+EDGE_KEYS_DIR = "/etc/caddy/keys"
+EDGE_KEY_FILE = "edge"
+MASTER_KEY_FILE = "master"
+
+
+def client_key_file(name: str) -> str:
+    return f"client-{name}"
 
 
 @dataclass(frozen=True)

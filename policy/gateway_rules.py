@@ -18,15 +18,17 @@ from gateway_contract import (
     CONFIG_FOR_LABEL,
     DOCKER_DEFAULT_POOLS,
     FILE_CAPABILITY_IMAGES,
+    KEYS_WRITER_ROLE,
     MASTER_CLIENT_NAME,
     MASTER_KEY_ENV,
+    MASTER_KEY_FILE,
     ROLE_LABEL,
     ROOT_EXCEPTION_LABEL,
     SHARED_UIDS,
     TAILSCALE_RANGES,
     RoutePath,
     canonical_repository,
-    client_key_env,
+    client_key_file,
     route_conflicts,
 )
 from pulumi_policy import (
@@ -286,19 +288,31 @@ def _no_secrets_in_files_or_commands(args: StackValidationArgs, report: ReportVi
             name, _, value = str(env).partition("=")
             if value and any(word in name.upper() for word in ("KEY", "SECRET", "TOKEN", "PASSWORD")):
                 secrets.append(value)
+        # A keys writer's uploads are the secrets themselves (the edge reads them from its keys volume).
+        if _role(container.props) == KEYS_WRITER_ROLE:
+            secrets += [str(u.get("content") or "") for u in container.props.get("uploads") or [] if u.get("content")]
     for container in _containers(args.resources):
         props = container.props
         places = {
             "command": " ".join(map(str, props.get("command") or [])),
             "entrypoint": " ".join(map(str, props.get("entrypoints") or [])),
+            "environment": " ".join(map(str, props.get("envs") or [])) if _role(props) == "edge" else "",
         }
-        for upload in props.get("uploads") or []:
+        for upload in props.get("uploads") or [] if _role(props) != KEYS_WRITER_ROLE else []:
             places[f"upload {upload.get('file')}"] = str(upload.get("content") or "")
         for label in props.get("labels") or []:
             places[f"label {label.get('label')}"] = str(label.get("value") or "")
         for where, text in places.items():
             if any(secret in text for secret in secrets) or KEY_LITERAL.search(text):
                 report(f"a secret value appears in the {where}", container.urn)
+
+
+@_container_only
+def _drained_before_removal(props, report):
+    # Without a grace period the provider removes a replaced container at once, cutting every request
+    # and stream it carries.
+    if _role(props) in ("model-gateway", "edge") and not (props.get("destroyGraceSeconds") or 0) > 0:
+        report("a replaced container would be removed at once: set destroy_grace_seconds (the drain bound)")
 
 
 @_container_only
@@ -420,7 +434,9 @@ def _api_bypass_forwards_only_the_api(args: StackValidationArgs, report: ReportV
 
 CLIENT_NAMING = re.compile(r"^\s*vars @(\w+) client ([\w-]+)\s*$", re.M)
 CLIENT_MATCHER = re.compile(r"^\s*@(\w+) expression `([^`]*)`", re.M)
-ENV_PLACEHOLDER = re.compile(r"\{env\.(\w+)\}")
+VARS_PLACEHOLDER = re.compile(r"\{vars\.(key_\w+)\}")
+# `vars key_x {file.<dir>/<file>}`: which key file a route reads into which variable.
+KEY_FILE_READ = re.compile(r"^\s*vars (key_\w+) \{file\.[^}]*/([^/}]+)\}\s*$", re.M)
 
 
 def _api_routes_accept_declared_clients(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -440,11 +456,13 @@ def _api_routes_accept_declared_clients(args: StackValidationArgs, report: Repor
             if set(named.values()) != allowed[path]:
                 accepted, declared_there = sorted(named.values()), sorted(allowed[path])
                 report(f"`{head}` accepts the keys of {accepted}; the settings allow {declared_there}", edge.urn)
-            expressions = {m.group(1): set(ENV_PLACEHOLDER.findall(m.group(2))) for m in CLIENT_MATCHER.finditer(body)}
+            expressions = {m.group(1): set(VARS_PLACEHOLDER.findall(m.group(2))) for m in CLIENT_MATCHER.finditer(body)}
+            files = {m.group(1): m.group(2) for m in KEY_FILE_READ.finditer(body)}
             for matcher, client in named.items():
-                own = MASTER_KEY_ENV if client == MASTER_CLIENT_NAME else client_key_env(client)
-                if expressions.get(matcher) != {own}:
-                    report(f"`{head}` names {client} on a key other than its own ({own})", edge.urn)
+                own = MASTER_KEY_FILE if client == MASTER_CLIENT_NAME else client_key_file(client)
+                compared = {files.get(var) for var in expressions.get(matcher, set())}
+                if compared != {own}:
+                    report(f"`{head}` names {client} on a key other than its own (the file {own})", edge.urn)
 
 
 def _proxy_lines(body: str) -> list[str]:
@@ -469,8 +487,10 @@ def _api_identity_on_the_proxied_request(args: StackValidationArgs, report: Repo
     for edge in _edge(args.resources):
         for line in caddyfile.splitlines():
             stripped = line.strip()
-            if f"{{env.{MASTER_KEY_ENV}}}" in stripped and not stripped.startswith(("@", "#")):
-                report(f"the edge hands on the master key (`{stripped}`); LiteLLM gets the edge's own key", edge.urn)
+            sets_header = stripped.startswith(("header_up ", "request_header ", "header "))
+            handed = [v for v in VARS_PLACEHOLDER.findall(stripped) if v != "key_edge"]
+            if sets_header and (handed or MASTER_KEY_ENV in stripped):
+                report(f"the edge hands on a key it compares (`{stripped}`); LiteLLM gets the edge's own key", edge.urn)
         for head, body in _site_blocks(caddyfile):
             parts = head.split()
             if len(parts) < 2 or parts[1] not in api:
@@ -622,10 +642,15 @@ POLICIES = [
     _policy("images-pinned-by-digest", "Images are exact release tags run by digest.", _images_pinned),
     _stack_policy(
         "no-secrets-in-files-or-commands",
-        "No secret value in a rendered file, a command or a label.",
+        "No secret value in a rendered file, a command, a label or the edge's environment (its keys are files).",
         _no_secrets_in_files_or_commands,
     ),
     _policy("healthcheck-required", "Every container that runs has a healthcheck.", _healthcheck),
+    _policy(
+        "drained-before-removal",
+        "LiteLLM and the edge finish their requests and streams, up to a bound, before they are removed.",
+        _drained_before_removal,
+    ),
     _stack_policy(
         "edge-upstreams-share-a-network",
         "Every Caddy upstream shares a network with Caddy.",

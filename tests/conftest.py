@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from components.settings import PROJECT, Settings
-from components.topology import GATEWAY_ENV, Topology, build_topology, client_key_env
+from components.topology import GATEWAY_ENV, Topology, build_topology
 from tests import fakes
 from tests.processes import Process, free_port, render, start_caddy, start_fake_backend, start_litellm
 
@@ -202,10 +202,6 @@ class ClientsEdge:
         """A client allowed everywhere."""
         return self.client_keys["laptop"]
 
-    @property
-    def caddy_env(self) -> dict[str, str]:
-        return {client_key_env(name): key for name, key in self.client_keys.items()}
-
     def values(self) -> dict:
         return clients_stack_values(self.base)
 
@@ -265,9 +261,11 @@ def _started_clients_edge(base: str, work: Path) -> Iterator[ClientsEdge]:
                 gateway.server,
             )
         )
-        processes.append(start_caddy(out / "Caddyfile", edge_port, log_dir, master_key, env=edge.caddy_env))
+        processes.append(start_caddy(out / "Caddyfile", edge_port, log_dir, master_key, client_keys=client_keys))
         processes.append(
-            start_caddy(echo_out / "Caddyfile", echo_port, log_dir, master_key, name="caddy-echo", env=edge.caddy_env)
+            start_caddy(
+                echo_out / "Caddyfile", echo_port, log_dir, master_key, name="caddy-echo", client_keys=client_keys
+            )
         )
         yield edge
     finally:

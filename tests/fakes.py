@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -108,34 +109,41 @@ class OpenAIBackendHandler(_Handler):
             self._send(404, {"error": "not found"})
 
     def _stream(self, body: dict) -> None:
+        # Chunked, as llama.cpp's server streams: a backend that dies mid-answer leaves the body unfinished
+        # (no last chunk), which a client can tell from a complete answer.
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
-        self.send_header("Connection", "close")
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         model = body.get("model", "m")
-        for index, word in enumerate(STREAM_WORDS):
-            chunk = {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": model,
-                "choices": [{"index": 0, "delta": {"role": "assistant", "content": word}, "finish_reason": None}],
-            }
-            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-            self.wfile.flush()
-            if index == 0:
+        # "stream N words" as the last message asks for a long answer: one word a pause, like a generation.
+        asked = re.fullmatch(r"stream (\d+) words", str((body.get("messages") or [{}])[-1].get("content")))
+        long = asked is not None
+        words = ("w ",) * int(asked.group(1)) if asked else STREAM_WORDS
+        for index, word in enumerate(words):
+            delta = {"role": "assistant", "content": word}
+            self._chunk(f"data: {json.dumps(_chunk(model, delta, None))}\n\n")
+            if index == 0 or long:
                 time.sleep(self.stream_pause_s)
-        done = {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": model,
-            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-        }
-        self.wfile.write(f"data: {json.dumps(done)}\n\ndata: [DONE]\n\n".encode())
+        self._chunk(f"data: {json.dumps(_chunk(model, {}, 'stop'))}\n\ndata: [DONE]\n\n")
+        self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
-        self.close_connection = True
+
+    def _chunk(self, text: str) -> None:
+        data = text.encode()
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+
+def _chunk(model: str, delta: dict, finish_reason: str | None) -> dict:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
 
 
 def _completion(model: str) -> dict:
@@ -167,6 +175,11 @@ class FakeSsoHandler(_Handler):
 
 class HeaderEchoHandler(_Handler):
     def _echo(self) -> None:
+        if self.path == "/health/liveliness" and self.headers.get("User-Agent", "").startswith("Go-http-client"):
+            # The edge's own health check of an upstream it balances (as LiteLLM answers it): not a request
+            # that anything forwarded, so it is not recorded.
+            self._send(200, "I'm alive!")
+            return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         record = (self.command, self.path, dict(self.headers.items()), body)
@@ -250,6 +263,8 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description="fake OpenAI-compatible backend on 127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    # 0.0.0.0 only inside a container on a network the test created (the soak's backends).
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="time to answer a chat completion")
     parser.add_argument("--stream-pause-ms", type=float, default=STREAM_PAUSE_S * 1000)
     parser.add_argument("--name", default="llamacpp")
@@ -259,7 +274,7 @@ def main() -> None:
         (OpenAIBackendHandler,),
         {"reply_delay_s": args.delay_ms / 1000, "stream_pause_s": args.stream_pause_ms / 1000},
     )
-    server = _QuietServer(("127.0.0.1", args.port), handler, args.name)
+    server = _QuietServer((args.host, args.port), handler, args.name)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
 

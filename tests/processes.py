@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 
 from components.gateway_process import Server, gateway_process
-from policy.gateway_contract import EDGE_KEY_ENV
+from policy.gateway_contract import EDGE_KEY_ENV, EDGE_KEY_FILE, MASTER_KEY_FILE, client_key_file
 
 BIN_DIR = Path(sys.executable).parent
 # The edge's own key toward LiteLLM, as the stack generates one: every Caddy and LiteLLM a test starts
@@ -38,13 +39,18 @@ def free_port() -> int:
 class Process:
     """A child process whose output goes to a log file; `stop()` always reaps it."""
 
-    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None, cwd=None):
+    def __init__(
+        self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None, cwd=None, group=False
+    ):
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - open for the process's life, closed by stop()
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
         full_env.update(env or {})
-        self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+        # group: a process group of its own, so that kill_group() ends it with every process it started.
+        self.popen = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd, start_new_session=group
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -64,6 +70,13 @@ class Process:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} not ready at {url} within {timeout_s}s:\n{self.log_tail()}")
+
+    def kill_group(self) -> None:
+        """Kill the process and everything it started at once, as a container dying would (needs group)."""
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout=10)
+        self._log.close()
 
     def kill(self) -> None:
         """Stop at once, as a crash or a pulled cable would: no graceful shutdown."""
@@ -106,25 +119,33 @@ def render(
     return out
 
 
+def write_edge_keys(keys_dir: Path, master_key: str, client_keys: dict[str, str], edge_key: str = EDGE_KEY) -> None:
+    """The edge's key files, as its keys writer puts them: its own key, the master key, each client's."""
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    files = {EDGE_KEY_FILE: edge_key, MASTER_KEY_FILE: master_key}
+    files |= {client_key_file(client): key for client, key in client_keys.items()}
+    for file_name, key in files.items():
+        (keys_dir / file_name).write_text(key)
+
+
 def start_caddy(
     caddyfile: Path,
     port: int,
     log_dir: Path,
     key: str,
     name: str = "caddy",
-    env: dict[str, str] | None = None,
+    client_keys: dict[str, str] | None = None,
     edge_key: str = EDGE_KEY,
 ) -> Process:
-    """Caddy as the edge container runs it: `key` is the master key (the one client's, without named
-    clients), `edge_key` the edge's own toward LiteLLM."""
+    """Caddy as the edge container runs it (`--watch`), with its key files written next to the Caddyfile
+    (render --listen's default keys directory): `key` is the master key (the one client's without named
+    clients), `client_keys` each named client's, `edge_key` the edge's own toward LiteLLM."""
+    write_edge_keys(caddyfile.parent / "keys", key, client_keys or {}, edge_key)
     proc = Process(
         name,
-        [str(binary("caddy")), "run", "--config", str(caddyfile), "--adapter", "caddyfile"],
+        [str(binary("caddy")), "run", "--config", str(caddyfile), "--adapter", "caddyfile", "--watch"],
         log_dir,
         env={
-            **(env or {}),
-            "LITELLM_MASTER_KEY": key,
-            EDGE_KEY_ENV: edge_key,
             "HOME": str(log_dir),
             "XDG_DATA_HOME": str(log_dir / f"{name}-data"),
             "XDG_CONFIG_HOME": str(log_dir / f"{name}-config"),
@@ -148,6 +169,7 @@ def start_litellm(
     server: Server = "granian",
     name: str = "litellm",
     edge_key: str = EDGE_KEY,
+    group: bool = False,
 ) -> Process:
     """LiteLLM started as the container starts it (components/gateway_process.py), on loopback."""
     process = gateway_process(server, workers, str(config), "127.0.0.1", port)
@@ -156,6 +178,7 @@ def start_litellm(
         process.local_argv(sys.executable, str(binary("litellm"))),
         log_dir,
         env={**env, **process.env, "LITELLM_MASTER_KEY": key, EDGE_KEY_ENV: edge_key, "HOME": str(log_dir)},
+        group=group,
     )
     try:
         proc.wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout_s=90, ok=lambda r: r.status_code == 200)
@@ -165,11 +188,12 @@ def start_litellm(
     return proc
 
 
-def start_fake_backend(port: int, name: str, log_dir: Path) -> Process:
+def start_fake_backend(port: int, name: str, log_dir: Path, word_pause_ms: float | None = None) -> Process:
     """The fake OpenAI-compatible backend in its own process, so a test can stop it as a crash would."""
+    pause = ["--stream-pause-ms", str(word_pause_ms)] if word_pause_ms is not None else []
     proc = Process(
         name,
-        [sys.executable, "-m", "tests.fakes", "--port", str(port), "--name", name],
+        [sys.executable, "-m", "tests.fakes", "--port", str(port), "--name", name, *pause],
         log_dir,
         cwd=Path(__file__).resolve().parent.parent,
     )

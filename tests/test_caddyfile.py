@@ -89,9 +89,10 @@ def test_llm_route_strips_the_prefix_without_sso(blocks):
     assert block.steps[0].kind == "rewrite" and block.steps[0].handler["strip_path_prefix"] == "/llm", (
         "LiteLLM would see /llm/v1/... instead of /v1/..."
     )
-    assert block.steps[-1].kind == "reverse_proxy" and block.steps[-1].upstreams == ["model-gateway:11435"], (
-        "/llm/* would not reach LiteLLM"
-    )
+    assert block.steps[-1].kind == "reverse_proxy" and block.steps[-1].upstreams == [
+        "model-gateway:11435",
+        "model-gateway-2:11435",
+    ], "/llm/* would not reach LiteLLM"
 
 
 def test_llm_route_forwards_only_the_openai_api(blocks):
@@ -111,8 +112,13 @@ def test_llm_route_checks_the_key_and_fails_closed(blocks):
     answers = [s for s in block.steps if s.kind in ("static_response", "reverse_proxy")]
     (no_key,) = answers[0].matchers
     assert answers[0].handler.get("status_code") == 503 and no_key["expression"]["expr"] == (
-        "{env.TLG_EDGE_KEY} == '' || {env.LITELLM_MASTER_KEY} == ''"
+        "{http.vars.key_master} == '' || {http.vars.key_edge} == ''"
     ), "an empty key (the clients' or the edge's) would turn the bearer route into an open one"
+    before = block.steps[: block.steps.index(answers[0])]
+    loads = {k: v for s in before if s.kind == "vars" for k, v in s.handler.items() if k.startswith("key_")}
+    assert loads == {"key_master": "{file./etc/caddy/keys/master}", "key_edge": "{file./etc/caddy/keys/edge}"}, (
+        f"the route would not read its keys from the edge's key files: {loads}"
+    )
     refusals = [s for s in answers if {"vars": {"client": [""]}} in s.matchers]
     assert refusals and refusals[0].handler["status_code"] == 401, "a request naming no client would not be refused"
     assert answers[-1].kind == "reverse_proxy" and not answers[-1].matchers, (
@@ -129,10 +135,10 @@ def test_a_client_is_named_only_by_the_exact_key_in_every_header_it_filled(block
     (matcher,) = namings[0].matchers
     expression = matcher["expression"]["expr"]
     for source in ("{bearer_key}", "{http.request.header.X-Api-Key}", "{http.request.header.Api-Key}"):
-        assert f"({source} == '' || {source} == {{env.LITELLM_MASTER_KEY}})" in expression, (
+        assert f"({source} == '' || {source} == {{http.vars.key_master}})" in expression, (
             f"a key in {source} would not be compared, or compared loosely: {expression}"
         )
-    assert expression.startswith("{env.LITELLM_MASTER_KEY} != ''"), "an empty key would name a client"
+    assert expression.startswith("{http.vars.key_master} != ''"), "an empty key would name a client"
     assert expression.endswith("!= ''"), "a request with no key at all would name a client"
 
 
@@ -149,7 +155,7 @@ def test_litellm_gets_the_edges_key_and_the_client_on_the_proxied_request_and_no
     proxy = block.steps[-1]
     assert proxy.kind == "reverse_proxy", "the block does not end in its proxy"
     assert proxy.set_up() == {
-        "Authorization": ["Bearer {env.TLG_EDGE_KEY}"],
+        "Authorization": ["Bearer {http.vars.key_edge}"],
         "X-Gateway-Client": ["{http.vars.client}"],
         "Host": ["{http.reverse_proxy.upstream.hostport}"],
     }, "LiteLLM would not get the edge's key and the client's name where no client header can remove them"
@@ -186,7 +192,7 @@ def test_readiness_answers_without_sso_and_asks_only_the_gateway(blocks, dev_top
     for path, block in readiness.items():
         assert "forward_auth" not in block.kinds(), f"{path} would need a session"
         for step in block.steps:
-            assert step.upstreams in ([], [dev_topology.gateway.service.address]), (
+            assert step.upstreams in ([], list(dev_topology.gateway.addresses)), (
                 f"{path} would reach {step.upstreams}, not only LiteLLM"
             )
 
@@ -270,8 +276,9 @@ def test_protected_prefix_is_stripped_after_sso(blocks):
 
 
 def test_no_secret_in_the_caddyfile(caddyfile):
-    assert "{env.LITELLM_MASTER_KEY}" in caddyfile, "the key would not be read from the environment"
+    assert "{file./etc/caddy/keys/master}" in caddyfile, "the key would not be read from its file"
     assert not re.search(r"sk-[A-Za-z0-9]", caddyfile), "a key literal would sit in the rendered file"
+    assert "{env." not in caddyfile, "a key would be read from the edge's environment (changing it replaces the edge)"
 
 
 def test_health_listener_stays_on_container_loopback(caddyfile):

@@ -150,7 +150,7 @@ def test_a_removed_client_is_refused_after_rendering_again(clients_edge):
         clients_edge.log_dir,
         clients_edge.master_key,
         name="caddy-without-ci",
-        env=clients_edge.caddy_env,  # ci's key is still in the environment: only the Caddyfile changed
+        client_keys=clients_edge.client_keys,  # ci's key file is still there: only the Caddyfile changed
     )
     try:
         removed = _models(f"http://127.0.0.1:{port}", _bearer(clients_edge.client_keys["ci"]))
@@ -281,3 +281,27 @@ def test_client_config_env_output_drives_the_openai_sdk(clients_edge, tmp_path):
     env = dict(shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in result.stdout.splitlines())
     client = openai.OpenAI(base_url=env["OPENAI_BASE_URL"], api_key=env["OPENAI_API_KEY"], max_retries=0)
     assert [m.id for m in client.models.list()] == ["local-chat"], "the printed settings do not reach the gateway"
+
+
+def test_litellm_takes_a_rewritten_client_table_without_a_restart(clients_edge):
+    """Adding or revoking a client rewrites clients.json beside the auth module; LiteLLM keeps running."""
+    table = clients_edge.work / "rendered" / "clients.json"
+    original = table.read_text()
+
+    def as_edge(client: str) -> httpx.Response:
+        headers = {**_bearer(EDGE_KEY), "X-Gateway-Client": client}
+        return httpx.get(f"{clients_edge.litellm_url}/v1/models", headers=headers, timeout=30)
+
+    try:
+        assert as_edge("tablet").status_code == 401, "an unknown client was served"
+        table.write_text(json.dumps({"laptop": None, "tablet": ["local-chat"]}))
+        added = as_edge("tablet")
+        assert added.status_code == 200 and [m["id"] for m in added.json()["data"]] == ["local-chat"], (
+            f"a client added to the table was not served, or not limited: {added.status_code} {added.text[:200]}"
+        )
+        assert as_edge("ci").status_code == 401, "a client revoked from the table was still served"
+        table.write_text("")  # as the file is while it is being rewritten
+        assert as_edge("tablet").status_code == 200, "a table being rewritten locked every client out"
+    finally:
+        table.write_text(original)
+    assert as_edge("ci").status_code == 200 and as_edge("tablet").status_code == 401, "the table did not come back"

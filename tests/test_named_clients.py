@@ -16,12 +16,13 @@ import yaml
 from components.client_config import ClientAccess, client_access, client_output, render_client_config
 from components.errors import SettingsError
 from components.render.caddyfile import render_caddyfile
-from components.render.gateway_auth import render_gateway_auth
+from components.render.gateway_auth import render_gateway_auth, render_gateway_clients
 from components.render.litellm_config import litellm_config
 from components.render.tailscale_serve import serve_config
 from components.settings import Settings
 from components.tailnet.entries import gateway_policy
-from components.topology import build_topology, client_key_env
+from components.topology import build_topology
+from policy.gateway_contract import client_key_file
 from tests.caddy_json import adapt, site_blocks
 from tests.conftest import CLIENTS_STACK, clients_stack_values
 from tests.program_run import ProgramRun, run_program, unwrap
@@ -61,14 +62,22 @@ def assert_each_route_takes_only_its_own_clients_keys(caddyfile: str, work) -> N
         namings = [s for s in blocks[path].steps if s.kind == "vars" and "client" in s.handler]
         named = {s.handler["client"] for s in namings}
         assert named == expected, f"{path} would accept the keys of {named}, not {expected}"
-        keys = {
-            placeholder
+        compared = {
+            var
             for s in namings
             for m in s.matchers
             if "expression" in m
-            for placeholder in re.findall(r"\{env\.(\w+)\}", m["expression"]["expr"])
+            for var in re.findall(r"\{(?:http\.)?vars\.(\w+)\}", m["expression"]["expr"])
         }
-        assert keys == {client_key_env(name) for name in expected}, f"{path} would accept the keys in {sorted(keys)}"
+        loaded = {
+            var: value
+            for s in blocks[path].steps
+            if s.kind == "vars"
+            for var, value in s.handler.items()
+            if var.startswith("key_")
+        }
+        files = {loaded.get(var, "").rsplit("/", 1)[-1].rstrip("}") for var in compared}
+        assert files == {client_key_file(name) for name in expected}, f"{path} would accept the keys in {sorted(files)}"
 
 
 def test_the_caddyfile_checks_each_routes_own_clients_and_never_the_master_key(topology, tmp_path):
@@ -78,10 +87,10 @@ def test_the_caddyfile_checks_each_routes_own_clients_and_never_the_master_key(t
 def test_the_client_check_fails_on_a_route_that_takes_the_master_key(topology, tmp_path):
     """The check above, on a broken copy: /mcp/* also takes the master key."""
     text = render_caddyfile(topology, CLIENTS_STACK)
-    laptop = "{env.TLG_CLIENT_KEY_LAPTOP} != '' && "
     mcp_start = text.index("handle_path /mcp/*")
-    broken = text[:mcp_start] + text[mcp_start:].replace(laptop, "{env.LITELLM_MASTER_KEY} != '' && ", 1)
-    with pytest.raises(AssertionError, match="LITELLM_MASTER_KEY"):
+    laptop = "{file./etc/caddy/keys/client-laptop}"
+    broken = text[:mcp_start] + text[mcp_start:].replace(laptop, "{file./etc/caddy/keys/master}", 1)
+    with pytest.raises(AssertionError, match="master"):
         assert_each_route_takes_only_its_own_clients_keys(broken, tmp_path)
 
 
@@ -91,7 +100,7 @@ def test_only_litellm_routes_get_the_edges_key_and_every_api_upstream_the_client
         (proxy,) = [s for s in blocks[path].steps if s.kind == "reverse_proxy"]
         sets = proxy.set_up()
         if to_litellm:
-            assert sets.get("Authorization") == ["Bearer {env.TLG_EDGE_KEY}"], f"{path}: LiteLLM gets no key"
+            assert sets.get("Authorization") == ["Bearer {http.vars.key_edge}"], f"{path}: LiteLLM gets no key"
         else:
             deleted = proxy.handler["headers"]["request"].get("delete", [])
             assert "Authorization" not in sets and "Authorization" in deleted, (
@@ -102,10 +111,13 @@ def test_only_litellm_routes_get_the_edges_key_and_every_api_upstream_the_client
 
 
 def test_litellm_limits_each_client_to_its_models(topology):
+    assert json.loads(render_gateway_clients(topology)) == {"ci": ["local-chat"], "laptop": None}, (
+        "LiteLLM would enforce other limits"
+    )
     # Read, not imported: importing it would import LiteLLM, which fetches a price list from the internet.
     module = ast.parse(render_gateway_auth(topology, CLIENTS_STACK))
-    (table,) = [n.value for n in module.body if isinstance(n, ast.AnnAssign) and ast.unparse(n.target) == "CLIENTS"]
-    assert ast.literal_eval(table) == {"ci": ["local-chat"], "laptop": None}, "LiteLLM would enforce other limits"
+    assigned = {ast.unparse(n.targets[0]) for n in module.body if isinstance(n, ast.Assign)}
+    assert "CLIENTS_FILE" in assigned, "the auth module would not read the client table beside it"
     settings = litellm_config(topology)
     assert settings["general_settings"]["custom_auth"] == "gateway_auth.user_api_key_auth", "no custom auth"
     assert settings["litellm_settings"]["enable_post_custom_auth_checks"] is True, "models would not be enforced"
@@ -137,14 +149,18 @@ def test_each_client_has_a_generated_key_of_its_own(clients_run):
     assert passwords["gateway-client-ci"]["keepers"] == {"keyVersion": "1"}, "a key could not be rotated alone"
 
 
-def test_a_configured_client_key_is_used_and_every_client_key_is_a_secret_of_the_edge(clients_run):
-    edge = clients_run.containers["tailnet-edge"].inputs
-    envs, secret = unwrap(edge["envs"])
+def test_a_configured_client_key_is_used_and_every_client_key_is_a_secret_file_of_the_edge(clients_run):
+    (writer,) = [r for r in clients_run.of_type(CONTAINER) if r.name == "gateway-edge-keys-writer"]
+    uploads, secret = unwrap(writer.inputs["uploads"])
     assert secret, "client keys would sit in plain text in the state"
-    assert f"TLG_CLIENT_KEY_LAPTOP={LAPTOP_KEY}" in envs, "the configured key for laptop was not used"
-    assert any(e.startswith("TLG_CLIENT_KEY_CI=sk-") for e in envs), "ci has no generated key at the edge"
-    gateway_envs, _ = unwrap(clients_run.containers["model-gateway"].inputs["envs"])
-    assert not any(e.startswith("TLG_CLIENT_KEY_") for e in gateway_envs), "LiteLLM would hold the clients' keys"
+    files = {u["file"]: u["content"] for u in uploads}
+    assert files["/etc/caddy/keys/client-laptop"] == LAPTOP_KEY, "the configured key for laptop was not used"
+    assert files["/etc/caddy/keys/client-ci"].startswith("sk-"), "ci has no generated key at the edge"
+    for name in ("model-gateway", "model-gateway-2"):
+        gateway_envs, _ = unwrap(clients_run.containers[name].inputs["envs"])
+        assert not any(
+            key in " ".join(gateway_envs) for key in files.values() if key != files["/etc/caddy/keys/edge"]
+        ), "LiteLLM would hold the clients' keys"
 
 
 def test_each_client_gets_a_secret_output_with_what_it_needs(clients_run):

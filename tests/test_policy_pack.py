@@ -236,6 +236,11 @@ TABLE = [
     ),
     row("edge without a healthcheck", lambda run: _container(run, "edge").pop("healthcheck"), "healthcheck-required"),
     row(
+        "gateway removed at once when replaced",
+        _set("model-gateway", "destroyGraceSeconds", 0),
+        "drained-before-removal",
+    ),
+    row(
         "edge on another network",
         _set("edge", "networksAdvanced", [{"name": "frontend"}]),
         "edge-upstreams-share-a-network",
@@ -248,8 +253,8 @@ TABLE = [
     row(
         "a readiness check that asks a protected upstream",
         _caddyfile_edit(
-            "reverse_proxy model-gateway:11435 {\n\t\t\t# A fixed probe: always GET (no body), this path, no query.",
-            "reverse_proxy dashboard:8080 {\n\t\t\t# A fixed probe: always GET (no body), this path, no query.",
+            "reverse_proxy model-gateway:11435 model-gateway-2:11435 {\n\t\t\t\t# Any replica",
+            "reverse_proxy dashboard:8080 {\n\t\t\t\t# Any replica",
         ),
         "sso-bypasses-declared",
     ),
@@ -305,8 +310,8 @@ TABLE = [
     row(
         "the master key handed to LiteLLM",
         _caddyfile_edit(
-            'header_up Authorization "Bearer {env.TLG_EDGE_KEY}"',
-            'header_up Authorization "Bearer {env.LITELLM_MASTER_KEY}"',
+            'header_up Authorization "Bearer {vars.key_edge}"',
+            'header_up Authorization "Bearer {vars.key_master}"',
         ),
         "api-identity-on-the-proxied-request",
     ),
@@ -328,7 +333,7 @@ TABLE = [
     ),
     row(
         "one client's name on another client's key",
-        _caddyfile_edit("{env.TLG_CLIENT_KEY_CI}", "{env.TLG_CLIENT_KEY_LAPTOP}"),
+        _caddyfile_edit("keys/client-ci}", "keys/client-laptop}"),
         "api-routes-accept-declared-clients",
         stack=CLIENTS_STACK,
     ),

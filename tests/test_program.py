@@ -10,8 +10,8 @@ import pulumi
 import pytest
 
 from components.images import CADDY_IMAGE, LITELLM_IMAGE
-from components.render.caddyfile import render_caddyfile
-from components.render.gateway_auth import render_gateway_auth
+from components.render.caddyfile import config_id, render_caddyfile
+from components.render.gateway_auth import render_gateway_auth, render_gateway_clients
 from components.render.litellm_config import render_litellm_config
 from components.settings import Settings
 from components.topology import build_topology
@@ -35,10 +35,8 @@ def keyed_run() -> ProgramRun:
 
 
 @pytest.fixture(scope="module")
-def clients_run_keys() -> list[str]:
-    """The edge's environment in a stack with named clients."""
-    run = run_program(clients_stack_values(), stack=CLIENTS_STACK)
-    return unwrap(run.containers["tailnet-edge"].inputs["envs"])[0]
+def clients_run() -> ProgramRun:
+    return run_program(clients_stack_values(), stack=CLIENTS_STACK)
 
 
 def test_program_registers_the_expected_resources_without_warnings(dev_run):
@@ -60,10 +58,14 @@ def test_program_registers_the_expected_resources_without_warnings(dev_run):
             ("docker:index/volume:Volume", "gateway-model-gateway-config"),
             (CONTAINER, "gateway-model-gateway-config-writer"),
             (CONTAINER, "gateway-model-gateway"),
+            (CONTAINER, "gateway-model-gateway-2"),
             ("tailnet-llm-gateway:docker:ReverseProxy", "gateway-edge"),
             ("docker:index/volume:Volume", "gateway-edge-config"),
             (CONTAINER, "gateway-edge-config-writer"),
+            ("docker:index/volume:Volume", "gateway-edge-keys"),
+            (CONTAINER, "gateway-edge-keys-writer"),
             (CONTAINER, "gateway-edge"),
+            ("pulumi-python:dynamic:Resource", "gateway-edge-live-config"),
             ("tailnet-llm-gateway:tailscale:TailnetPolicy", "gateway-tailnet-policy"),
             (ACL, "gateway-tailnet-policy"),
         ]
@@ -150,6 +152,7 @@ def test_uploaded_files_are_exactly_the_renderers_output(dev_run):
     assert dev_run.rendered_files("model-gateway") == {
         "config.yaml": render_litellm_config(topology, "dev"),
         "gateway_auth.py": render_gateway_auth(topology, "dev"),
+        "clients.json": render_gateway_clients(topology),
     }, "LiteLLM would run something other than what `render` shows"
 
 
@@ -182,13 +185,27 @@ def _files_digest(files: dict[str, str]) -> str:
     ).hexdigest()
 
 
-@pytest.mark.parametrize(("role", "container"), [("edge", "tailnet-edge"), ("model-gateway", "model-gateway")])
-def test_a_service_carries_the_hash_of_its_rendered_file(dev_run, role, container):
-    digest = _files_digest(dev_run.rendered_files(role))
+@pytest.mark.parametrize("container", ["model-gateway", "model-gateway-2"])
+def test_every_litellm_replica_carries_the_hash_of_its_rendered_files(dev_run, container):
+    """LiteLLM reads its config only when it starts: new files must replace each replica."""
+    read_at_start = {n: c for n, c in dev_run.rendered_files("model-gateway").items() if n != "clients.json"}
+    digest = _files_digest(read_at_start)
     labels = {label["label"]: label["value"] for label in dev_run.containers[container].inputs["labels"]}
     assert labels["tailnet-llm-gateway.config-sha256"] == digest, (
-        f"a new {role} config would be written without replacing the running {container}"
+        f"a new LiteLLM config would be written without replacing the running {container}"
     )
+
+
+def test_the_edge_reloads_its_caddyfile_in_place_and_up_waits_for_it(dev_run):
+    edge = dev_run.containers["tailnet-edge"].inputs
+    labels = {label["label"] for label in edge["labels"]}
+    assert "tailnet-llm-gateway.config-sha256" not in labels, "a Caddyfile change would replace the running edge"
+    assert edge["command"][-1] == "--watch", "the running edge would never load a rewritten Caddyfile"
+    (live,) = dev_run.of_type("pulumi-python:dynamic:Resource")
+    assert live.inputs["configId"] == config_id(dev_run.rendered_file("edge")) == dev_run.exports["edgeConfigId"], (
+        "`pulumi up` would not wait for the Caddyfile it wrote"
+    )
+    assert live.inputs["url"] == "http://127.0.0.1:8080/config-id", "up would ask the edge somewhere it does not answer"
 
 
 def test_gateway_runs_one_granian_worker_by_default(dev_run):
@@ -212,19 +229,27 @@ def test_each_container_runs_the_uploaded_config(dev_run):
 
 
 @pytest.mark.parametrize("run_name", ["dev_run", "keyed_run"])
-def test_master_key_reaches_the_containers_only_as_a_secret(request, run_name):
+def test_master_key_reaches_litellm_only_as_a_secret_and_the_edge_only_as_a_secret_file(request, run_name):
     run = request.getfixturevalue(run_name)
     key = run.exports["masterKey"]
     assert "masterKey" in run.secret_exports, "the master key would be a plaintext stack output"
-    for name, container in run.containers.items():
+    for name in ("model-gateway", "model-gateway-2"):
+        container = run.containers[name]
         envs, secret = unwrap(container.inputs["envs"])
-        assert secret, f"{name}'s environment (with the key) would be plaintext in state"
-        assert f"LITELLM_MASTER_KEY={key}" in envs, f"{name} would not get the key"
+        assert secret and f"LITELLM_MASTER_KEY={key}" in envs, f"{name} would not get the key, or get it in plain"
         others = {k: v for k, v in container.inputs.items() if k != "envs"}
         assert key not in repr(others), f"the key leaked into another input of {name}"
         assert container.opts.additional_secret_outputs == ["envs"], (
             "state would hold the container's environment, with the key, in plain text"
         )
+    edge = run.containers["tailnet-edge"].inputs
+    assert key not in repr(edge), "the master key would be in the edge's inputs (its environment, a label)"
+    (keys,) = [r for r in run.of_type(CONTAINER) if r.name == "gateway-edge-keys-writer"]
+    (master,) = [u for u in unwrap(keys.inputs["uploads"])[0] if u["file"].endswith("/master")]
+    assert unwrap(keys.inputs["uploads"])[1] and master["content"] == key, "the edge's key file is not a secret"
+    assert (master["permissions"], master["owner"]) == ("0400", edge["user"].split(":")[0]), (
+        "other users of the edge's volume could read the key"
+    )
 
 
 def test_set_master_key_is_used_as_given(keyed_run):
@@ -240,16 +265,20 @@ def test_generated_keys_are_strong(dev_run, name):
     assert dev_run.exports["masterKey"].startswith("sk-"), "LiteLLM expects master keys to start with sk-"
 
 
-def test_the_edge_holds_its_own_key_and_litellm_both_and_neither_in_plain_text(dev_run, clients_run_keys):
-    edge, gateway = (unwrap(dev_run.containers[c].inputs["envs"]) for c in ("tailnet-edge", "model-gateway"))
-    assert edge[1] and gateway[1], "a key would sit in plain text in the state"
-    edge_key = next(e for e in edge[0] if e.startswith("TLG_EDGE_KEY="))
-    assert edge_key in gateway[0], "LiteLLM would not know the edge's key"
-    master = next(e for e in gateway[0] if e.startswith("LITELLM_MASTER_KEY="))
-    assert edge_key.split("=", 1)[1] != master.split("=", 1)[1], "the edge's key would be LiteLLM's admin key"
+def _edge_key_files(run) -> dict[str, str]:
+    (writer,) = [r for r in run.of_type(CONTAINER) if r.name == "gateway-edge-keys-writer"]
+    return {u["file"].rsplit("/", 1)[-1]: u["content"] for u in unwrap(writer.inputs["uploads"])[0]}
+
+
+def test_the_edge_holds_its_own_key_and_litellm_both_and_neither_in_plain_text(dev_run, clients_run):
+    files = _edge_key_files(dev_run)
+    gateway, secret = unwrap(dev_run.containers["model-gateway"].inputs["envs"])
+    assert secret, "a key would sit in plain text in the state"
+    assert f"TLG_EDGE_KEY={files['edge']}" in gateway, "LiteLLM would not know the edge's key"
+    assert f"LITELLM_MASTER_KEY={files['edge']}" not in gateway, "the edge's key would be LiteLLM's admin key"
     # With no named clients the edge compares the master key (the one client's); with them it never holds it.
-    assert master in edge[0], "the edge could not check the one client's key"
-    assert not any(e.startswith("LITELLM_MASTER_KEY=") for e in clients_run_keys), "the edge holds the admin key"
+    assert f"LITELLM_MASTER_KEY={files['master']}" in gateway, "the edge could not check the one client's key"
+    assert set(_edge_key_files(clients_run)) == {"edge", "client-ci", "client-laptop"}, "the edge holds the admin key"
 
 
 @pytest.mark.parametrize(("container", "tag"), [("model-gateway", LITELLM_IMAGE), ("tailnet-edge", CADDY_IMAGE)])
@@ -339,6 +368,7 @@ def test_caddy_keeps_its_file_capability_in_the_bounding_set(dev_run):
 
 def test_each_container_has_a_uid_of_its_own(dev_run):
     uids = [c.inputs["user"].split(":")[0] for c in dev_run.containers.values()]
+    assert len(uids) == 3, f"expected the edge and two LiteLLM replicas, got {sorted(dev_run.containers)}"
     assert len(set(uids)) == len(uids), "the process limit counts per uid: two containers would share one"
     assert not {"65532", "65534", "1000"} & set(uids), "other images' or users' processes would count too"
 
@@ -404,19 +434,48 @@ def test_existing_network_is_looked_up_not_created():
     ], "LiteLLM would not join the existing network under its name"
 
 
-def test_a_caddyfile_change_changes_what_replaces_caddy(dev_run):
+def test_a_caddyfile_change_rewrites_the_file_and_leaves_every_container_running(dev_run):
     values = stack_values("dev")
     values["routes"] = [r for r in values["routes"] if r["path"] != "/dash/*"]
     changed = run_program(values)
-    # `uploads` and `labels` are ForceNew in the Docker provider: new content is a new writer and a new Caddy.
+    # `uploads` are ForceNew in the Docker provider: new content is a new writer, which rewrites the file.
     assert dev_run.config_writers["edge"].inputs["uploads"] != changed.config_writers["edge"].inputs["uploads"], (
         "a Caddyfile edit would not reach the config writer"
     )
-    assert dev_run.containers["tailnet-edge"].inputs["labels"] != changed.containers["tailnet-edge"].inputs["labels"], (
-        "a Caddyfile edit would not reach the running Caddy"
-    )
-    assert dev_run.containers["model-gateway"].inputs == changed.containers["model-gateway"].inputs, (
-        "an edge-only change would needlessly replace LiteLLM"
+    for name in ("tailnet-edge", "model-gateway", "model-gateway-2"):
+        assert dev_run.containers[name].inputs == changed.containers[name].inputs, (
+            f"an edge change would replace {name}, cutting what it carries"
+        )
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        lambda clients: clients["ci"].update(keyVersion=2),
+        lambda clients: clients.update(tablet={}),
+        lambda clients: clients.pop("ci"),
+    ],
+    ids=["rotate-a-key", "add-a-client", "revoke-a-client"],
+)
+def test_a_client_change_rewrites_files_and_leaves_every_container_running(clients_run, operation):
+    values = clients_stack_values()
+    operation(values["clients"])
+    values["routes"] = [r for r in values["routes"] if r["path"] != "/mcp/*" or "laptop" in values["clients"]]
+    changed = run_program(values, stack=CLIENTS_STACK)
+    for name, container in clients_run.containers.items():
+        assert container.inputs == changed.containers[name].inputs, f"a client change would replace {name}"
+
+
+def test_litellm_replicas_are_replaced_one_after_the_other_and_drained(dev_run):
+    first, second = (dev_run.containers[n] for n in ("model-gateway", "model-gateway-2"))
+    waits_for = [getattr(resource, "_name", None) for resource in second.opts.depends_on or []]
+    assert "gateway-model-gateway" in waits_for, "both replicas would be replaced at once, leaving no LiteLLM to answer"
+    for replica in (first, second):
+        assert replica.inputs["destroyGraceSeconds"] == 300 and replica.inputs["stopSignal"] == "SIGTERM", (
+            "a replaced replica would be removed at once, cutting its streams"
+        )
+    assert [p["external"] for p in first.inputs["ports"]] == [11435] and not second.inputs.get("ports"), (
+        "host apps would find LiteLLM's port twice, or not at all"
     )
 
 
@@ -428,6 +487,7 @@ def test_stack_outputs_what_a_client_needs(dev_run):
         "apiRoutes": {"/llm/*": "https://gpu-box.tail0a1b2c.ts.net/llm/v1"},
         "localApiUrl": "http://127.0.0.1:11435/v1",
         "models": ["local-chat", "local-embed"],
+        "edgeConfigId": config_id(dev_run.rendered_file("edge")),
     }, "clients and host apps would not learn where the API is"
 
 

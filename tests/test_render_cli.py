@@ -20,10 +20,11 @@ def test_render_writes_the_four_files(tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "Caddyfile",
+        "clients.json",
         "gateway_auth.py",
         "litellm.yaml",
         "tailnet-policy.hujson",
-    ], "render does not write the four files of a host-bind stack"
+    ], "render does not write the five files of a host-bind stack"
 
 
 def test_render_is_deterministic_across_runs(tmp_path):

@@ -34,7 +34,6 @@ from components.errors import SettingsError
 from components.plan import RenderedFiles, build_plan
 from components.settings import Settings
 from components.settings.model import Settings as SettingsModel
-from components.topology import client_key_env
 from tests.caddy_json import adapt
 from tests.conftest import ROOT, clients_stack_values, stack_values
 
@@ -160,7 +159,7 @@ def _prefix_forms(value: str) -> list[str]:
 
 
 def _client_forms(value: str) -> list[str]:
-    return [value, "client_" + value.replace("-", "_"), client_key_env(value)]
+    return [value, "client_" + value.replace("-", "_"), "key_client_" + value.replace("-", "_")]
 
 
 def _host_forms(value: str) -> list[str]:
@@ -416,6 +415,8 @@ def _by_json(items: list[Any]) -> list[Any]:
 
 def _caddy(text: str, pairs: list[tuple[str, str]], work: Path) -> Any:
     # The adapted config names the test's own directory (its stand-in certificates): not a setting.
+    # The id of the config (a hash of the whole file) differs with any value; what it is, is tested elsewhere.
+    text = re.sub(r'respond /config-id "[0-9a-f]+" 200', 'respond /config-id "<id>" 200', text)
     config = _swap(_swap(adapt(text, work), [(str(work), "<work>")]), pairs)
     # Caddy orders the site's blocks by their paths; a path setting moves its block.
     for server in config["apps"]["http"]["servers"].values():
@@ -434,6 +435,7 @@ def _comparable(files: RenderedFiles, pairs: list[tuple[str, str]], work: Path) 
         "Caddyfile": _caddy(files.caddyfile, pairs, work),
         "litellm.yaml": litellm,
         "gateway_auth.py": _module(files.gateway_auth, pairs),
+        "clients.json": _swap(json.loads(files.gateway_clients), pairs),
         "tailnet-policy.hujson": _swap(json5.loads(files.tailnet_policy), pairs),
         "tailscale-serve.json": _swap(json.loads(files.serve_config or "null"), pairs),
     }

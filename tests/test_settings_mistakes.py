@@ -308,6 +308,20 @@ MISTAKES = [
         unsafe=True,
     ),
     Mistake("no workers", setting("gateway.workers", 0), setting="gateway.workers"),
+    Mistake("no replicas", setting("gateway.replicas", 0), setting="gateway.replicas"),
+    Mistake(
+        "the edge on the second replica's uid",
+        setting("edge.limits", {"user": "61102:61102"}),
+        setting="edge.limits.user",
+        says=("replica",),
+    ),
+    Mistake(
+        "a replica on a uid other images share",
+        setting("gateway.limits", {"user": "65432:65432"}),
+        setting="gateway.limits.user",
+        says=("65532",),
+    ),
+    Mistake("a drain of no time", setting("timeouts.drain", 0), setting="timeouts.drain"),
     Mistake("negative timeout", setting("timeouts.request", -5), setting="timeouts.request"),
     # The tailnet policy.
     Mistake(

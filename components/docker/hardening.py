@@ -19,6 +19,7 @@ from policy.gateway_contract import (
     CONFIG_FOR_LABEL,
     CONFIG_HASH_LABEL,
     CONFIG_WRITER_ROLE,
+    KEYS_WRITER_ROLE,
     ROLE_LABEL,
     ROOT_EXCEPTION_LABEL,
 )
@@ -53,8 +54,12 @@ def hardened_container_args(
     root_because: str | None = None,
     keep_bounding: Sequence[str] = (),
     extra_labels: Sequence[docker.ContainerLabelArgs] = (),
+    drain_s: int | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for docker.Container that make it least-privileged and bounded.
+
+    `drain_s`: when the container is replaced or removed, it is first stopped with SIGTERM and this many
+    seconds to finish what it is doing (the provider otherwise removes it at once, cutting every request).
 
     `root_because` runs the container as uid 0 (still with no capabilities) and records why.
     `keep_bounding` keeps capabilities in the bounding set for an image whose binary carries them as
@@ -92,6 +97,7 @@ def hardened_container_args(
         # `pulumi up` fails (instead of reporting success) when the container never gets healthy.
         "wait": True,
         "wait_timeout": 120,
+        **({"destroy_grace_seconds": drain_s, "stop_signal": "SIGTERM", "stop_timeout": drain_s} if drain_s else {}),
     }
 
 
@@ -118,6 +124,14 @@ class RenderedConfig:
     writer: docker.Container
 
 
+@dataclass(frozen=True)
+class SecretVolume:
+    """Secret files in a volume of their own: the service mounts it; the writer holds the uploads."""
+
+    mount: docker.ContainerVolumeArgs
+    writer: docker.Container
+
+
 def rendered_config(
     parent: pulumi.Resource,
     resource_name: str,
@@ -128,6 +142,7 @@ def rendered_config(
     image: pulumi.Input[str],
     image_resource: pulumi.Resource,
     user: str,
+    reread: Mapping[str, str] | None = None,
 ) -> RenderedConfig:
     """Rendered config files (name -> content) for a service whose root filesystem is read-only.
 
@@ -135,12 +150,14 @@ def rendered_config(
     a container whose root is read-only. So the file goes to a config writer: a container of the same
     image that is created but never started, with a writable root and no network, which receives the
     upload into a named volume. The service mounts that volume read-only. Uploads force a new writer and
-    the content's hash labels the service, so new content rewrites the file and then replaces the
-    service: a running service never sees a half-changed config, and never keeps a stale one.
+    the content's hash is the `label` a service that reads its files only at start carries, so new content
+    rewrites the file and then replaces such a service: it never keeps a stale config. `reread` files are
+    written too but left out of the hash: the service reads them again when they change.
     """
     child = pulumi.ResourceOptions(parent=parent)
     volume = docker.Volume(resource_name, name=volume_name, opts=child)
     digest = _digest(files)
+    written = {**files, **(reread or {})}
     writer = docker.Container(
         f"{resource_name}-writer",
         name=f"{volume_name}-writer",
@@ -164,18 +181,81 @@ def rendered_config(
         labels=[
             docker.ContainerLabelArgs(label=ROLE_LABEL, value=CONFIG_WRITER_ROLE),
             docker.ContainerLabelArgs(label=CONFIG_FOR_LABEL, value=for_role),
-            docker.ContainerLabelArgs(label=CONFIG_HASH_LABEL, value=digest),
+            docker.ContainerLabelArgs(label=CONFIG_HASH_LABEL, value=_digest(written)),
         ],
         volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=directory)],
         uploads=[
             docker.ContainerUploadArgs(file=f"{directory}/{file_name}", content=content, permissions="0444")
-            for file_name, content in sorted(files.items())
+            for file_name, content in sorted(written.items())
         ],
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[image_resource], delete_before_replace=True),
     )
     return RenderedConfig(
         mount=docker.ContainerVolumeArgs(volume_name=volume.name, container_path=directory, read_only=True),
         label=docker.ContainerLabelArgs(label=CONFIG_HASH_LABEL, value=digest),
+        writer=writer,
+    )
+
+
+def secret_files(
+    parent: pulumi.Resource,
+    resource_name: str,
+    volume_name: str,
+    directory: str,
+    files: Mapping[str, pulumi.Input[str]],
+    image: pulumi.Input[str],
+    image_resource: pulumi.Resource,
+    owner: Limits,
+) -> SecretVolume:
+    """Secret files (name -> secret content) for a service to read at run time, one secret a file.
+
+    The same writer pattern as `rendered_config`, for secrets: the uploads are Pulumi secrets (encrypted
+    in state, shown nowhere), each file belongs to the service's uid alone (0400), and the service mounts
+    the volume read-only. A new, rotated or removed secret rewrites the files and leaves the service
+    running: it reads them on every use. (A removed secret's file stays in the volume, read by nothing,
+    until the volume goes with the stack.)
+    """
+    child = pulumi.ResourceOptions(parent=parent)
+    volume = docker.Volume(resource_name, name=volume_name, opts=child)
+    uploads = [
+        docker.ContainerUploadArgs(
+            file=f"{directory}/{file_name}",
+            content=pulumi.Output.secret(content),
+            permissions="0400",
+            owner=str(owner.uid),
+            group=str(owner.gid),
+        )
+        for file_name, content in sorted(files.items())
+    ]
+    writer = docker.Container(
+        f"{resource_name}-writer",
+        name=f"{volume_name}-writer",
+        image=image,
+        start=False,
+        must_run=False,
+        network_mode="none",
+        user=owner.user,
+        read_only=False,
+        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+        security_opts=["no-new-privileges:true"],
+        memory=64,
+        memory_swap=64,
+        ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=16, hard=16)],
+        restart="no",
+        log_driver="json-file",
+        log_opts=LOG_OPTS,
+        labels=[docker.ContainerLabelArgs(label=ROLE_LABEL, value=KEYS_WRITER_ROLE)],
+        volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=directory)],
+        uploads=uploads,
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=[image_resource],
+            delete_before_replace=True,
+            additional_secret_outputs=["uploads"],
+        ),
+    )
+    return SecretVolume(
+        mount=docker.ContainerVolumeArgs(volume_name=volume.name, container_path=directory, read_only=True),
         writer=writer,
     )
 

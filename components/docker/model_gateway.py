@@ -8,7 +8,7 @@ import pulumi_docker as docker
 from policy.gateway_contract import EDGE_KEY_ENV
 
 from ..gateway_process import gateway_process
-from ..render.gateway_auth import GATEWAY_AUTH_FILE
+from ..render.gateway_auth import GATEWAY_AUTH_FILE, GATEWAY_CLIENTS_FILE
 from ..topology import GATEWAY_ENV, MASTER_KEY_ENV, Gateway
 from .hardening import (
     Health,
@@ -43,20 +43,25 @@ def _health(port: int) -> Health:
 
 
 class ModelGateway(pulumi.ComponentResource):
-    """Runs LiteLLM with the rendered config, reachable by other containers and by host apps only.
+    """Runs LiteLLM with the rendered config, as `replicas` containers, reachable by other containers and by
+    host apps only.
 
     Guarantees:
-    - its host port binds 127.0.0.1 (or the loopback address the settings give) and nothing else;
-    - it is on exactly the networks the topology says, with the service name as its alias on each,
-      so Caddy resolves it on the edge network and it resolves its model backends;
+    - the first replica's host port binds 127.0.0.1 (or the loopback address the settings give) and
+      nothing else; the others publish no port;
+    - every replica is on exactly the networks the topology says, with its own name and the service name
+      as aliases on each, so Caddy reaches each replica and other containers reach any of them;
     - the config and its custom auth module (which client is calling, and its models) are the
       renderers' output byte for byte, mounted read-only from a volume its config writer fills; the
       master key and the edge's key arrive only as secret environment variables;
-    - hardened as `hardening.py` says; healthcheck on `/health/liveliness`;
-    - a change to the config, image, healthcheck or tmpfs replaces the container.
+    - a change to the config, image, healthcheck or tmpfs replaces the replicas one at a time: each is
+      stopped with SIGTERM and the drain bound to finish its requests and streams (LiteLLM's server
+      stops taking new ones at once), replaced, and healthy before the next is touched, so the others
+      answer meanwhile;
+    - hardened as `hardening.py` says; healthcheck on `/health/liveliness`.
     """
 
-    container: docker.Container
+    containers: list[docker.Container]
     local_url: pulumi.Output[str]
 
     def __init__(
@@ -65,6 +70,7 @@ class ModelGateway(pulumi.ComponentResource):
         gateway: Gateway,
         config_yaml: str,
         gateway_auth: str,
+        gateway_clients: str,
         master_key: pulumi.Input[str],
         edge_key: pulumi.Input[str],
         networks: GatewayNetworks,
@@ -85,32 +91,47 @@ class ModelGateway(pulumi.ComponentResource):
             image.ref,
             image.image,
             limits.user,
+            # The custom auth reads its client table again when it changes: a client added or revoked
+            # restarts no replica.
+            reread={GATEWAY_CLIENTS_FILE: gateway_clients},
         )
         # 0.0.0.0 is the container's own namespace: the host side is limited by `ports` below.
         process = gateway_process(gateway.server, gateway.workers, CONFIG_PATH, "0.0.0.0", service.port)
         envs = secret_environment({MASTER_KEY_ENV: master_key, EDGE_KEY_ENV: edge_key}, {**GATEWAY_ENV, **process.env})
-        self.container = docker.Container(
-            name,
-            name=service.name,
-            image=image.ref,
-            # None: the image's entrypoint, which runs `litellm "$@"`.
-            entrypoints=list(process.entrypoint) if process.entrypoint is not None else None,
-            command=list(process.args),
-            envs=envs,
-            ports=[docker.ContainerPortArgs(internal=service.port, external=bind.port, ip=bind.host)],
-            networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=networks.names[net], aliases=[service.name])
-                for net in service.networks
-            ],
-            volumes=[config.mount],
-            **hardened_container_args(
-                "model-gateway",
-                limits,
-                tmpfs={"/tmp": owned_tmpfs(limits, "256m")},
-                health=_health(service.port),
-                extra_labels=[config.label],
-            ),
-            opts=container_options(self, image.image, after=[config.writer]),
-        )
+        self.containers = []
+        for index, (replica, own) in enumerate(zip(gateway.replica_names, gateway.replica_limits, strict=True)):
+            # Each replica waits for the one before: `pulumi up` replaces them in turn, never together.
+            previous = self.containers[-1:]
+            self.containers.append(
+                docker.Container(
+                    f"{name}" if index == 0 else f"{name}-{index + 1}",
+                    name=replica,
+                    image=image.ref,
+                    # None: the image's entrypoint, which runs `litellm "$@"`.
+                    entrypoints=list(process.entrypoint) if process.entrypoint is not None else None,
+                    command=list(process.args),
+                    envs=envs,
+                    ports=[docker.ContainerPortArgs(internal=service.port, external=bind.port, ip=bind.host)]
+                    if index == 0
+                    else [],
+                    networks_advanced=[
+                        docker.ContainerNetworksAdvancedArgs(
+                            name=networks.names[net], aliases=list(dict.fromkeys([replica, service.name]))
+                        )
+                        for net in service.networks
+                    ],
+                    volumes=[config.mount],
+                    **hardened_container_args(
+                        "model-gateway",
+                        own,
+                        tmpfs={"/tmp": owned_tmpfs(own, "256m")},
+                        health=_health(service.port),
+                        extra_labels=[config.label],
+                        drain_s=gateway.drain_s,
+                    ),
+                    opts=container_options(self, image.image, after=[config.writer, *previous]),
+                )
+            )
+        self.container = self.containers[0]
         self.local_url = pulumi.Output.from_input(gateway.local_api_url)
-        self.register_outputs({"container": self.container.name, "localUrl": self.local_url})
+        self.register_outputs({"containers": [c.name for c in self.containers], "localUrl": self.local_url})

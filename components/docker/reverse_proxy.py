@@ -7,8 +7,9 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_docker as docker
 
-from policy.gateway_contract import EDGE_KEY_ENV
+from policy.gateway_contract import EDGE_KEY_FILE
 
+from ..render.caddyfile import CONFIG_ID_PATH
 from ..topology import CERT_MOUNT, EDGE_CONTAINER, EDGE_HEALTH_PORT, EDGE_HTTPS_PORT, Edge, Site
 from .hardening import (
     Health,
@@ -16,8 +17,9 @@ from .hardening import (
     hardened_container_args,
     owned_tmpfs,
     rendered_config,
-    secret_environment,
+    secret_files,
 )
+from .live_config import LiveConfig
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
 
@@ -44,12 +46,16 @@ class ReverseProxy(pulumi.ComponentResource):
     - Caddy is on the edge network only: a second network would make Docker DNS hand out the other
       network's addresses for the same names;
     - the Caddyfile is the renderer's output byte for byte, mounted read-only from a volume its config
-      writer fills; its hash labels the container, so any change replaces Caddy on the next `pulumi up`
-      (no stale config in a running Caddy);
+      writer fills; a new Caddyfile is loaded in place (`caddy run --watch`, a graceful reload: requests
+      and streams in flight finish under the old config), and `pulumi up` succeeds only once the running
+      Caddy reports the new config's id (a config Caddy refuses fails the step, naming why, and the old one
+      keeps serving);
     - Caddy keeps nothing: its config and data directories are tmpfs owned by its own uid (certificates
       come from files or from the Tailscale node, so there is nothing to persist); the keys the edge
-      checks (each client's, or with no named clients the master key) and its own key toward LiteLLM
-      arrive only as secret environment variables;
+      checks (each client's, or with no named clients the master key) and its own key toward LiteLLM are
+      secret files (one a key, its uid's alone) in a volume it mounts read-only, read on every request:
+      adding, rotating or revoking a key leaves Caddy running; its environment holds no secret;
+    - when it is replaced itself (a new image), it finishes its requests first, up to the drain bound;
     - hardened as `hardening.py` says, with a healthcheck on a container-loopback listener; the image's
       file capability stays in the bounding set so its binary can run, and is never effective.
     """
@@ -62,8 +68,8 @@ class ReverseProxy(pulumi.ComponentResource):
         edge: Edge,
         site: Site,
         caddyfile: str,
-        edge_key: pulumi.Input[str],
-        client_keys: Mapping[str, pulumi.Input[str]],
+        config_id: str,
+        keys: Mapping[str, pulumi.Input[str]],
         networks: GatewayNetworks,
         image: PinnedImage,
         opts: pulumi.ResourceOptions | None = None,
@@ -81,10 +87,12 @@ class ReverseProxy(pulumi.ComponentResource):
             image.image,
             limits.user,
         )
-        # The edge's own key (for LiteLLM) and the keys it compares (by environment variable), all secrets.
-        secrets = {EDGE_KEY_ENV: edge_key, **client_keys}
-        envs = secret_environment(secrets, {"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"})
-        ports, volumes = [], [config.mount]
+        assert EDGE_KEY_FILE in keys, "the edge needs its own key toward LiteLLM"
+        key_files = secret_files(
+            self, f"{name}-keys", "tailnet-edge-keys", edge.keys_dir, keys, image.ref, image.image, limits
+        )
+        envs = [f"{k}={v}" for k, v in sorted({"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"}.items())]
+        ports, volumes = [], [config.mount, key_files.mount]
         if site.exposure == "host-bind":
             # Caddy listens on an unprivileged port inside; the host side is the tailnet IP only.
             ports.append(
@@ -98,7 +106,8 @@ class ReverseProxy(pulumi.ComponentResource):
             name,
             name=EDGE_CONTAINER,
             image=image.ref,
-            command=["caddy", "run", "--config", CADDYFILE_PATH, "--adapter", "caddyfile"],
+            # --watch: a rewritten Caddyfile is loaded in place, gracefully; a refused one leaves the old.
+            command=["caddy", "run", "--config", CADDYFILE_PATH, "--adapter", "caddyfile", "--watch"],
             envs=envs,
             ports=ports,
             networks_advanced=[
@@ -117,8 +126,17 @@ class ReverseProxy(pulumi.ComponentResource):
                 },
                 health=HEALTH,
                 keep_bounding=image.file_capabilities,
-                extra_labels=[config.label],
+                drain_s=edge.drain_s,
             ),
-            opts=container_options(self, image.image, after=[config.writer]),
+            opts=container_options(self, image.image, after=[config.writer, key_files.writer]),
         )
-        self.register_outputs({"container": self.container.name})
+        self.config_id = config_id
+        self.live = LiveConfig(
+            f"{name}-live-config",
+            self.container.name,
+            self.config_id,
+            f"http://127.0.0.1:{EDGE_HEALTH_PORT}{CONFIG_ID_PATH}",
+            config.writer.id,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[config.writer, self.container]),
+        )
+        self.register_outputs({"container": self.container.name, "configId": self.config_id})

@@ -34,7 +34,8 @@ class TailnetNode(pulumi.ComponentResource):
       environment variable, is single-use unless the settings say otherwise, and is never in a file;
     - its state lives in a named volume, so a restarted or replaced container is the same node;
     - it serves the rendered serve config (HTTPS on 443 for its own name, proxied to Caddy over the
-      edge network, no Funnel) and publishes no host port;
+      edge network, no Funnel) and publishes no host port; a new serve config is applied by the running
+      node (containerboot watches the file), not by a restart;
     - on the edge network it has the fixed address the Caddyfile trusts for Tailscale's identity and
       capability headers (the top address of the pinned subnet, which Docker never hands out first);
     - userspace networking: no TUN device and no capabilities; hardened as `hardening.py` says.
@@ -114,7 +115,8 @@ class TailnetNode(pulumi.ComponentResource):
                 # The image's containerboot runs tailscaled as root and keeps node state in a
                 # root-owned volume; it still gets no capabilities and no TUN device (userspace).
                 root_because="tailscaled state volume is root-owned; no capabilities, userspace networking",
-                extra_labels=[serve.label],
+                # No config hash label: containerboot watches TS_SERVE_CONFIG and applies a rewritten serve
+                # config in place, so a new route does not restart the node.
             ),
             opts=container_options(self, image.image, after=[serve.writer]),
         )

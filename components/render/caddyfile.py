@@ -23,17 +23,17 @@ What the rendered file guarantees:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
 
-from policy.gateway_contract import EDGE_KEY_ENV, READINESS_CLIENT
+from policy.gateway_contract import EDGE_KEY_FILE, READINESS_CLIENT
 
 from ..topology import (
     BACKEND_CHECK_PATH,
     CLIENT_HEADER,
     EDGE_HEALTH_PORT,
-    MASTER_KEY_ENV,
     READINESS_PATH,
     TAILNET_CLIENT_PREFIX,
     Client,
@@ -91,8 +91,11 @@ CORS_RESPONSE_HEADERS = (
     "Access-Control-Expose-Headers",
     "Access-Control-Max-Age",
 )
-KEY_PLACEHOLDER = f"{{env.{MASTER_KEY_ENV}}}"
-EDGE_KEY_PLACEHOLDER = f"{{env.{EDGE_KEY_ENV}}}"
+# The edge's own key toward LiteLLM, as the request-scoped variable its file is read into.
+EDGE_KEY_VAR = "key_edge"
+# Where the edge answers, on its container-loopback health listener, the id of the config it runs.
+CONFIG_ID_PATH = "/config-id"
+_CONFIG_ID_LINE = f'respond {CONFIG_ID_PATH} "{{id}}" 200'
 # How long a readiness check waits for LiteLLM (and LiteLLM for the backend) before saying "failing".
 READINESS_TIMEOUT_S = 5
 # Where each accepted key header's value is read from (the Authorization value without its scheme).
@@ -142,6 +145,9 @@ def render_caddyfile(topology: Topology, stack: str) -> str:
     w.open("servers")
     w.line("protocols h1 h2")
     w.close()
+    w.line("# A new Caddyfile is loaded in place (caddy run --watch): requests and streams already running finish")
+    w.line("# under the config they started with, for as long as a stream may last.")
+    w.line(f"grace_period {topology.edge.grace_s}s")
     w.line("# Caddy's own log lines (errors name the request): no headers, no query values, as in the access log.")
     w.open("log default")
     w.line("output stderr")
@@ -159,6 +165,8 @@ def render_caddyfile(topology: Topology, stack: str) -> str:
         w.open(f"http://127.0.0.1:{EDGE_HEALTH_PORT}")
         w.line("bind 127.0.0.1")
         w.line('respond /healthz "ok" 200')
+        w.line("# Which config this edge runs: the hash of this file without this line (stack output edgeConfigId).")
+        w.line(_CONFIG_ID_LINE)
         w.line("respond 421")
         w.close()
     w.line()
@@ -185,7 +193,14 @@ def render_caddyfile(topology: Topology, stack: str) -> str:
     w.line()
     _errors(w)
     w.close()
-    return w.text()
+    text = w.text()
+    return text.replace(_CONFIG_ID_LINE, _CONFIG_ID_LINE.format(id=config_id(text)))
+
+
+def config_id(caddyfile: str) -> str:
+    """The id a Caddyfile reports as live: the sha256 (first 16 hex digits) of the file without its id."""
+    unfilled = re.sub(r'respond /config-id "[0-9a-f]*" 200', _CONFIG_ID_LINE, caddyfile)
+    return hashlib.sha256(unfilled.encode()).hexdigest()[:16]
 
 
 def _log_filter(w: _Writer) -> None:
@@ -235,13 +250,28 @@ def _node_address(topology: Topology) -> str | None:
     return topology.node.address if topology.node is not None else None
 
 
-def _proxy(w: _Writer, upstream: Service, set_up: dict[str, str] | None = None, rewrite: str | None = None) -> None:
+def _proxy(
+    w: _Writer,
+    topology: Topology,
+    upstream: Service,
+    set_up: dict[str, str] | None = None,
+    rewrite: str | None = None,
+) -> None:
     """A reverse_proxy that gives the upstream its own name as Host, not the client's.
 
-    `set_up` are headers the edge vouches for (a value, or None to remove): set on the proxied request
+    `set_up` are headers the edge vouches for (a value, or "" to remove): set on the proxied request
     after the proxy dropped hop-by-hop headers, so no `Connection` header a client sends removes them.
+    LiteLLM is asked across its replicas, only those that answer their health check.
     """
-    w.open(f"reverse_proxy {upstream.address}")
+    gateway = topology.gateway
+    to_gateway = upstream.name == gateway.service.name
+    w.open("reverse_proxy " + (" ".join(gateway.addresses) if to_gateway else upstream.address))
+    if to_gateway and rewrite is None:
+        _gateway_balancing(w)
+    elif to_gateway:
+        w.line("# Any replica that answers; their health is what the API routes' checks found.")
+        w.line("lb_policy first")
+        w.line(f"lb_try_duration {READINESS_TIMEOUT_S // 2}s")
     if rewrite is not None:
         w.line("# A fixed probe: always GET (no body), this path, no query.")
         w.line("method GET")
@@ -249,6 +279,33 @@ def _proxy(w: _Writer, upstream: Service, set_up: dict[str, str] | None = None, 
     w.line("header_up Host {upstream_hostport}")
     for name, value in (set_up or {}).items():
         w.line(f"header_up {name} {value}" if value else f"header_up -{name}")
+
+
+# How long the edge keeps trying LiteLLM for a request that could not be sent to any replica (none
+# answering, one being replaced or restarting): the request waits instead of failing.
+GATEWAY_TRY_S = 30
+# How often the edge asks each replica whether it answers.
+GATEWAY_HEALTH_INTERVAL_S = 1
+# The request body the edge keeps to send again (larger bodies are streamed and not retried).
+GATEWAY_RETRY_BODY = "1MiB"
+
+
+def _gateway_balancing(w: _Writer) -> None:
+    w.line("# The replica with the fewest requests in flight (streams last); a request that cannot be sent to a")
+    w.line("# replica (it is draining, restarting or gone) is tried on another, and waits for one to answer.")
+    w.line("lb_policy least_conn")
+    w.line(f"lb_try_duration {GATEWAY_TRY_S}s")
+    w.line("lb_try_interval 250ms")
+    w.line("health_uri /health/liveliness")
+    w.line(f"health_interval {GATEWAY_HEALTH_INTERVAL_S}s")
+    w.line("health_timeout 2s")
+    w.line("fail_duration 2s")
+    w.line("# A completion whose connection broke before any answer (a replica stopping as it was sent) is sent")
+    w.line("# again, body and all: an LLM call changes nothing but the compute it costs.")
+    w.open("lb_retry_match")
+    w.line("method POST GET")
+    w.close()
+    w.line(f"request_buffers {GATEWAY_RETRY_BODY}")
 
 
 def _sso_snippet(w: _Writer, topology: Topology) -> None:
@@ -310,12 +367,13 @@ def _readiness(w: _Writer, topology: Topology) -> None:
     w.close()
     w.line()
     w.line("# The checks the report includes, one sub-request each; a failed check says so, never errs.")
-    _readiness_check(w, f"{READINESS_PATH}/gateway", gateway, "/health/liveliness", {"Authorization": ""})
+    _readiness_check(w, topology, f"{READINESS_PATH}/gateway", gateway, "/health/liveliness", {"Authorization": ""})
     # The edge cannot reach the backends' networks: LiteLLM forwards the check, for the edge's readiness
     # identity only.
-    asker = {"Authorization": f'"Bearer {EDGE_KEY_PLACEHOLDER}"', CLIENT_HEADER: READINESS_CLIENT}
+    asker = {"Authorization": f'"Bearer {{vars.{EDGE_KEY_VAR}}}"', CLIENT_HEADER: READINESS_CLIENT}
     for index in range(len(backends)):
-        _readiness_check(w, f"{READINESS_PATH}/backend/{index}", gateway, f"{BACKEND_CHECK_PATH}/{index}", asker)
+        path = f"{READINESS_PATH}/backend/{index}"
+        _readiness_check(w, topology, path, gateway, f"{BACKEND_CHECK_PATH}/{index}", asker)
 
 
 def _only_get(w: _Writer) -> None:
@@ -323,13 +381,18 @@ def _only_get(w: _Writer) -> None:
     w.line("respond @readiness_not_get 405")
 
 
-def _readiness_check(w: _Writer, path: str, upstream: Service, probe: str, set_up: dict[str, str]) -> None:
+def _readiness_check(
+    w: _Writer, topology: Topology, path: str, upstream: Service, probe: str, set_up: dict[str, str]
+) -> None:
     w.open(f"handle {path}")
+    w.open("route")
     w.line("import strip_client_identity")
     _only_get(w)
+    if EDGE_KEY_VAR in "".join(set_up.values()):
+        _load_key(w, topology, EDGE_KEY_VAR, EDGE_KEY_FILE)
     w.line("# One line for /readyz is enough; its sub-requests would add one each.")
     w.line("log_skip")
-    _proxy(w, upstream, set_up, rewrite=probe)
+    _proxy(w, topology, upstream, set_up, rewrite=probe)
     w.line("# A hung backend makes the check fail, not the report hang.")
     w.open("transport http")
     w.line(f"dial_timeout {READINESS_TIMEOUT_S}s")
@@ -344,6 +407,17 @@ def _readiness_check(w: _Writer, path: str, upstream: Service, probe: str, set_u
     w.close()
     w.close()
     w.close()
+    w.close()
+
+
+def _load_key(w: _Writer, topology: Topology, var: str, file_name: str) -> None:
+    """Read a key from its file into a request-scoped variable: read on every request, so a key written
+    anew counts at once, and never in the edge's environment or this file."""
+    w.line(f"vars {var} {{file.{topology.edge.keys_dir}/{file_name}}}")
+
+
+def _key_var(client: Client) -> str:
+    return "key_" + client.key_file.replace("-", "_")
 
 
 def _errors(w: _Writer) -> None:
@@ -387,7 +461,7 @@ def _route(w: _Writer, route: Route, topology: Topology) -> None:
     if route.strip_prefix:
         w.line(f"# Strip {route.prefix} after SSO, so the sign-in redirect keeps the full URL.")
         w.line(f"uri strip_prefix {route.prefix}")
-    _proxy(w, route.upstream, _sso_identity(topology) if route.auth == "sso" else None)
+    _proxy(w, topology, route.upstream, _sso_identity(topology) if route.auth == "sso" else None)
     w.close()
     w.close()
     w.close()
@@ -408,13 +482,13 @@ def _matcher_name(client: Client) -> str:
     return "client_" + client.name.replace("-", "_")
 
 
-def _needed_keys(route: Route, topology: Topology) -> list[str]:
-    """The keys without which a route must answer 503: the edge's own toward LiteLLM, and the master key
-    when it is the one client's key."""
-    needed = [EDGE_KEY_PLACEHOLDER] if route.to_gateway else []
-    if route.auth == "bearer" and not topology.clients:
-        needed.append(KEY_PLACEHOLDER)
-    return needed
+def _route_keys(route: Route) -> dict[str, str]:
+    """The keys a route reads (variable -> file): each of its clients', and the edge's own toward LiteLLM.
+    Without any of them the route answers 503."""
+    keys = {_key_var(client): client.key_file for client in route.clients}
+    if route.to_gateway:
+        keys[EDGE_KEY_VAR] = EDGE_KEY_FILE
+    return keys
 
 
 def _api_route(w: _Writer, route: Route, topology: Topology) -> None:
@@ -429,10 +503,13 @@ def _api_route(w: _Writer, route: Route, topology: Topology) -> None:
     w.open("route")
     w.line("import strip_client_identity")
     w.line("vars api_route true")
-    needed = _needed_keys(route, topology)
-    if needed:
+    keys = _route_keys(route)
+    if keys:
+        w.line("# The keys this route checks and hands on, from the edge's keys directory.")
+        for var, file_name in keys.items():
+            _load_key(w, topology, var, file_name)
         w.line("# Fail closed: with an empty key, an empty token would pass.")
-        empty = " || ".join(f"{key} == ''" for key in needed)
+        empty = " || ".join(f"{{vars.{var}}} == ''" for var in keys)
         w.line(f"@no_key_configured expression `{empty}`")
         w.line("header @no_key_configured Content-Type application/json")
         no_key = _json_error("The gateway has no API key configured.", "no_key_configured", 503)
@@ -473,11 +550,11 @@ def _api_route(w: _Writer, route: Route, topology: Topology) -> None:
         w.close()
     if route.to_gateway:
         w.line(f"# {name} gets the edge's own key and the client's name; never a client's credential.")
-        credential = f'"Bearer {EDGE_KEY_PLACEHOLDER}"'
+        credential = f'"Bearer {{vars.{EDGE_KEY_VAR}}}"'
     else:
         w.line(f"# {name} gets the client's name and no credential: the edge has checked it.")
         credential = ""
-    _proxy(w, route.upstream, {"Authorization": credential, CLIENT_HEADER: "{vars.client}"})
+    _proxy(w, topology, route.upstream, {"Authorization": credential, CLIENT_HEADER: "{vars.client}"})
     w.line("# Streams (chat chunks, server-sent events) reach the client as the upstream writes them.")
     w.line("flush_interval -1")
     for header in CORS_RESPONSE_HEADERS:
@@ -533,7 +610,7 @@ def _name_keyed_client(w: _Writer, route: Route) -> None:
     w.line("# Whose key it is: each client allowed here has its own, compared as exact text.")
     for client in route.clients:
         matcher = _matcher_name(client)
-        w.line(f"@{matcher} expression `{_key_expression(route, '{env.' + client.key_env + '}')}`")
+        w.line(f"@{matcher} expression `{_key_expression(route, '{vars.' + _key_var(client) + '}')}`")
         w.line(f"vars @{matcher} client {client.name}")
 
 

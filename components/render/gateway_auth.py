@@ -1,13 +1,17 @@
-"""Topology -> the LiteLLM custom auth module (`gateway_auth.py`). Pure and deterministic.
+"""Topology -> the LiteLLM custom auth module (`gateway_auth.py`) and its client table (`clients.json`).
+Pure and deterministic.
 
 The module's code is `templates/gateway_auth.py` as it stands; rendering only fills in its constants:
-the environment variables of the two keys, the edge's client header, the clients and their models, the
-endpoints clients may call. Each is written as a Python literal (`repr`), which means exactly that value
-whatever it holds. The module holds no secret: it reads both keys from the environment.
+the environment variables of the two keys, the edge's client header, the endpoints clients may call.
+Each is written as a Python literal (`repr`), which means exactly that value whatever it holds. The
+clients and their models go to `clients.json` beside it (JSON), which the module reads again when it
+changes: a client added or revoked does not restart LiteLLM. Neither file holds a secret: the module
+reads both keys from the environment.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -17,14 +21,14 @@ from policy.gateway_contract import EDGE_KEY_ENV, GATEWAY_API_PATHS, READINESS_C
 from ..topology import BACKEND_CHECK_PATH, CLIENT_HEADER, MASTER_CLIENT, MASTER_KEY_ENV, TAILNET_CLIENT_PREFIX, Topology
 
 GATEWAY_AUTH_FILE = "gateway_auth.py"
+GATEWAY_CLIENTS_FILE = "clients.json"
 # LiteLLM's `custom_auth` setting: module (a file next to the config) and function.
 CUSTOM_AUTH = "gateway_auth.user_api_key_auth"
 _TEMPLATE = Path(__file__).parent / "templates" / "gateway_auth.py"
 
 
 def gateway_auth_constants(topology: Topology) -> dict[str, Any]:
-    """What the module is told: which keys, which header, which clients, which endpoints."""
-    clients = topology.clients or (MASTER_CLIENT,)
+    """What the module is told: which keys, which header, which endpoints."""
     return {
         "MASTER_KEY_ENV": MASTER_KEY_ENV,
         "EDGE_KEY_ENV": EDGE_KEY_ENV,
@@ -33,9 +37,18 @@ def gateway_auth_constants(topology: Topology) -> dict[str, Any]:
         "READINESS_CLIENT": READINESS_CLIENT,
         "READINESS_PATH": BACKEND_CHECK_PATH,
         "TAILNET_PREFIX": TAILNET_CLIENT_PREFIX,
-        "CLIENTS": {c.name: (list(c.models) if c.models is not None else None) for c in clients},
         "API_PATHS": GATEWAY_API_PATHS,
     }
+
+
+def gateway_clients(topology: Topology) -> dict[str, list[str] | None]:
+    """Each client the edge may name, with the models it may use (None: every model)."""
+    clients = topology.clients or (MASTER_CLIENT,)
+    return {c.name: (list(c.models) if c.models is not None else None) for c in clients}
+
+
+def render_gateway_clients(topology: Topology) -> str:
+    return json.dumps(gateway_clients(topology), indent=2, sort_keys=True) + "\n"
 
 
 def render_gateway_auth(topology: Topology, stack: str) -> str:

@@ -294,6 +294,9 @@ class GatewaySettings(_Model):
     # Worker processes. One by default: each holds a whole LiteLLM (about 300 MiB), and with two on a
     # 2-core host uvicorn killed workers that missed its 5 s health ping while still importing LiteLLM.
     workers: int = Field(default=1, ge=1, le=32)
+    # LiteLLM containers behind the edge. With two, a config change replaces one at a time while the other
+    # answers (each drained first); with one, requests wait at the edge while it restarts.
+    replicas: int = Field(default=2, ge=1, le=8)
     image: Image = LITELLM_IMAGE
     limits: ContainerLimits = ContainerLimits(memory_mb=2048, pids=512)
 
@@ -378,6 +381,9 @@ class NodeSettings(_Model):
 class TimeoutSettings(_Model):
     request: int = Field(default=1800, gt=0)
     stream: int = Field(default=1800, gt=0)
+    # How long a container being replaced (a LiteLLM replica, the edge on a new image) may finish the
+    # requests and streams it has before it is stopped: `pulumi up` waits this long at most per container.
+    drain: int = Field(default=300, ge=1, le=3600)
 
 
 class Settings(_Model):

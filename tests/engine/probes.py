@@ -59,13 +59,26 @@ class Edge:
     port: int
     ca_file: str
 
-    def get(self, path: str, headers: dict[str, str] | None = None, timeout: float = 10.0) -> httpx.Response:
-        with httpx.Client(verify=ssl.create_default_context(cafile=self.ca_file), timeout=timeout) as client:
-            return client.get(
-                f"https://{self.address}:{self.port}{path}",
-                headers={"Host": self.host, **(headers or {})},
-                extensions={"sni_hostname": self.host},
-            )
+    def get(
+        self,
+        path: str,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+        client: httpx.Client | None = None,
+    ) -> httpx.Response:
+        """GET on a new connection, or on `client`'s kept-alive one (as SDKs and browsers send requests)."""
+        if client is None:
+            with self.client(timeout) as fresh:
+                return self.get(path, headers, timeout, fresh)
+        return client.get(
+            f"https://{self.address}:{self.port}{path}",
+            headers={"Host": self.host, **(headers or {})},
+            extensions={"sni_hostname": self.host},
+            timeout=timeout,
+        )
+
+    def client(self, timeout: float = 10.0) -> httpx.Client:
+        return httpx.Client(verify=ssl.create_default_context(cafile=self.ca_file), timeout=timeout)
 
 
 @dataclass

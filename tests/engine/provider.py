@@ -20,9 +20,14 @@ internal/provider/resource_docker_container_funcs.go and resource_docker_network
 and the engine's resource options: `delete_before_replace` (every container: the provider sets it),
 `replace_on_changes`, `retain_on_delete` (the delete is skipped) and `import_` (the resource is adopted
 after checking that its declared inputs match what exists). Replacements run in the engine's order for
-delete-before-replace: every container being replaced is deleted first (dependents before what they
-depend on), then everything is created in registration order; other resources are created before the
-old one is deleted.
+delete-before-replace: the program registers a resource only once everything it depends on is done, so
+a container that depends (`depends_on`) on something this run changes is deleted right before it is
+created again, after that dependency finished; every other container being replaced is deleted at the
+start, as the engine would start them all at once (dependents before what they depend on); other
+resources are created before the old one is deleted.
+
+The stack's one dynamic resource (`components.docker.live_config`) runs its provider's code, against the
+same engine, when its inputs change.
 
 The only substitutions, all in one place (`_Substitutions`): an image `repo:tag@sha256:...` runs as the
 local stand-in tagged `repo:tag` (stand-ins have no registry digest); a published port on a Tailscale
@@ -53,7 +58,8 @@ CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
-ENGINE_TYPES = (REMOTE_IMAGE, NETWORK, VOLUME, CONTAINER)
+DYNAMIC = "pulumi-python:dynamic:Resource"
+ENGINE_TYPES = (REMOTE_IMAGE, NETWORK, VOLUME, CONTAINER, DYNAMIC)
 TEST_LABEL = "tailnet-llm-gateway.test-run"
 TAILSCALE_RANGE = ipaddress.ip_network("100.64.0.0/10")
 # What resourceDockerContainerUpdate applies in place; the provider neither updates nor replaces for
@@ -104,6 +110,9 @@ CONTAINER_INPUTS = {
     "mustRun",
     "wait",
     "waitTimeout",
+    "destroyGraceSeconds",
+    "stopSignal",
+    "stopTimeout",
 }
 
 
@@ -181,6 +190,7 @@ def _upload_tar(upload: dict[str, Any]) -> bytes:
     with tarfile.open(fileobj=buffer, mode="w") as archive:
         header = tarfile.TarInfo(upload["file"])
         header.size, header.mode, header.mtime = len(content), mode, int(time.time())
+        header.uid, header.gid = int(upload.get("owner") or 0), int(upload.get("group") or 0)
         archive.addfile(header, io.BytesIO(content))
     return buffer.getvalue()
 
@@ -225,12 +235,16 @@ class Engine:
         desired = [
             r
             for r in run.resources
-            if r.type in ENGINE_TYPES and not (r.type == CONTAINER and r.inputs["name"] in skip_containers)
+            if r.type in ENGINE_TYPES
+            and not (r.type == CONTAINER and r.inputs["name"] in skip_containers)
+            and not (r.type == DYNAMIC and r.inputs["container"] in skip_containers)
         ]
         keys = [(r.type, r.name) for r in desired]
         plan = {key: self._step(resource) for key, resource in zip(keys, desired, strict=True)}
+        changed = {key for key, step in plan.items() if step != "same"}
         dbr = [key for key, step in plan.items() if step == "replace" and key[0] == CONTAINER]
-        for key in reversed([k for k in self.state if k in dbr]):
+        waits = {key for key, resource in zip(keys, desired, strict=True) if self._depends_on(resource) & changed}
+        for key in reversed([k for k in self.state if k in dbr and k not in waits]):
             self._delete(self.state.pop(key))
         replaced_later = []
         for key, resource in zip(keys, desired, strict=True):
@@ -240,6 +254,8 @@ class Engine:
             elif step == "update":
                 self._update(self.state[key], resource)
             else:
+                if step == "replace" and key in dbr and key in waits:
+                    self._delete(self.state.pop(key))
                 if step == "replace" and key in self.state:
                     replaced_later.append(self.state.pop(key))
                 try:
@@ -269,6 +285,13 @@ class Engine:
         for key in reversed(list(self.state)):
             self._delete(self.state.pop(key))
 
+    def teardown(self) -> None:
+        """`pulumi destroy`, then remove whatever this run labelled even if the destroy failed."""
+        try:
+            self.destroy()
+        finally:
+            self.purge()
+
     def purge(self) -> None:
         """Remove every object this test run labelled, whatever state says (the test's own cleanup)."""
         selector = {"label": [f"{k}={v}" for k, v in self.sub.label.items()]}
@@ -292,6 +315,12 @@ class Engine:
                 return deployed.docker_id
         raise KeyError(declared_name)
 
+    @staticmethod
+    def _depends_on(resource: Registered) -> set[tuple[str, str]]:
+        """What a resource's `depends_on` names, as state keys."""
+        depends_on = getattr(resource.opts, "depends_on", None) or []
+        return {(str(getattr(d, "_type", "")), str(getattr(d, "_name", ""))) for d in depends_on}
+
     # ---- diff ----------------------------------------------------------------------------------------------
 
     def _step(self, resource: Registered) -> str:
@@ -305,6 +334,8 @@ class Engine:
         changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
         if not changed:
             return "same"
+        if resource.type == DYNAMIC:
+            return "update"
         if resource.type != CONTAINER:
             return "replace"
         replace_on = set(getattr(resource.opts, "replace_on_changes", None) or [])
@@ -326,6 +357,9 @@ class Engine:
             return self._adopt_network(resource, import_id) if import_id else self._create_network(inputs)
         if import_id:
             raise EngineError(f"import of {resource.type} is not part of this harness")
+        if resource.type == DYNAMIC:
+            self._run_dynamic(inputs)
+            return None
         if resource.type == VOLUME:
             return self.api.create_volume(self.sub.name(inputs["name"]), labels=self.sub.label)["Name"]
         return self._create_container(inputs)
@@ -437,6 +471,8 @@ class Engine:
                 healthcheck=healthcheck,
                 host_config=host_config,
                 entrypoint=inputs.get("entrypoints"),
+                stop_signal=inputs.get("stopSignal"),
+                stop_timeout=int(inputs["stopTimeout"]) if inputs.get("stopTimeout") else None,
                 use_config_proxy=False,
             )
         except docker.errors.APIError as error:
@@ -462,7 +498,7 @@ class Engine:
         return container_id
 
     def _upload_and_start(self, name: str, container_id: str, inputs: dict[str, Any]) -> None:
-        for upload in inputs.get("uploads") or []:
+        for upload in _plain(inputs.get("uploads")) or []:
             try:
                 self.api.put_archive(container_id, "/", _upload_tar(upload))
             except docker.errors.APIError as error:
@@ -494,7 +530,20 @@ class Engine:
 
     # ---- update and delete ------------------------------------------------------------------------------
 
+    def _run_dynamic(self, inputs: dict[str, Any]) -> None:
+        """The live-config check, as its provider runs it during `up`, on this engine's container."""
+        from components.docker.live_config import wait_until_live
+
+        try:
+            wait_until_live(self.sub.name(inputs["container"]), inputs["configId"], inputs["url"])
+        except RuntimeError as error:
+            raise EngineError(str(error)) from None
+
     def _update(self, deployed: Deployed, resource: Registered) -> None:
+        if resource.type == DYNAMIC:
+            self._run_dynamic(resource.inputs)
+            deployed.resource = resource
+            return
         inputs = resource.inputs
         self.api.update_container(
             deployed.docker_id,
@@ -511,6 +560,10 @@ class Engine:
             return
         if resource.type == CONTAINER:
             with contextlib.suppress(docker.errors.NotFound):
+                grace = resource.inputs.get("destroyGraceSeconds")
+                if grace:
+                    # The provider stops the container with this timeout first, then removes it.
+                    self.api.stop(deployed.docker_id, timeout=int(grace))
                 self.api.remove_container(deployed.docker_id, force=True, v=True)
         elif resource.type == VOLUME:
             self.api.remove_volume(deployed.docker_id)

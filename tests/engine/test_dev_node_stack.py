@@ -20,7 +20,7 @@ from tests.engine.provider import CONTAINER, NETWORK, VOLUME, Engine
 from tests.program_run import ProgramRun, run_program
 
 NODE = "tailnet-node"
-SERVICES = ("model-gateway", "tailnet-edge")
+SERVICES = ("model-gateway", "model-gateway-2", "tailnet-edge")
 
 
 @dataclass
@@ -41,8 +41,7 @@ def node(docker_client, stand_in_images) -> Deployment:
         engine.up(run, skip_containers=frozenset({NODE}))
         yield Deployment(engine, run, key)
     finally:
-        engine.destroy()
-        engine.purge()
+        engine.teardown()
 
 
 def _probe(
@@ -114,11 +113,14 @@ def test_everything_but_the_node_is_created_and_healthy(node, docker_client):
         (NETWORK, "frontend"),
         (VOLUME, "model-gateway-config"),
         (VOLUME, "tailnet-edge-config"),
+        (VOLUME, "tailnet-edge-keys"),
         (VOLUME, "tailnet-node-state"),
         (VOLUME, "tailnet-node-serve"),
         (CONTAINER, "model-gateway-config-writer"),
         (CONTAINER, "model-gateway"),
+        (CONTAINER, "model-gateway-2"),
         (CONTAINER, "tailnet-edge-config-writer"),
+        (CONTAINER, "tailnet-edge-keys-writer"),
         (CONTAINER, "tailnet-edge"),
         (CONTAINER, "tailnet-node-serve-writer"),
     }, "the engine does not hold what the program registers (less the node)"

@@ -16,10 +16,10 @@ import pytest
 from tests.conftest import stack_values
 from tests.engine.conftest import DEV_CERT_DIR, DEV_HOST, assert_healthy_soon, new_key, new_run_id
 from tests.engine.probes import Edge, OutageMeter, exec_in, log_lines, logs, process_status, refusals
-from tests.engine.provider import CONTAINER, NETWORK, VOLUME, Engine
+from tests.engine.provider import CONTAINER, NETWORK, VOLUME, Engine, EngineError
 from tests.program_run import ProgramRun, run_program
 
-SERVICES = ("model-gateway", "tailnet-edge")
+SERVICES = ("model-gateway", "model-gateway-2", "tailnet-edge")
 
 
 @dataclass
@@ -49,8 +49,7 @@ def dev(docker_client, stand_in_images, dev_certs) -> Deployment:
         address, port = engine.published("tailnet-edge", 8443)
         yield Deployment(engine, values, run, key, Edge(DEV_HOST, address, port, str(dev_certs["cert"])))
     finally:
-        engine.destroy()
-        engine.purge()
+        engine.teardown()
 
 
 def _auth(key: str) -> dict[str, str]:
@@ -69,9 +68,12 @@ def test_every_network_volume_and_container_is_created(dev, docker_client):
         (NETWORK, "frontend"),
         (VOLUME, "model-gateway-config"),
         (VOLUME, "tailnet-edge-config"),
+        (VOLUME, "tailnet-edge-keys"),
         (CONTAINER, "model-gateway-config-writer"),
         (CONTAINER, "model-gateway"),
+        (CONTAINER, "model-gateway-2"),
         (CONTAINER, "tailnet-edge-config-writer"),
+        (CONTAINER, "tailnet-edge-keys-writer"),
         (CONTAINER, "tailnet-edge"),
     }, "the engine does not hold exactly what the program registers"
     for name in SERVICES:
@@ -84,7 +86,7 @@ def test_every_network_volume_and_container_is_created(dev, docker_client):
 @pytest.mark.parametrize("name", SERVICES)
 def test_rendered_files_reach_the_running_services(dev, docker_client, name):
     """Finding 1: Docker refuses uploads into a read-only root; the config writer puts them in a volume."""
-    role = {"tailnet-edge": "edge", "model-gateway": "model-gateway"}[name]
+    role = "edge" if name == "tailnet-edge" else "model-gateway"
     for upload in dev.run.config_writers[role].inputs["uploads"]:
         code, content = exec_in(docker_client, dev.engine.container_id(name), "cat", upload["file"])
         assert code == 0 and content == upload["content"], f"{name} does not run the rendered {upload['file']}"
@@ -114,7 +116,9 @@ def test_host_ports_are_published_on_loopback_only(dev, docker_client):
     for name in SERVICES:
         ports = docker_client.api.inspect_container(dev.engine.container_id(name))["NetworkSettings"]["Ports"]
         bound = [b["HostIp"] for bindings in ports.values() for b in bindings or []]
-        assert bound and all(ipaddress.ip_address(ip).is_loopback for ip in bound), f"{name} publishes on {bound}"
+        assert all(ipaddress.ip_address(ip).is_loopback for ip in bound), f"{name} publishes on {bound}"
+        # The first LiteLLM replica has the host apps' port; the second none; the edge its own.
+        assert bool(bound) == (name != "model-gateway-2"), f"{name} publishes {bound}"
 
 
 def test_api_answers_through_the_published_edge_with_tls(dev):
@@ -206,26 +210,55 @@ def _healthz_says_ready(values: dict) -> None:
             route["respond"] = "ready"
 
 
-def test_a_caddyfile_change_reaches_the_running_edge(dev, docker_client):
-    gateway_before = dev.engine.container_id("model-gateway")
-    with OutageMeter(lambda: dev.edge.get("/healthz", timeout=2).status_code == 200) as meter:
+def _containers(dev) -> dict[str, str]:
+    return {name: dev.engine.container_id(name) for name in SERVICES}
+
+
+def test_a_caddyfile_change_reaches_the_running_edge_without_replacing_anything(dev, docker_client):
+    before = _containers(dev)
+    # A client that keeps its connection, as SDKs and browsers do (a connection opened in the very
+    # millisecond of a reload can be reset: README "Operations" has the figures).
+    with (
+        dev.edge.client() as client,
+        OutageMeter(lambda: dev.edge.get("/healthz", client=client).status_code == 200) as meter,
+    ):
         dev.change(_healthz_says_ready)
     assert dev.edge.get("/healthz").text == "ready", "the running edge still serves the old Caddyfile"
-    assert dev.engine.container_id("model-gateway") == gateway_before, "an edge-only change replaced LiteLLM"
-    print(
-        f"\nedge outage on a Caddyfile change: {meter.longest_s:.2f} s "
-        f"(new edge healthy {dev.engine.time_to_healthy['tailnet-edge']:.1f} s after start)"
-    )
+    assert _containers(dev) == before, "an edge change replaced a container (the edge itself, or LiteLLM)"
+    assert not meter.failures, f"the edge failed answers while it loaded the new Caddyfile: {meter.failures}"
+    code, live = exec_in(docker_client, before["tailnet-edge"], "wget", "-qO-", "http://127.0.0.1:8080/config-id")
+    assert code == 0 and live == dev.run.exports["edgeConfigId"], f"the edge reports config {live!r}"
 
 
-def test_a_litellm_config_change_replaces_only_litellm(dev, docker_client):
-    edge_before = dev.engine.container_id("tailnet-edge")
-    with OutageMeter(lambda: dev.edge.get("/llm/v1/models", _auth(dev.key), timeout=2).status_code == 200) as meter:
+def test_a_caddyfile_the_running_caddy_refuses_fails_up_naming_it_and_the_old_one_keeps_serving(dev, docker_client):
+    """A certificate file that is not in the cert directory: the settings cannot know, Caddy refuses to load."""
+    served, edge = dev.run.exports["edgeConfigId"], dev.engine.container_id("tailnet-edge")
+    with pytest.raises(EngineError, match=r"did not take the new Caddyfile.*missing\.crt"):
+        dev.change(lambda values: values["tls"].update(certFile="missing.crt"))
+    code, live = exec_in(docker_client, edge, "wget", "-qO-", "http://127.0.0.1:8080/config-id")
+    assert code == 0 and live == served, f"the edge serves {live!r}, not the config it had ({served})"
+    assert dev.edge.get("/llm/v1/models", _auth(dev.key)).status_code == 200, "the edge stopped answering the API"
+    dev.change(lambda values: None)  # the operator runs `pulumi up` again with good settings
+    deadline = time.monotonic() + 10
+    while (live := exec_in(docker_client, edge, "wget", "-qO-", "http://127.0.0.1:8080/config-id")[1]) != served:
+        assert time.monotonic() < deadline, f"the edge did not come back to the good config: {live!r}"
+        time.sleep(0.5)
+
+
+def test_a_litellm_config_change_rolls_the_replicas_and_leaves_the_edge(dev, docker_client):
+    before = _containers(dev)
+    with (
+        dev.edge.client(timeout=30) as client,
+        OutageMeter(lambda: dev.edge.get("/llm/v1/models", _auth(dev.key), client=client).status_code == 200) as meter,
+    ):
         dev.change(lambda values: values["timeouts"].update(request=1700))
-    code, config = exec_in(docker_client, dev.engine.container_id("model-gateway"), "cat", "/etc/litellm/config.yaml")
-    assert code == 0 and "request_timeout: 1700" in config, "the running LiteLLM still has the old config"
-    assert dev.engine.container_id("tailnet-edge") == edge_before, "a LiteLLM-only change replaced the edge"
-    print(f"\nAPI outage on a LiteLLM config change: {meter.longest_s:.1f} s")
+    after = _containers(dev)
+    for name in ("model-gateway", "model-gateway-2"):
+        code, config = exec_in(docker_client, after[name], "cat", "/etc/litellm/config.yaml")
+        assert code == 0 and "request_timeout: 1700" in config, f"{name} still runs the old config"
+        assert after[name] != before[name], f"{name} was not replaced"
+    assert after["tailnet-edge"] == before["tailnet-edge"], "a LiteLLM-only change replaced the edge"
+    assert not meter.failures, f"the API failed while the replicas were replaced in turn: {meter.failures}"
 
 
 def test_no_container_restarted_and_nothing_was_refused(dev, docker_client):

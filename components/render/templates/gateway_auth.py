@@ -9,12 +9,16 @@ Two keys open LiteLLM, and they mean different things:
   `tailnet:<login>` is a caller the gateway's Tailscale node vouched for (every model); the readiness
   identity may only ask a backend's readiness check.
 Anything else is refused (401). Keys are compared as bytes, in constant time. No database is needed: the
-clients, their models and the endpoints are written into this file.
+endpoints are written into this file, and the clients and their models into `clients.json` beside it,
+which is read again whenever it changes, so adding or revoking a client needs no restart. While that file
+is being rewritten (it is absent or partial for a moment), the table read last stays in use; with none
+read yet, no client is known.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import re
 
@@ -27,8 +31,9 @@ CLIENT_HEADER = ""
 READINESS_CLIENT = ""
 READINESS_PATH = ""
 TAILNET_PREFIX = ""
-# Client name -> the models it may use (None: every model). Rendered from the stack settings.
-CLIENTS: dict[str, list[str] | None] = {}
+# Client name -> the models it may use (None: every model), as rendered from the stack settings.
+CLIENTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients.json")
+_read: dict[str, object] = {"stamp": None, "clients": {}}
 # The endpoints a client may call: exact paths, or prefixes ending in /*.
 API_PATHS: tuple[str, ...] = ()
 # A Tailscale login as serve reports it (user@domain, user@github, ...).
@@ -37,6 +42,21 @@ _LOGIN = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}|tagged-device"
 
 def _same(presented: str, expected: str) -> bool:
     return bool(expected) and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def _clients() -> dict[str, list[str] | None]:
+    try:
+        stat = os.stat(CLIENTS_FILE)
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if stamp != _read["stamp"]:
+            with open(CLIENTS_FILE, encoding="utf-8") as file:
+                table = json.load(file)
+            if isinstance(table, dict):
+                _read.update(stamp=stamp, clients=table)
+    except (OSError, ValueError):
+        pass  # being rewritten: keep the table read last
+    clients = _read["clients"]
+    return clients if isinstance(clients, dict) else {}
 
 
 def _api_path(path: str) -> bool:
@@ -63,6 +83,7 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
         raise Exception("not an endpoint API clients may use")
     if client.startswith(TAILNET_PREFIX) and _LOGIN.fullmatch(client[len(TAILNET_PREFIX) :]):
         return UserAPIKeyAuth(api_key=presented, user_id=client)
-    if client not in CLIENTS:
+    clients = _clients()
+    if client not in clients:
         raise Exception("unknown client")
-    return UserAPIKeyAuth(api_key=presented, user_id=client, models=list(CLIENTS[client] or []))
+    return UserAPIKeyAuth(api_key=presented, user_id=client, models=list(clients[client] or []))
