@@ -28,12 +28,12 @@ from pathlib import Path
 from bench import engine_figures, load, servers
 from bench.local import THIS_BUILD, LiteLLMBuild, LocalStack
 from components.cli import load_plan
-from tests.engine.soak import Window
-from tests.engine.soak import table as soak_table
-from tests.processes import render
+from harness.engine.soak import Window
+from harness.engine.soak import table as soak_table
+from harness.processes import render
 
 ROOT = Path(__file__).resolve().parent.parent
-# Targets (issue 17), on this machine, same run.
+# Targets, on this machine, same run.
 TARGETS = {
     "edge_hop_p50_ms": ("<=", 0.5),
     "litellm_overhead_p50_ms_0ms": ("<=", 8.0),
@@ -105,7 +105,7 @@ def measure_paths(work: Path, args, build: LiteLLMBuild) -> dict:
 
 def measure_growth(sizes: tuple[int, ...]) -> dict:
     from bench.generated_stack import generated_values, render_stack
-    from tests.program_run import run_program
+    from harness.program_run import run_program
 
     asyncio.set_event_loop(asyncio.new_event_loop())  # the Pulumi SDK needs one; asyncio.run left none
     found = {}

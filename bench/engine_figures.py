@@ -13,10 +13,9 @@ from pathlib import Path
 
 import docker
 
-from tests.caddy_check import self_signed_cert
-from tests.engine import standins
-from tests.engine.conftest import DEV_HOST
-from tests.engine.soak import can_restart_dockerd, soak
+from harness.certs import self_signed_cert
+from harness.engine import DEV_HOST, standins
+from harness.engine.soak import can_restart_dockerd, soak
 
 # The changes whose cost depends on how many LiteLLM replicas there are.
 GATEWAY_CHANGES = ("change a model's backends", "change a LiteLLM timeout")

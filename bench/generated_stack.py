@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from components.plan import build_plan
 from components.settings import Settings
-from tests.conftest import stack_values
-
-ROOT = Path(__file__).resolve().parent.parent
+from harness.stacks import ROOT, stack_values
 
 
 def generated_values(routes: int, models: int, backends: int = 10) -> dict:
@@ -26,4 +22,4 @@ def generated_values(routes: int, models: int, backends: int = 10) -> dict:
 
 def render_stack(values: dict) -> dict[str, str]:
     """What `python -m components render` does, in-process: the plan's files."""
-    return build_plan(Settings.from_mapping(values), "bench", ROOT).files.by_name()
+    return build_plan(Settings.from_mapping(values), "bench", ROOT).files_by_name()

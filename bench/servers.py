@@ -13,9 +13,17 @@ from pathlib import Path
 import httpx
 
 from bench import load
-from bench.local import THIS_BUILD, LiteLLMBuild, Target, memory_mib, start_backend, start_gateway
+from bench.local import BENCH_WORD_PAUSE_MS, Target, memory_mib
 from components.gateway_process import Server
-from tests.processes import Process, worker_restarts
+from harness.processes import (
+    THIS_BUILD,
+    LiteLLMBuild,
+    Process,
+    free_port,
+    start_fake_backend,
+    start_litellm,
+    worker_restarts,
+)
 
 VARIANTS: tuple[tuple[Server, int], ...] = (
     ("granian", 1),
@@ -32,7 +40,8 @@ def compare(work: Path, config_for, rounds: int, requests: int, build: LiteLLMBu
     each process tree, warm."""
     logs = work / "logs-servers"
     logs.mkdir(parents=True)
-    backend, backend_port = start_backend(logs, "backend-servers", 0.0)
+    backend_port = free_port()
+    backend = start_fake_backend(backend_port, "backend-servers", logs, BENCH_WORD_PAUSE_MS, 0.0)
     key = "sk-bench-servers-0123456789"
     running: dict[str, tuple[Process, Target, float]] = {}
     try:
@@ -40,7 +49,8 @@ def compare(work: Path, config_for, rounds: int, requests: int, build: LiteLLMBu
         for server, workers in VARIANTS:
             name = f"{server}-{workers}"
             started = time.monotonic()
-            gateway, port = start_gateway(config, logs, key, server, workers, build, name=name)
+            port = free_port()
+            gateway = start_litellm(config, port, logs, key, workers, server, name, build=build, ready_within_s=180)
             target = Target(name, f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {key}"})
             running[name] = (gateway, target, time.monotonic() - started)
         targets = [target for _, target, _ in running.values()]
@@ -72,8 +82,10 @@ def loaded_startups(work: Path, config: Path, server: Server, workers: int, star
     try:
         for index in range(starts):
             started = time.monotonic()
-            gateway, port = start_gateway(
-                config, logs, "sk-bench-starts-0123456789", server, workers, build, name=f"start-{index}"
+            port = free_port()
+            key = "sk-bench-starts-0123456789"
+            gateway = start_litellm(
+                config, port, logs, key, workers, server, f"start-{index}", build=build, ready_within_s=180
             )
             times.append(time.monotonic() - started)
             # A worker that dies a few seconds after the first answer is still a restart: wait, then count.

@@ -1,4 +1,4 @@
-"""Command line (design.md section 4): `python -m components render|client-config|smoke ...`.
+"""Command line: `python -m components render|client-config|smoke ...`.
 
 Bad settings or flags exit with status 2 and one line on stderr naming the setting; no traceback.
 """
@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from policy.gateway_contract import MASTER_KEY_ENV
+
 from .addresses import HostPort, parse_host_port, require_loopback_bind
 from .client_config import FORMATS, client_access, read_outputs, render_client_config
 from .errors import SettingsError
@@ -21,7 +23,6 @@ from .settings import Settings, grammar
 from .smoke import run_checks
 from .tailnet.check import Outcome
 from .tailnet.policy import PolicyTestFailure
-from .topology import MASTER_KEY_ENV
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -161,7 +162,7 @@ def _render(args: argparse.Namespace) -> int:
         # Only the policy, so the failing test can be read in the file it names; nothing deployable.
         _write(args.out, {"tailnet-policy.hujson": failure.policy})
         raise
-    files = plan.files.by_name()
+    files = plan.files_by_name()
     _write(args.out, files)
     print(f"wrote {', '.join(sorted(files))} to {args.out}")
     for assertion in plan.policy_assertions:

@@ -2,15 +2,11 @@
 so the figures and the tests are for what ships.
 
 The default server is Granian, started directly (not through `litellm --run_granian`), with one worker.
-Measured on a 2-core host with every variant running and measured in interleaved rounds (`python -m
-bench`): at one worker Granian and uvicorn are within a millisecond and 10% of throughput of each other
-(Granian 8.8 ms and 130 req/s at 16 concurrent, 343 MiB RSS; uvicorn 9.4 ms, 125 req/s, 309 MiB). Granian
-is the default for what happens beyond one worker: its supervisor never imports LiteLLM, so a second
-worker costs one more LiteLLM (651 MiB in all, against 897 MiB for uvicorn, whose master holds a full
-import and serves nothing), and it has no health ping that kills a worker still importing LiteLLM (with
-two workers on a busy 2-core host uvicorn did that, and a start-up could loop). A second worker did not
-raise throughput on 2 cores, which the client and the edge share. LiteLLM reads its config from
-CONFIG_FILE_PATH when a server other than its own CLI imports the app.
+At one worker Granian and uvicorn serve alike (README, Benchmark). Granian is the default for what happens
+beyond one worker: its supervisor never imports LiteLLM, so a second worker costs one more LiteLLM and not
+a master holding a full import that serves nothing, and it has no health ping that kills a worker still
+importing LiteLLM (uvicorn does that on a busy host, and a start-up can loop). LiteLLM reads its config
+from CONFIG_FILE_PATH when a server other than its own CLI imports the app.
 """
 
 from __future__ import annotations
@@ -19,18 +15,39 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from policy.gateway_contract import EDGE_KEY_ENV, MASTER_KEY_ENV
+
 Server = Literal["granian", "uvicorn", "gunicorn"]
 APP = "litellm.proxy.proxy_server:app"
+# LiteLLM's run-time switches; every start (container, live tests, benchmark) gets them through
+# GatewayProcess.env.
+GATEWAY_ENV = {
+    # The admin UI and Swagger are not needed behind the edge; serving less is safer.
+    "DISABLE_ADMIN_UI": "True",
+    "NO_DOCS": "True",
+    # Use the packaged model cost map instead of fetching one from the internet at start.
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    # The one retry of a failed backend call (router_settings.num_retries) waits 0.1-0.2 s, not LiteLLM's
+    # 0.5 s plus up to 0.75 s of jitter: a client learns sooner that a lone backend is down, and a second
+    # backend takes over as fast.
+    "INITIAL_RETRY_DELAY": "0.1",
+    "JITTER": "0.1",
+}
 
 
 @dataclass(frozen=True)
 class GatewayProcess:
     """How to start LiteLLM: an entrypoint (None: the image's own, which runs `litellm "$@"`), its
-    arguments, and the environment it needs besides the master key."""
+    arguments, and the environment it needs besides its two keys."""
 
     entrypoint: tuple[str, ...] | None
     args: tuple[str, ...]
     env: Mapping[str, str]
+
+    def local_environment(self, master_key: str, edge_key: str) -> dict[str, str]:
+        """The whole environment outside a container: the switches and the two keys (the container gets
+        the keys as Pulumi secrets under the same names)."""
+        return {**self.env, MASTER_KEY_ENV: master_key, EDGE_KEY_ENV: edge_key}
 
     def local_argv(self, python: str, litellm: str) -> list[str]:
         """The same start outside a container: this interpreter for `python3`, this `litellm` script."""
@@ -43,7 +60,7 @@ def gateway_process(server: Server, workers: int, config_path: str, host: str, p
         # The official image puts its venv (LiteLLM, and granian from the `proxy` extra) first on PATH
         # (docker/Dockerfile.non_root), so its python3 is LiteLLM's interpreter (tests/test_pins.py).
         args = ("--interface", "asgi", "--host", host, "--port", str(port), "--workers", str(workers), APP)
-        return GatewayProcess(("python3", "-m", "granian"), args, {"CONFIG_FILE_PATH": config_path})
+        return GatewayProcess(("python3", "-m", "granian"), args, {**GATEWAY_ENV, "CONFIG_FILE_PATH": config_path})
     flags = ("--run_gunicorn",) if server == "gunicorn" else ()
     args = ("--config", config_path, "--host", host, "--port", str(port), "--num_workers", str(workers), *flags)
-    return GatewayProcess(None, args, {})
+    return GatewayProcess(None, args, dict(GATEWAY_ENV))

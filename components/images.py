@@ -14,23 +14,16 @@ from policy.gateway_contract import FILE_CAPABILITY_IMAGES, canonical_repository
 # Keep these equal to the pins in requirements-dev.txt: the live tests run the same versions.
 CADDY_VERSION = "2.11.7"
 # LiteLLM 1.98.1, not the newer 1.106.2: above the advisory floor (1.84.0), passes every live test, and
-# costs less on the request path. Both on Granian with one worker, measured in one interleaved run on a
-# 2-core host: 6.9 against 8.9 ms of overhead per completion (p50), 148 against 126 req/s at 16
-# concurrent, 7.7 against 10.9 ms of CPU per request, 343 against 372 MiB RSS; LiteLLM's own
-# x-litellm-overhead-duration-ms 1.5 against 5.2 ms. The cost came between 1.102.4 (still fast) and
-# 1.105.7 (1.103-1.104 cannot be installed from PyPI: their litellm-proxy-extras pins are missing): every
-# completion now passes through the native-compaction executor and the Rust dispatch layer, four more
-# ASGI middlewares (budget reservation, Redis request batching, buffered gzip, admission control),
-# per-request deployment-usage and zero-cost bookkeeping and centralized auth checks (a py-spy profile
-# of 1.106.2 finds each on the path of every completion, and 1.98.1 has none of them), none of which
-# this stack uses.
+# costs less on the request path: from 1.105 on, every completion passes through layers this stack does
+# not use (native compaction, Rust dispatch, four more ASGI middlewares, usage bookkeeping). The figures
+# and the profile are in the README (Benchmark).
 # Recheck with `python -m bench --compare-venv` before moving the pin.
 LITELLM_VERSION = "1.98.1"
 
 CADDY_IMAGE = f"docker.io/library/caddy:{CADDY_VERSION}"
 TAILSCALE_IMAGE = "docker.io/tailscale/tailscale:v1.98.10"
-# The non-root variant runs as `nobody` and keeps its UI outside the package tree
-# (shared/reference/tailscale-and-litellm.md, B4).
+# The non-root variant runs as `nobody` and keeps its UI outside the package tree (LiteLLM's
+# docker/Dockerfile.non_root).
 LITELLM_IMAGE = f"ghcr.io/berriai/litellm-non_root:v{LITELLM_VERSION}"
 
 _REFERENCE = re.compile(

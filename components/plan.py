@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from policy.gateway_contract import Declarations, markers
 
 from .addresses import HostPort
 from .errors import SettingsError
-from .images import ImageRef
 from .render.caddyfile import config_id, render_caddyfile
 from .render.gateway_auth import (
     GATEWAY_AUTH_FILE,
@@ -29,7 +29,7 @@ from .render.tailscale_serve import render_serve_config
 from .settings import Settings, grammar
 from .tailnet.check import Assertion
 from .tailnet.policy import checked_policy
-from .topology import READINESS_PATH, Topology, build_topology
+from .topology import READINESS_PATH, Node, Topology, build_topology
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,6 @@ class RenderedFiles:
     # The clients the custom auth knows and their models; LiteLLM reads it again when it changes.
     gateway_clients: str
     tailnet_policy: str
-    # The Tailscale node's serve config; only a stack with its own node has one.
-    serve_config: str | None
 
     @property
     def edge_config_id(self) -> str:
@@ -53,16 +51,25 @@ class RenderedFiles:
 
     def by_name(self) -> dict[str, str]:
         """The files as the render CLI writes them."""
-        files = {
-            "Caddyfile": self.caddyfile,
+        return {
+            markers.CADDYFILE: self.caddyfile,
             "litellm.yaml": self.litellm_config,
             GATEWAY_AUTH_FILE: self.gateway_auth,
             GATEWAY_CLIENTS_FILE: self.gateway_clients,
             "tailnet-policy.hujson": self.tailnet_policy,
         }
-        if self.serve_config is not None:
-            files["tailscale-serve.json"] = self.serve_config
-        return files
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """The gateway's own Tailscale node (tailnet-node mode) and the serve config it runs: one optional part,
+    so a stack has both or neither."""
+
+    node: Node
+    serve_config: str
+
+    def files_by_name(self) -> dict[str, str]:
+        return {"tailscale-serve.json": self.serve_config}
 
 
 @dataclass(frozen=True)
@@ -72,17 +79,15 @@ class Plan:
     files: RenderedFiles
     # The outcome of every test of the merged tailnet policy (none failed, or there is no plan).
     policy_assertions: tuple[Assertion, ...]
+    # Only a tailnet-node stack has one.
+    node: NodePlan | None = None
+
+    def files_by_name(self) -> dict[str, str]:
+        """Every rendered file, as the render CLI writes them."""
+        return {**self.files.by_name(), **(self.node.files_by_name() if self.node is not None else {})}
 
     @property
-    def images(self) -> dict[str, ImageRef]:
-        """The image each container runs, by role."""
-        images = {"model-gateway": self.topology.gateway.image, "edge": self.topology.edge.image}
-        if self.topology.node is not None:
-            images["tailnet-node"] = self.topology.node.image
-        return images
-
-    @property
-    def declarations(self) -> dict[str, Any]:
+    def declarations(self) -> Declarations:
         """What the settings declare, for the policy pack: it sees resources, never settings."""
         topology = self.topology
         return {
@@ -111,7 +116,7 @@ class Plan:
                 ),
             },
             "exposure": topology.site.exposure,
-            "authKeyReusable": bool(topology.node and topology.node.auth_key_reusable),
+            "authKeyReusable": self.node is not None and self.node.node.auth_key_reusable,
         }
 
 
@@ -147,6 +152,6 @@ def build_plan(
         gateway_auth=render_gateway_auth(topology, stack),
         gateway_clients=render_gateway_clients(topology),
         tailnet_policy=policy,
-        serve_config=render_serve_config(topology) if topology.node is not None else None,
     )
-    return Plan(stack=stack, topology=topology, files=files, policy_assertions=assertions)
+    node = None if topology.node is None else NodePlan(topology.node, render_serve_config(topology))
+    return Plan(stack=stack, topology=topology, files=files, policy_assertions=assertions, node=node)

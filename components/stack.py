@@ -112,16 +112,14 @@ class GatewayStack(pulumi.ComponentResource):
             )
             after_policy.append(self.tailnet.acl)
 
-        if topology.node is not None:
-            serve_config = plan.files.serve_config
-            assert serve_config is not None, "the plan renders a serve config exactly when there is a node"
+        if plan.node is not None:
             # The node's auth key carries the gateway tag, which the policy must own first.
             self.node = TailnetNode(
                 f"{name}-node",
-                topology.node,
-                serve_config,
+                plan.node.node,
+                plan.node.serve_config,
                 self.networks,
-                PinnedImage(f"{name}-tailscale-image", topology.node.image, opts=child),
+                PinnedImage(f"{name}-tailscale-image", plan.node.node.image, opts=child),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.proxy, *after_policy]),
             )
 

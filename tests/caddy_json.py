@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from components.topology import CERT_MOUNT
-from tests.caddy_check import self_signed_cert
-from tests.processes import binary
+from harness.certs import self_signed_cert
+from harness.processes import binary
 
 
 @dataclass(frozen=True)

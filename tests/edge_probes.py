@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests import fakes
+from harness import fakes
 
 SPOOFED_IDENTITY = {
     "X-Forwarded-Email": "mallory@evil.example",

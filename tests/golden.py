@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from components.cli import main
-from tests.conftest import ROOT, stack_values
-from tests.program_run import run_program
+from harness.program_run import run_program
+from harness.stacks import ROOT, stack_values
 
 GOLDEN = ROOT / "tests" / "golden"
 STACKS = ("dev", "dev-node")

@@ -21,9 +21,9 @@ from pulumi_policy import (
     StackValidationArgs,
 )
 
-from tests.conftest import ROOT
-from tests.program_run import ProgramRun
-from tests.pulumi_internals import UnknownValueError, engine_view
+from harness.program_run import ProgramRun
+from harness.pulumi_internals import UnknownValueError, engine_view
+from harness.stacks import ROOT
 
 sys.path.insert(0, str(ROOT / "policy"))  # the pack imports its modules as the Pulumi CLI runs them
 import gateway_rules  # noqa: E402

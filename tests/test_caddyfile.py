@@ -9,13 +9,17 @@ import pytest
 
 from components.addresses import HostPort
 from components.images import CADDY_VERSION
-from components.render.caddyfile import QUERY_NAMES_ONLY, QUERY_VALUES, render_caddyfile
+from components.render.caddyfile import render_caddyfile
+from components.render.caddyfile.logs import QUERY_NAMES_ONLY, QUERY_VALUES
 from components.settings import Settings
 from components.topology import READINESS_PATH, build_topology
-from policy.gateway_contract import GATEWAY_API_PATHS
+from harness.processes import binary
+from policy.gateway_contract import CLIENT_HEADER, GATEWAY_API_PATHS, markers
 from tests.caddy_check import caddy_validate
 from tests.caddy_json import Block, adapt, site_blocks
-from tests.processes import binary
+
+KEY = markers.KEY_VAR_PREFIX
+EDGE = markers.EDGE_KEY_VAR
 
 
 @pytest.fixture
@@ -70,7 +74,7 @@ def test_edge_case_stack_passes_caddy_validate(dev_values, tmp_path):
         },
     ]
     text = render_caddyfile(build_topology(Settings.from_mapping(dev_values)), "edge")
-    assert "forward_auth" not in text and "(sso)" not in text, "an unused SSO snippet was rendered"
+    assert "forward_auth" not in text and f"({markers.SSO_SNIPPET})" not in text, "an unused SSO snippet was rendered"
     result = caddy_validate(text, tmp_path)
     assert result.returncode == 0, f"Caddy would refuse the edge-case Caddyfile:\n{result.stderr[-2000:]}"
 
@@ -112,14 +116,14 @@ def test_llm_route_checks_the_key_and_fails_closed(blocks):
     answers = [s for s in block.steps if s.kind in ("static_response", "reverse_proxy")]
     (no_key,) = answers[0].matchers
     assert answers[0].handler.get("status_code") == 503 and no_key["expression"]["expr"] == (
-        "{http.vars.key_master} == '' || {http.vars.key_edge} == ''"
+        f"{{http.vars.{KEY}master}} == '' || {{http.vars.{EDGE}}} == ''"
     ), "an empty key (the clients' or the edge's) would turn the bearer route into an open one"
     before = block.steps[: block.steps.index(answers[0])]
-    loads = {k: v for s in before if s.kind == "vars" for k, v in s.handler.items() if k.startswith("key_")}
-    assert loads == {"key_master": "{file./etc/caddy/keys/master}", "key_edge": "{file./etc/caddy/keys/edge}"}, (
+    loads = {k: v for s in before if s.kind == "vars" for k, v in s.handler.items() if k.startswith(KEY)}
+    assert loads == {f"{KEY}master": "{file./etc/caddy/keys/master}", EDGE: "{file./etc/caddy/keys/edge}"}, (
         f"the route would not read its keys from the edge's key files: {loads}"
     )
-    refusals = [s for s in answers if {"vars": {"client": [""]}} in s.matchers]
+    refusals = [s for s in answers if {"vars": {markers.CLIENT_VAR: [""]}} in s.matchers]
     assert refusals and refusals[0].handler["status_code"] == 401, "a request naming no client would not be refused"
     assert answers[-1].kind == "reverse_proxy" and not answers[-1].matchers, (
         "a request could reach LiteLLM before the key check"
@@ -155,8 +159,8 @@ def test_litellm_gets_the_edges_key_and_the_client_on_the_proxied_request_and_no
     proxy = block.steps[-1]
     assert proxy.kind == "reverse_proxy", "the block does not end in its proxy"
     assert proxy.set_up() == {
-        "Authorization": ["Bearer {http.vars.key_edge}"],
-        "X-Gateway-Client": ["{http.vars.client}"],
+        "Authorization": [f"Bearer {{http.vars.{EDGE}}}"],
+        CLIENT_HEADER: [f"{{http.vars.{markers.CLIENT_VAR}}}"],
         "Host": ["{http.reverse_proxy.upstream.hostport}"],
     }, "LiteLLM would not get the edge's key and the client's name where no client header can remove them"
     deleted = block.deleted_request_headers()

@@ -6,7 +6,7 @@ import re
 
 import yaml
 
-from components.render.caddyfile import READINESS_TIMEOUT_S
+from components.render.caddyfile.proxy import READINESS_TIMEOUT_S
 from components.render.litellm_config import render_litellm_config
 from components.settings import Settings
 from components.topology import build_topology

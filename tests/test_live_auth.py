@@ -20,10 +20,10 @@ import openai
 import pytest
 
 from components.client_config import client_output
-from tests import fakes
-from tests.conftest import CLIENTS_STACK, NODE_ADDRESS, ROOT, new_project
+from harness import fakes
+from harness.processes import EDGE_KEY, free_port, render, start_caddy
+from harness.stacks import CLIENTS_STACK, NODE_ADDRESS, ROOT, new_project
 from tests.edge_probes import access_log_lines
-from tests.processes import EDGE_KEY, free_port, render, start_caddy
 
 CAPABILITY = "llm.tail0a1b2c.ts.net/cap/tsllm"
 
@@ -285,7 +285,7 @@ def test_client_config_env_output_drives_the_openai_sdk(clients_edge, tmp_path):
 
 def test_litellm_takes_a_rewritten_client_table_without_a_restart(clients_edge):
     """Adding or revoking a client rewrites clients.json beside the auth module; LiteLLM keeps running."""
-    table = clients_edge.work / "rendered" / "clients.json"
+    table = clients_edge.out_dir / "clients.json"
     original = table.read_text()
 
     def as_edge(client: str) -> httpx.Response:

@@ -16,10 +16,10 @@ import httpx
 import openai
 import pytest
 
-from tests import fakes
-from tests.conftest import ALLOWED_ORIGIN
+from harness import fakes
+from harness.processes import EDGE_KEY
+from harness.stacks import ALLOWED_ORIGIN
 from tests.edge_probes import SESSION, SPOOFED_IDENTITY, access_log_lines
-from tests.processes import EDGE_KEY
 
 CHAT = {"model": "local-chat", "messages": [{"role": "user", "content": "ping"}]}
 OTHER_ORIGIN = "https://evil.example"

@@ -1,6 +1,6 @@
 """Live guarantees of the edge: the real Caddy and the real LiteLLM on loopback, dev stack routes.
 
-This is the replaced system's hand validation (design.md section 1), run on every change, plus the
+This is the replaced system's hand validation (curl through the edge), run on every change, plus the
 things it never checked: key-less pages, spoofed identity, path tricks, streaming, failing closed.
 """
 
@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from components.images import LITELLM_VERSION
-from tests import fakes
-from tests.conftest import ROOT
+from harness import fakes
+from harness.stacks import ROOT
 from tests.edge_probes import SESSION, SPOOFED_IDENTITY, assert_identity_not_spoofable, is_json_error, raw_get
 
 

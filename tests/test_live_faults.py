@@ -4,20 +4,16 @@ a stream is under way (as llama.cpp does, the fake backend streams with chunked 
 
 from __future__ import annotations
 
-import secrets
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from components.settings import Settings
-from components.topology import GATEWAY_ENV, build_topology
-from tests.conftest import ROOT, stack_values
-from tests.processes import Process, free_port, render, start_caddy, start_fake_backend, start_litellm
+from harness.loopback import LoopbackStack
+from harness.processes import Process, start_fake_backend
 
 WORDS = 40
 WORD_PAUSE_MS = 200
@@ -27,44 +23,22 @@ WORD_PAUSE_MS = 200
 class FaultEdge:
     base_url: str
     key: str
-    ports: dict[str, int]
-    work: Path
     backend: Process
     litellm: Process
-
-
-def _start(work: Path, ports: dict[str, int], edge_port: int, key: str) -> tuple[Process, Process, Process]:
-    out = render("dev", work / "rendered", ROOT, ports, edge_port)
-    gateway = build_topology(Settings.from_mapping(stack_values("dev"))).gateway
-    backend = start_fake_backend(ports["llamacpp"], "llamacpp", work, WORD_PAUSE_MS)
-    litellm = start_litellm(
-        out / "litellm.yaml",
-        ports["model-gateway"],
-        work,
-        key,
-        GATEWAY_ENV,
-        gateway.workers,
-        gateway.server,
-        group=True,
-    )
-    caddy = start_caddy(out / "Caddyfile", edge_port, work, key)
-    return backend, litellm, caddy
 
 
 @pytest.fixture
 def fault_edge(tmp_path):
     """A stack of its own: the test kills part of it."""
-    key = "sk-" + secrets.token_urlsafe(24)
-    names = ("llamacpp", "llamacpp-embed", "oauth2-proxy", "dashboard", "open-webui", "model-gateway")
-    ports = {name: free_port() for name in names}
-    ports["llamacpp-embed"] = ports["llamacpp"]
-    edge_port = free_port()
-    backend, litellm, caddy = _start(tmp_path, ports, edge_port, key)
+    stack = LoopbackStack("dev", tmp_path)
+    stack.ports["llamacpp-embed"] = stack.ports["llamacpp"]
+    backend = start_fake_backend(stack.ports["llamacpp"], "llamacpp", stack.logs, WORD_PAUSE_MS)
     try:
-        yield FaultEdge(f"http://127.0.0.1:{edge_port}/llm/v1", key, ports, tmp_path, backend, litellm)
+        base_url = stack.start(group=True)
+        yield FaultEdge(f"{base_url}/llm/v1", stack.master_key, backend, stack.litellm)
     finally:
-        for process in (caddy, litellm, backend):
-            process.stop()
+        stack.stop()
+        backend.stop()
 
 
 def _stream_while(fault_edge: FaultEdge, fault, after_words: int = 3) -> tuple[list[str], BaseException | None]:

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from harness import fakes
+from harness.processes import EDGE_KEY
+from harness.stacks import ALLOWED_ORIGIN, NODE_ADDRESS, ROOT
 from policy.gateway_contract import GATEWAY_API_PATHS, READINESS_CLIENT
-from tests import fakes
-from tests.conftest import ALLOWED_ORIGIN, NODE_ADDRESS, ROOT
 from tests.edge_probes import SESSION, access_log_lines
-from tests.processes import EDGE_KEY
 
 CAPABILITY = "llm.tail0a1b2c.ts.net/cap/tsllm"
 EVIL_ORIGIN = "https://evil.example"

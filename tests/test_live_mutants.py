@@ -13,9 +13,10 @@ import sys
 import httpx
 import pytest
 
-from tests.conftest import ROOT, stack_values, write_stack
+from harness.processes import free_port, render, start_caddy
+from harness.stacks import ROOT, stack_values, write_stack
+from policy.gateway_contract import markers
 from tests.edge_probes import assert_identity_not_spoofable
-from tests.processes import free_port, render, start_caddy
 
 
 @pytest.fixture
@@ -46,8 +47,8 @@ def mutant_edge(local_edge, tmp_path):
 
 def test_llm_behind_sso_fails_the_smoke_check(mutant_edge, local_edge):
     # Settings can no longer express a stack without an API route, so the Caddyfile is broken by hand.
-    api_block = "handle_path /llm/* {\n\t\troute {\n\t\t\timport strip_client_identity\n"
-    base = mutant_edge(edit=lambda text: text.replace(api_block, api_block + "\t\t\timport sso\n"))
+    api_block = f"handle_path /llm/* {{\n\t\troute {{\n\t\t\timport {markers.IDENTITY_SNIPPET}\n"
+    base = mutant_edge(edit=lambda text: text.replace(api_block, api_block + f"\t\t\timport {markers.SSO_SNIPPET}\n"))
     assert httpx.get(f"{base}/llm/v1/models", timeout=30).status_code == 302, "the mutant is not the intended break"
     result = subprocess.run(
         [sys.executable, "-m", "components", "smoke", "--base-url", f"{base}/llm/v1", "--key", local_edge.key],
@@ -64,7 +65,7 @@ SPOOFED = "from the client reached|a client could set"
 
 
 def test_dropping_the_identity_strip_fails_the_identity_probe(mutant_edge, local_edge):
-    base = mutant_edge(edit=lambda text: text.replace("import strip_client_identity\n", ""))
+    base = mutant_edge(edit=lambda text: text.replace(f"import {markers.IDENTITY_SNIPPET}\n", ""))
     # The probe must fail for the reason the mutant introduced (a forged header gets through), not because
     # the mutant broke the route: its first check, that the route answers, has to pass.
     with pytest.raises(AssertionError, match=SPOOFED):

@@ -21,11 +21,11 @@ from components.render.litellm_config import litellm_config
 from components.render.tailscale_serve import serve_config
 from components.settings import Settings
 from components.tailnet.entries import gateway_policy
-from components.topology import build_topology
-from policy.gateway_contract import client_key_file
+from components.topology import NODE_CONTAINER, build_topology
+from harness.program_run import ProgramRun, run_program, unwrap
+from harness.stacks import CLIENTS_STACK, clients_stack_values
+from policy.gateway_contract import Role, client_key_file, markers
 from tests.caddy_json import adapt, site_blocks
-from tests.conftest import CLIENTS_STACK, clients_stack_values
-from tests.program_run import ProgramRun, run_program, unwrap
 
 CONTAINER = "docker:index/container:Container"
 PASSWORD = "random:index/randomPassword:RandomPassword"
@@ -100,7 +100,9 @@ def test_only_litellm_routes_get_the_edges_key_and_every_api_upstream_the_client
         (proxy,) = [s for s in blocks[path].steps if s.kind == "reverse_proxy"]
         sets = proxy.set_up()
         if to_litellm:
-            assert sets.get("Authorization") == ["Bearer {http.vars.key_edge}"], f"{path}: LiteLLM gets no key"
+            assert sets.get("Authorization") == [f"Bearer {{http.vars.{markers.EDGE_KEY_VAR}}}"], (
+                f"{path}: LiteLLM gets no key"
+            )
         else:
             deleted = proxy.handler["headers"]["request"].get("delete", [])
             assert "Authorization" not in sets and "Authorization" in deleted, (
@@ -136,8 +138,10 @@ def test_the_serve_config_forwards_the_capability_and_the_grant_gives_it(topolog
 def test_the_edge_trusts_tailscale_headers_only_from_the_nodes_pinned_address(topology):
     text = render_caddyfile(topology, CLIENTS_STACK)
     assert topology.node is not None and topology.node.address == "10.124.24.254", "the node has no fixed address"
-    assert "@not_from_node not remote_ip 10.124.24.254" in text, "any container could claim a tailnet identity"
-    assert "request_header @not_from_node -Tailscale-*" in text, "forged Tailscale headers would pass"
+    assert f"@{markers.NOT_FROM_NODE} not remote_ip 10.124.24.254" in text, (
+        "any container could claim a tailnet identity"
+    )
+    assert f"request_header @{markers.NOT_FROM_NODE} -Tailscale-*" in text, "forged Tailscale headers would pass"
 
 
 # ---- the program under mocks ---------------------------------------------------------------------------
@@ -187,7 +191,7 @@ def test_rotating_one_client_key_touches_no_other():
 
 
 def test_the_program_deploys_the_capability_in_the_serve_config_and_the_applied_policy(clients_run):
-    served = json.loads(clients_run.rendered_file("tailnet-node"))
+    served = json.loads(clients_run.rendered_file(Role.NODE))
     assert served["Web"]["${TS_CERT_DOMAIN}:443"]["Handlers"]["/"]["AcceptAppCaps"] == [CAPABILITY], (
         "the node the program deploys would not forward the capability"
     )
@@ -197,7 +201,7 @@ def test_the_program_deploys_the_capability_in_the_serve_config_and_the_applied_
 
 
 def test_the_node_has_its_pinned_address_on_the_edge_network(clients_run):
-    (attachment,) = clients_run.containers["tailnet-node"].inputs["networksAdvanced"]
+    (attachment,) = clients_run.containers[NODE_CONTAINER].inputs["networksAdvanced"]
     assert attachment["ipv4Address"] == "10.124.24.254", "the edge would trust Tailscale headers from no one"
 
 

@@ -10,7 +10,7 @@ from packaging.requirements import Requirement
 
 from components.gateway_process import Server
 from components.images import CADDY_IMAGE, CADDY_VERSION, LITELLM_IMAGE, LITELLM_VERSION, parse_image
-from tests.conftest import ROOT
+from harness.stacks import ROOT
 
 
 def _pins() -> dict[str, str]:

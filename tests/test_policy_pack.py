@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from pulumi_policy import EnforcementLevel
 
-from tests.conftest import CLIENTS_STACK, ROOT, clients_stack_values, stack_values, write_stack
+from harness.program_run import ProgramRun, Registered, run_program
+from harness.pulumi_internals import unknown_value
+from harness.stacks import CLIENTS_STACK, ROOT, clients_stack_values, stack_values, write_stack
+from policy.gateway_contract import CONFIG_FOR_LABEL, ROLE_LABEL, ROOT_EXCEPTION_LABEL, Role, markers
 from tests.policy_run import evaluate_pack, gateway_rules, mandatory
-from tests.program_run import ProgramRun, Registered, run_program
-from tests.pulumi_internals import unknown_value
 
 STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
 MANDATORY_RULES = sorted(p.name for p in gateway_rules.POLICIES if p.enforcement_level == EnforcementLevel.MANDATORY)
@@ -83,14 +84,14 @@ def _editable(run: ProgramRun) -> ProgramRun:
 def _container(run: ProgramRun, role: str) -> dict:
     for resource in run.resources:
         labels = resource.inputs.get("labels") or []
-        if {"label": "tailnet-llm-gateway.role", "value": role} in labels:
+        if {"label": ROLE_LABEL, "value": role} in labels:
             return resource.inputs
     raise AssertionError(f"no {role} container")
 
 
 def _upload_into_read_only_root(run) -> None:
     """What the program did before config writers: the service container itself receives the upload."""
-    edge = _container(run, "edge")
+    edge = _container(run, Role.EDGE)
     edge["uploads"] = [{"file": "/etc/caddy/rendered/Caddyfile", "content": "{}", "permissions": "0444"}]
 
 
@@ -103,7 +104,7 @@ def _caddyfile_edit(old: str, new: str):
         writer = next(
             r.inputs
             for r in run.resources
-            if {"label": "tailnet-llm-gateway.config-for", "value": "edge"} in r.inputs.get("labels", [])
+            if {"label": CONFIG_FOR_LABEL, "value": Role.EDGE} in r.inputs.get("labels", [])
         )
         upload = next(u for u in writer["uploads"] if u["file"].endswith("/Caddyfile"))
         assert old in upload["content"], f"mutation target {old!r} not in the Caddyfile"
@@ -119,7 +120,7 @@ def _tailnet_route_edit(old: str, new: str):
         writer = next(
             r.inputs
             for r in run.resources
-            if {"label": "tailnet-llm-gateway.config-for", "value": "edge"} in r.inputs.get("labels", [])
+            if {"label": CONFIG_FOR_LABEL, "value": Role.EDGE} in r.inputs.get("labels", [])
         )
         upload = next(u for u in writer["uploads"] if u["file"].endswith("/Caddyfile"))
         head, _, rest = upload["content"].partition("handle_path /tsllm/* {")
@@ -146,7 +147,7 @@ def _acl_edit(old: str, new: str):
 
 
 def _envs_key(run) -> str:
-    envs = _container(run, "model-gateway")["envs"]
+    envs = _container(run, Role.GATEWAY)["envs"]
     values = envs["value"] if isinstance(envs, dict) else envs
     return next(e.split("=", 1)[1] for e in values if e.startswith("LITELLM_MASTER_KEY="))
 
@@ -178,42 +179,40 @@ def row(case: str, mutate, *violates: str, stack: str = "dev") -> Row:
 TABLE = [
     row(
         "edge published on every interface",
-        _set("edge", "ports", [{"internal": 8443.0, "external": 443.0, "ip": "0.0.0.0"}]),
+        _set(Role.EDGE, "ports", [{"internal": 8443.0, "external": 443.0, "ip": "0.0.0.0"}]),
         "no-wildcard-host-ports",
         "edge-port-tailnet-only",
     ),
     row(
         "gateway published on the LAN",
-        _set("model-gateway", "ports", [{"internal": 11435.0, "external": 11435.0, "ip": "192.168.1.20"}]),
+        _set(Role.GATEWAY, "ports", [{"internal": 11435.0, "external": 11435.0, "ip": "192.168.1.20"}]),
         "gateway-port-loopback-only",
     ),
     row(
         "edge published on loopback",
-        _set("edge", "ports", [{"internal": 8443.0, "external": 443.0, "ip": "127.0.0.1"}]),
+        _set(Role.EDGE, "ports", [{"internal": 8443.0, "external": 443.0, "ip": "127.0.0.1"}]),
         "edge-port-tailnet-only",
     ),
-    row(
-        "gateway on the host network", _set("model-gateway", "networkMode", "host"), "no-privileged-or-host-namespaces"
-    ),
+    row("gateway on the host network", _set(Role.GATEWAY, "networkMode", "host"), "no-privileged-or-host-namespaces"),
     row(
         "edge with the Docker socket",
-        lambda run: _container(run, "edge")["volumes"].append(
+        lambda run: _container(run, Role.EDGE)["volumes"].append(
             {"hostPath": "/var/run/docker.sock", "containerPath": "/var/run/docker.sock"}
         ),
         "no-sensitive-host-mounts",
     ),
     row(
         "edge with SYS_ADMIN added back",
-        _set("edge", "capabilities", {"adds": ["SYS_ADMIN"], "drops": ["ALL"]}),
+        _set(Role.EDGE, "capabilities", {"adds": ["SYS_ADMIN"], "drops": ["ALL"]}),
         "capabilities-dropped",
         "file-capabilities-kept",
     ),
-    row("gateway without no-new-privileges", _set("model-gateway", "securityOpts", []), "no-new-privileges"),
-    row("edge with a writable root", _set("edge", "readOnly", False), "read-only-root"),
+    row("gateway without no-new-privileges", _set(Role.GATEWAY, "securityOpts", []), "no-new-privileges"),
+    row("edge with a writable root", _set(Role.EDGE, "readOnly", False), "read-only-root"),
     row("upload into the edge's read-only root", _upload_into_read_only_root, "no-uploads-into-read-only-root"),
     row(
         "caddy's file capability dropped from the bounding set",
-        _set("edge", "capabilities", {"drops": ["ALL"]}),
+        _set(Role.EDGE, "capabilities", {"drops": ["ALL"]}),
         "file-capabilities-kept",
     ),
     row(
@@ -221,33 +220,38 @@ TABLE = [
         _network("proxy-net", ipamConfigs=[{"subnet": "172.24.0.0/16"}]),
         "subnet-outside-default-pools",
     ),
-    row("gateway as root", _set("model-gateway", "user", "0:0"), "non-root-user"),
-    row("gateway as nobody", _set("model-gateway", "user", "65534:65534"), "resource-limits"),
-    row("edge without a process limit", _set("edge", "ulimits", []), "resource-limits"),
+    row("gateway as root", _set(Role.GATEWAY, "user", "0:0"), "non-root-user"),
+    row("gateway as nobody", _set(Role.GATEWAY, "user", "65534:65534"), "resource-limits"),
+    row("edge without a process limit", _set(Role.EDGE, "ulimits", []), "resource-limits"),
     row(
         "gateway on a floating tag",
-        _set("model-gateway", "image", "ghcr.io/berriai/litellm-non_root:main-stable"),
+        _set(Role.GATEWAY, "image", "ghcr.io/berriai/litellm-non_root:main-stable"),
         "images-pinned-by-digest",
     ),
     row(
         "master key on the command line",
-        lambda run: _container(run, "model-gateway")["command"].extend(["--master_key", _envs_key(run)]),
+        lambda run: _container(run, Role.GATEWAY)["command"].extend(["--master_key", _envs_key(run)]),
         "no-secrets-in-files-or-commands",
     ),
-    row("edge without a healthcheck", lambda run: _container(run, "edge").pop("healthcheck"), "healthcheck-required"),
+    row(
+        "edge without a healthcheck", lambda run: _container(run, Role.EDGE).pop("healthcheck"), "healthcheck-required"
+    ),
     row(
         "gateway removed at once when replaced",
-        _set("model-gateway", "destroyGraceSeconds", 0),
+        _set(Role.GATEWAY, "destroyGraceSeconds", 0),
         "drained-before-removal",
     ),
     row(
         "edge on another network",
-        _set("edge", "networksAdvanced", [{"name": "frontend"}]),
+        _set(Role.EDGE, "networksAdvanced", [{"name": "frontend"}]),
         "edge-upstreams-share-a-network",
     ),
     row(
         "catch-all without SSO",
-        _caddyfile_edit("\t\t\timport sso\n\t\t\treverse_proxy open-webui:8080", "\t\t\treverse_proxy open-webui:8080"),
+        _caddyfile_edit(
+            f"\t\t\timport {markers.SSO_SNIPPET}\n\t\t\treverse_proxy open-webui:8080",
+            "\t\t\treverse_proxy open-webui:8080",
+        ),
         "sso-bypasses-declared",
     ),
     row(
@@ -260,7 +264,7 @@ TABLE = [
     ),
     row(
         "the API bypass forwarding everything",
-        _caddyfile_edit("@not_api not path /v1/models ", "@not_api not path /* "),
+        _caddyfile_edit(f"@{markers.NOT_API} not path /v1/models ", f"@{markers.NOT_API} not path /* "),
         "api-bypass-forwards-only-the-api",
     ),
     row(
@@ -282,7 +286,7 @@ TABLE = [
     # These hold in tailnet-node mode, so they break the dev-node stack.
     row(
         "a node-mode edge on a tailnet address",
-        _set("edge", "ports", [{"internal": 8081.0, "external": 8081.0, "ip": "100.101.102.103"}]),
+        _set(Role.EDGE, "ports", [{"internal": 8081.0, "external": 8081.0, "ip": "100.101.102.103"}]),
         "tailnet-node-loopback-only",
         stack="dev-node",
     ),
@@ -294,7 +298,7 @@ TABLE = [
     ),
     row(
         "the tailnet route forwarding everything",
-        _tailnet_route_edit("@not_api not path /v1/models ", "@not_api not path /* "),
+        _tailnet_route_edit(f"@{markers.NOT_API} not path /v1/models ", f"@{markers.NOT_API} not path /* "),
         "api-bypass-forwards-only-the-api",
         stack=CLIENTS_STACK,
     ),
@@ -310,7 +314,7 @@ TABLE = [
     row(
         "the master key handed to LiteLLM",
         _caddyfile_edit(
-            'header_up Authorization "Bearer {vars.key_edge}"',
+            f'header_up Authorization "Bearer {{vars.{markers.EDGE_KEY_VAR}}}"',
             'header_up Authorization "Bearer {vars.key_master}"',
         ),
         "api-identity-on-the-proxied-request",
@@ -350,13 +354,13 @@ TABLE = [
     ),
     row(
         "Tailscale headers trusted from any container",
-        _caddyfile_edit("\trequest_header @not_from_node -Tailscale-*\n", ""),
+        _caddyfile_edit(f"\trequest_header @{markers.NOT_FROM_NODE} -Tailscale-*\n", ""),
         "tailnet-identity-only-from-the-node",
         stack=CLIENTS_STACK,
     ),
     row(
         "the node off the address the edge trusts",
-        lambda run: _container(run, "tailnet-node")["networksAdvanced"][0].update(ipv4Address="10.124.24.253"),
+        lambda run: _container(run, Role.NODE)["networksAdvanced"][0].update(ipv4Address="10.124.24.253"),
         "tailnet-identity-only-from-the-node",
         stack=CLIENTS_STACK,
     ),
@@ -364,10 +368,8 @@ TABLE = [
     row(
         "root with a documented reason",
         lambda run: (
-            _container(run, "edge").update(user="0:0"),
-            _container(run, "edge")["labels"].append(
-                {"label": "tailnet-llm-gateway.runs-as-root-because", "value": "why"}
-            ),
+            _container(run, Role.EDGE).update(user="0:0"),
+            _container(run, Role.EDGE)["labels"].append({"label": ROOT_EXCEPTION_LABEL, "value": "why"}),
         ),
     ),
     row("a config writer: writable, no healthcheck, never started", lambda run: None),
@@ -417,7 +419,8 @@ def test_pack_runs_on_a_preview_without_mandatory_violations():
         ("handle /Dash/* {\n\t\treverse_proxy oauth2-proxy:4180\n\t}", "an SSO route without SSO"),
         ("handle /dash/admin/* {\n\t\treverse_proxy dashboard:8080\n\t}", "a protected sub-path without SSO"),
         (
-            "handle /DASH/* {\n\t\troute {\n\t\t\timport sso\n\t\t\treverse_proxy dashboard:8080\n\t\t}\n\t}",
+            f"handle /DASH/* {{\n\t\troute {{\n\t\t\timport {markers.SSO_SNIPPET}\n"
+            "\t\t\treverse_proxy dashboard:8080\n\t\t}\n\t}",
             "a case twin that Caddy may try first",
         ),
     ],

@@ -14,9 +14,10 @@ from components.render.caddyfile import config_id, render_caddyfile
 from components.render.gateway_auth import render_gateway_auth, render_gateway_clients
 from components.render.litellm_config import render_litellm_config
 from components.settings import Settings
-from components.topology import build_topology
-from tests.conftest import CLIENTS_STACK, clients_stack_values, stack_values
-from tests.program_run import ProgramRun, fake_digest, run_program, unwrap
+from components.topology import EDGE_CONTAINER, build_topology
+from harness.program_run import ProgramRun, fake_digest, run_program, unwrap
+from harness.stacks import CLIENTS_STACK, clients_stack_values, stack_values
+from policy.gateway_contract import CONFIG_HASH_LABEL, Role
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
@@ -117,7 +118,7 @@ def test_caddy_is_only_on_the_edge_network(dev_run):
 def test_caddy_shares_a_network_with_every_upstream_its_caddyfile_names(dev_run):
     caddy = dev_run.containers["tailnet-edge"]
     caddy_networks = {n["name"] for n in caddy.inputs["networksAdvanced"]}
-    caddyfile = dev_run.rendered_file("edge")
+    caddyfile = dev_run.rendered_file(Role.EDGE)
     upstream_hosts = set(re.findall(r"(?:reverse_proxy|forward_auth) ([a-z0-9.-]+):\d+", caddyfile))
     assert upstream_hosts == {"oauth2-proxy", "model-gateway", "dashboard", "open-webui"}, (
         "the Caddyfile names other upstreams than the dev stack's"
@@ -146,10 +147,10 @@ def test_gateway_has_its_alias_on_the_edge_network(dev_run):
 
 def test_uploaded_files_are_exactly_the_renderers_output(dev_run):
     topology = build_topology(Settings.from_mapping(stack_values("dev")))
-    assert dev_run.rendered_file("edge") == render_caddyfile(topology, "dev"), (
+    assert dev_run.rendered_file(Role.EDGE) == render_caddyfile(topology, "dev"), (
         "Caddy would run something other than what `render` shows"
     )
-    assert dev_run.rendered_files("model-gateway") == {
+    assert dev_run.rendered_files(Role.GATEWAY) == {
         "config.yaml": render_litellm_config(topology, "dev"),
         "gateway_auth.py": render_gateway_auth(topology, "dev"),
         "clients.json": render_gateway_clients(topology),
@@ -158,7 +159,7 @@ def test_uploaded_files_are_exactly_the_renderers_output(dev_run):
 
 @pytest.mark.parametrize(
     ("role", "container", "directory"),
-    [("edge", "tailnet-edge", "/etc/caddy/rendered"), ("model-gateway", "model-gateway", "/etc/litellm")],
+    [(Role.EDGE, EDGE_CONTAINER, "/etc/caddy/rendered"), (Role.GATEWAY, "model-gateway", "/etc/litellm")],
 )
 def test_rendered_files_reach_read_only_services_through_a_config_writer(dev_run, role, container, directory):
     """Docker refuses any upload into a read-only root, and the provider always copies uploads to "/"."""
@@ -188,10 +189,10 @@ def _files_digest(files: dict[str, str]) -> str:
 @pytest.mark.parametrize("container", ["model-gateway", "model-gateway-2"])
 def test_every_litellm_replica_carries_the_hash_of_its_rendered_files(dev_run, container):
     """LiteLLM reads its config only when it starts: new files must replace each replica."""
-    read_at_start = {n: c for n, c in dev_run.rendered_files("model-gateway").items() if n != "clients.json"}
+    read_at_start = {n: c for n, c in dev_run.rendered_files(Role.GATEWAY).items() if n != "clients.json"}
     digest = _files_digest(read_at_start)
     labels = {label["label"]: label["value"] for label in dev_run.containers[container].inputs["labels"]}
-    assert labels["tailnet-llm-gateway.config-sha256"] == digest, (
+    assert labels[CONFIG_HASH_LABEL] == digest, (
         f"a new LiteLLM config would be written without replacing the running {container}"
     )
 
@@ -199,10 +200,10 @@ def test_every_litellm_replica_carries_the_hash_of_its_rendered_files(dev_run, c
 def test_the_edge_reloads_its_caddyfile_in_place_and_up_waits_for_it(dev_run):
     edge = dev_run.containers["tailnet-edge"].inputs
     labels = {label["label"] for label in edge["labels"]}
-    assert "tailnet-llm-gateway.config-sha256" not in labels, "a Caddyfile change would replace the running edge"
+    assert CONFIG_HASH_LABEL not in labels, "a Caddyfile change would replace the running edge"
     assert edge["command"][-1] == "--watch", "the running edge would never load a rewritten Caddyfile"
     (live,) = dev_run.of_type("pulumi-python:dynamic:Resource")
-    assert live.inputs["configId"] == config_id(dev_run.rendered_file("edge")) == dev_run.exports["edgeConfigId"], (
+    assert live.inputs["configId"] == config_id(dev_run.rendered_file(Role.EDGE)) == dev_run.exports["edgeConfigId"], (
         "`pulumi up` would not wait for the Caddyfile it wrote"
     )
     assert live.inputs["url"] == "http://127.0.0.1:8080/config-id", "up would ask the edge somewhere it does not answer"
@@ -439,7 +440,7 @@ def test_a_caddyfile_change_rewrites_the_file_and_leaves_every_container_running
     values["routes"] = [r for r in values["routes"] if r["path"] != "/dash/*"]
     changed = run_program(values)
     # `uploads` are ForceNew in the Docker provider: new content is a new writer, which rewrites the file.
-    assert dev_run.config_writers["edge"].inputs["uploads"] != changed.config_writers["edge"].inputs["uploads"], (
+    assert dev_run.config_writers[Role.EDGE].inputs["uploads"] != changed.config_writers[Role.EDGE].inputs["uploads"], (
         "a Caddyfile edit would not reach the config writer"
     )
     for name in ("tailnet-edge", "model-gateway", "model-gateway-2"):
@@ -487,7 +488,7 @@ def test_stack_outputs_what_a_client_needs(dev_run):
         "apiRoutes": {"/llm/*": "https://gpu-box.tail0a1b2c.ts.net/llm/v1"},
         "localApiUrl": "http://127.0.0.1:11435/v1",
         "models": ["local-chat", "local-embed"],
-        "edgeConfigId": config_id(dev_run.rendered_file("edge")),
+        "edgeConfigId": config_id(dev_run.rendered_file(Role.EDGE)),
     }, "clients and host apps would not learn where the API is"
 
 
@@ -503,7 +504,7 @@ def test_applied_policy_is_the_merged_policy_that_render_writes(dev_run, tmp_pat
     import subprocess
     import sys
 
-    from tests.conftest import ROOT
+    from harness.stacks import ROOT
 
     subprocess.run(
         [sys.executable, "-m", "components", "render", "--stack", "dev", "--out", str(tmp_path)],

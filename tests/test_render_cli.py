@@ -1,4 +1,4 @@
-"""The render CLI contract (design.md section 4): files, flags, and exit status 2 with one line."""
+"""The render CLI contract: files, flags, and exit status 2 with one line."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import copy
 import subprocess
 import sys
 
-from tests.conftest import ROOT, write_stack
+from harness.stacks import ROOT, write_stack
 
 
 def _render(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:

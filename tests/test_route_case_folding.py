@@ -15,9 +15,9 @@ import pytest
 from components.errors import SettingsError
 from components.settings import Settings
 from components.topology import build_topology
+from harness.processes import free_port, start_caddy
 from policy.gateway_contract import caddy_lower, caddy_order
 from tests.caddy_json import adapt
-from tests.processes import free_port, start_caddy
 
 # Letters whose case mappings differ between Python and Go, between simple and full mappings, or that fold
 # onto ASCII letters from other blocks (Kelvin, Angstrom and Ohm signs, Roman numerals, fullwidth forms).

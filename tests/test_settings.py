@@ -7,7 +7,8 @@ import pytest
 from components.errors import SettingsError
 from components.settings import Settings
 from components.topology import build_topology
-from tests.conftest import write_stack
+from harness.stacks import write_stack
+from policy.gateway_contract import TAILNET_NODE
 
 
 def _error(values: dict) -> SettingsError:
@@ -246,7 +247,7 @@ def test_host_bind_needs_the_cert_files(dev_values):
 
 
 def test_tailnet_node_refuses_host_bind_settings(dev_values):
-    dev_values["exposure"] = "tailnet-node"
+    dev_values["exposure"] = TAILNET_NODE
     error = _error(dev_values)
     assert error.setting == "tailnetIp" and "host-bind" in error.problem, "a setting with no effect would be accepted"
 
@@ -254,7 +255,7 @@ def test_tailnet_node_refuses_host_bind_settings(dev_values):
 def test_new_stacks_default_to_tailnet_node(dev_values):
     for key in ("exposure", "tailnetIp", "tls"):
         del dev_values[key]
-    assert Settings.from_mapping(dev_values).exposure == "tailnet-node", (
+    assert Settings.from_mapping(dev_values).exposure == TAILNET_NODE, (
         "a new stack would not get its own tailnet node by default"
     )
 

@@ -31,11 +31,12 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from components.errors import SettingsError
-from components.plan import RenderedFiles, build_plan
+from components.plan import Plan, build_plan
 from components.settings import Settings
 from components.settings.model import Settings as SettingsModel
+from harness.stacks import ROOT, clients_stack_values, stack_values
+from policy.gateway_contract import HOST_BIND, TAILNET_NODE, Role
 from tests.caddy_json import adapt
-from tests.conftest import ROOT, clients_stack_values, stack_values
 
 STAND_IN = "fuzzb0"
 # Pieces of text that have broken config files: line and block ends, quoting, comments, placeholders of
@@ -186,7 +187,7 @@ def _tag_forms(value: str) -> list[str]:
 SLOTS: dict[str, Slot] = {
     s.setting: s
     for s in [
-        Slot("dev", "exposure", _set("exposure"), "host-bind", "", choices=("host-bind", "tailnet-node")),
+        Slot("dev", "exposure", _set("exposure"), HOST_BIND, "", choices=(HOST_BIND, TAILNET_NODE)),
         Slot("dev", "tailnetHost", _set("tailnetHost"), "gpu-box.tail0a1b2c.ts.net", "fuzzb0.ts.net", _host_forms),
         Slot("dev", "tailnetIp", _set("tailnetIp"), "100.101.102.103", "100.101.102.104"),
         Slot("dev", "tls.mode", _set("tls", "mode"), "tailscale-cert-files", "", choices=("tailscale-cert-files",)),
@@ -286,9 +287,9 @@ SLOTS: dict[str, Slot] = {
             "ghcr.io/berriai/litellm-non_root:v1.0.0",
         ),
         Slot("dev", "gateway.limits.user", _set("gateway", "limits", "user"), "61002:61002", "61009:61009"),
-        Slot("dev", "edge.network", _set("edge", "network"), "proxy-net", "proxy-net"),
-        Slot("dev", "edge.image", _set("edge", "image"), "caddy:2.11.7", "caddy:2.11.6"),
-        Slot("dev", "edge.limits.user", _set("edge", "limits", "user"), "61001:61001", "61008:61008"),
+        Slot("dev", "edge.network", _set(Role.EDGE, "network"), "proxy-net", "proxy-net"),
+        Slot("dev", "edge.image", _set(Role.EDGE, "image"), "caddy:2.11.7", "caddy:2.11.6"),
+        Slot("dev", "edge.limits.user", _set(Role.EDGE, "limits", "user"), "61001:61001", "61008:61008"),
         Slot("dev", "sso.service", _set("sso", "service"), "oauth2-proxy", "oauth2-proxy"),
         Slot("dev", "sso.authPath", _set("sso", "authPath"), "/oauth2/auth", "/fuzzb0"),
         Slot("dev", "sso.startPath", _set("sso", "startPath"), "/oauth2/start", "/oauth2/fuzzb0"),
@@ -384,9 +385,9 @@ def _stack_name(slot: Slot, value: str) -> str:
     return value if slot.setting == "stack" else "fuzz"
 
 
-def _render(slot: Slot, value: str) -> RenderedFiles:
+def _render(slot: Slot, value: str) -> Plan:
     settings = Settings.from_mapping(_values(slot, value))
-    return build_plan(settings, _stack_name(slot, value), ROOT).files
+    return build_plan(settings, _stack_name(slot, value), ROOT)
 
 
 def _swap(data: Any, pairs: list[tuple[str, str]]) -> Any:
@@ -428,7 +429,8 @@ def _caddy(text: str, pairs: list[tuple[str, str]], work: Path) -> Any:
     return config
 
 
-def _comparable(files: RenderedFiles, pairs: list[tuple[str, str]], work: Path) -> str:
+def _comparable(plan: Plan, pairs: list[tuple[str, str]], work: Path) -> str:
+    files = plan.files
     litellm = _swap(yaml.safe_load(files.litellm_config), pairs)
     litellm["model_list"] = _by_json(litellm["model_list"])
     comparable = {
@@ -437,7 +439,7 @@ def _comparable(files: RenderedFiles, pairs: list[tuple[str, str]], work: Path) 
         "gateway_auth.py": _module(files.gateway_auth, pairs),
         "clients.json": _swap(json.loads(files.gateway_clients), pairs),
         "tailnet-policy.hujson": _swap(json5.loads(files.tailnet_policy), pairs),
-        "tailscale-serve.json": _swap(json.loads(files.serve_config or "null"), pairs),
+        "tailscale-serve.json": _swap(json.loads(plan.node.serve_config if plan.node else "null"), pairs),
     }
     return json.dumps(comparable, sort_keys=True)
 
@@ -453,16 +455,16 @@ _STAND_INS: dict[str, StandIn] = {}
 
 def _stand_in(setting: str, work: Path) -> StandIn:
     if setting not in _STAND_INS:
-        files = _render(SLOTS[setting], SLOTS[setting].stand_in)
-        comparable = _comparable(files, [], work)
-        _STAND_INS[setting] = StandIn(comparable, "\n".join([*files.by_name().values(), comparable]))
+        plan = _render(SLOTS[setting], SLOTS[setting].stand_in)
+        comparable = _comparable(plan, [], work)
+        _STAND_INS[setting] = StandIn(comparable, "\n".join([*plan.files_by_name().values(), comparable]))
     return _STAND_INS[setting]
 
 
 def check(setting: str, value: str, work: Path) -> None:
     slot = SLOTS[setting]
     try:
-        files = _render(slot, value)
+        plan = _render(slot, value)
     except SettingsError as error:
         assert "\n" not in str(error) and "\r" not in str(error), f"{setting}={value!r}: a message of many lines"
         assert str(error).startswith("setting '"), f"{setting}={value!r}: the message names no setting: {error}"
@@ -477,7 +479,7 @@ def check(setting: str, value: str, work: Path) -> None:
     stand_in = _stand_in(setting, work)
     if any(hostile in stand_in.text for hostile, _ in pairs):
         return  # the value also occurs by chance elsewhere: swapping it back would not tell anything
-    assert _comparable(files, pairs, work) == stand_in.files, (
+    assert _comparable(plan, pairs, work) == stand_in.files, (
         f"{setting}={value!r}: the rendered files hold more (or less) than the value in its one place"
     )
 

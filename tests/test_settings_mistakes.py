@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from components.cli import main
-from tests.conftest import ROOT, stack_values, write_stack
+from harness.stacks import ROOT, stack_values, write_stack
+from policy.gateway_contract import TAILNET_NODE
 
 BOTH = ("dev", "dev-node")
 
@@ -348,7 +349,7 @@ MISTAKES = [
         says=("--listen", "loopback"),
         unsafe=True,
     ),
-    # Clients and backends (issue 15's settings).
+    # Clients and backends.
     Mistake(
         "every origin allowed to call the API",
         route("/llm/*", corsOrigins=["*"]),
@@ -406,7 +407,7 @@ MISTAKES = [
         setting="routes[5].path",
         says=("/readyz",),
     ),
-    # Named clients, several API routes, tailnet identity (issue 16's settings).
+    # Named clients, several API routes, tailnet identity.
     Mistake(
         "a client allowed a route that is not a bearer route",
         setting("clients", {"laptop": {"routes": ["/llmm/*"]}}),
@@ -464,7 +465,7 @@ MISTAKES = [
         "tailnet identity in host-bind mode",
         add_route(path="/tsllm/*", upstream="model-gateway", stripPrefix=True, auth="tailnet"),
         setting="routes[5].auth",
-        says=("tailnet-node",),
+        says=(TAILNET_NODE,),
         unsafe=True,
         modes=("dev",),
     ),

@@ -7,7 +7,7 @@ import json5
 from components.tailnet.check import Outcome, check_policy_tests
 from components.tailnet.entries import gateway_policy
 from components.tailnet.merge import merge_policy
-from tests.conftest import ROOT
+from harness.stacks import ROOT
 
 GROUPS = {"group:llm-users": ["alice@example.com"], "group:ops": ["olga@example.com"]}
 
@@ -19,7 +19,7 @@ def _outcomes(policy: dict) -> list[Outcome]:
 def test_merged_dev_node_policy_passes_all_its_tests():
     from components.settings import Settings
     from components.topology import build_topology
-    from tests.conftest import stack_values
+    from harness.stacks import stack_values
 
     topology = build_topology(Settings.from_mapping(stack_values("dev-node")))
     base = (ROOT / "tailnet" / "dev-base.hujson").read_text()

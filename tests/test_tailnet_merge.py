@@ -8,7 +8,7 @@ import pytest
 from components.errors import SettingsError
 from components.tailnet.entries import gateway_policy
 from components.tailnet.merge import MARKER, merge_policy
-from tests.conftest import ROOT
+from harness.stacks import ROOT
 
 BASE = (ROOT / "tailnet" / "dev-base.hujson").read_text()
 
@@ -16,7 +16,7 @@ BASE = (ROOT / "tailnet" / "dev-base.hujson").read_text()
 def _topology(stack: str, values: dict | None = None):
     from components.settings import Settings
     from components.topology import build_topology
-    from tests.conftest import stack_values
+    from harness.stacks import stack_values
 
     return build_topology(Settings.from_mapping(values or stack_values(stack)))
 
@@ -78,7 +78,7 @@ def test_merging_twice_gives_the_same_bytes(gateway):
 
 
 def test_changed_settings_replace_the_gateway_entries_in_place(gateway):
-    from tests.conftest import stack_values
+    from harness.stacks import stack_values
 
     once = merge_policy(BASE, gateway)
     values = stack_values("dev-node")

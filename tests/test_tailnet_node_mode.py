@@ -10,10 +10,11 @@ from components.images import TAILSCALE_IMAGE
 from components.render.caddyfile import render_caddyfile
 from components.render.tailscale_serve import render_serve_config
 from components.settings import Settings
-from components.topology import build_topology
+from components.topology import NODE_CONTAINER, build_topology
+from harness.program_run import ProgramRun, fake_digest, run_program, unwrap
+from harness.stacks import stack_values
+from policy.gateway_contract import ROOT_EXCEPTION_LABEL, Role
 from tests.caddy_check import caddy_validate
-from tests.conftest import stack_values
-from tests.program_run import ProgramRun, fake_digest, run_program, unwrap
 
 KEY = "tailscale:index/tailnetKey:TailnetKey"
 
@@ -62,7 +63,7 @@ def test_no_container_publishes_anything_but_loopback(node_run):
         for port in container.inputs.get("ports", []):
             assert port.get("ip") == "127.0.0.1", f"{name} publishes {port} in tailnet-node mode"
     assert node_run.containers["tailnet-edge"].inputs.get("ports", []) == [], "Caddy would face the tailnet directly"
-    assert node_run.containers["tailnet-node"].inputs.get("ports", []) == [], "the node would publish a host port"
+    assert node_run.containers[NODE_CONTAINER].inputs.get("ports", []) == [], "the node would publish a host port"
 
 
 def test_auth_key_is_tagged_preauthorized_and_single_use(node_run):
@@ -81,7 +82,7 @@ def test_reusable_key_only_when_the_settings_say_so():
 
 
 def test_auth_key_reaches_the_node_only_as_a_secret(node_run):
-    container = node_run.containers["tailnet-node"]
+    container = node_run.containers[NODE_CONTAINER]
     envs, secret = unwrap(container.inputs["envs"])
     key = next(e.split("=", 1)[1] for e in envs if e.startswith("TS_AUTHKEY="))
     assert secret, "the auth key would be plaintext in state"
@@ -92,11 +93,11 @@ def test_auth_key_reaches_the_node_only_as_a_secret(node_run):
 
 
 def test_node_keeps_its_state_in_a_volume_and_serves_the_rendered_config(node_run, node_topology):
-    container = node_run.containers["tailnet-node"]
+    container = node_run.containers[NODE_CONTAINER]
     assert {"volumeName": "tailnet-node-state", "containerPath": "/var/lib/tailscale"} in container.inputs["volumes"], (
         "a restarted node would join as a new device"
     )
-    (serve,) = node_run.config_writers["tailnet-node"].inputs["uploads"]
+    (serve,) = node_run.config_writers[Role.NODE].inputs["uploads"]
     assert serve["content"] == render_serve_config(node_topology), "the node would serve another config"
     envs, _ = unwrap(container.inputs["envs"])
     assert f"TS_SERVE_CONFIG={serve['file']}" in envs, "the node would not load the serve config"
@@ -104,21 +105,19 @@ def test_node_keeps_its_state_in_a_volume_and_serves_the_rendered_config(node_ru
 
 
 def test_node_image_runs_from_its_resolved_digest(node_run):
-    assert node_run.containers["tailnet-node"].inputs["image"] == f"{TAILSCALE_IMAGE}@{fake_digest(TAILSCALE_IMAGE)}", (
+    assert node_run.containers[NODE_CONTAINER].inputs["image"] == f"{TAILSCALE_IMAGE}@{fake_digest(TAILSCALE_IMAGE)}", (
         "the node would run a floating tag, not the resolved digest"
     )
 
 
 def test_node_is_hardened_with_a_documented_root_exception(node_run):
-    inputs = node_run.containers["tailnet-node"].inputs
+    inputs = node_run.containers[NODE_CONTAINER].inputs
     assert inputs["capabilities"] == {"drops": ["ALL"]}, "tailscaled would keep NET_ADMIN"
     assert inputs["readOnly"] is True and "no-new-privileges:true" in inputs["securityOpts"], (
         "the node could change its image, or gain privileges"
     )
     labels = {label["label"]: label["value"] for label in inputs["labels"]}
-    assert inputs["user"] == "0:0" and labels.get("tailnet-llm-gateway.runs-as-root-because"), (
-        "root without a recorded reason"
-    )
+    assert inputs["user"] == "0:0" and labels.get(ROOT_EXCEPTION_LABEL), "root without a recorded reason"
     assert "devices" not in inputs, "userspace networking needs no TUN device"
 
 
@@ -130,4 +129,4 @@ def test_client_url_is_the_nodes_name(node_run):
 
 def test_host_bind_mode_has_no_tailscale_node():
     run = run_program(stack_values("dev"))
-    assert "tailnet-node" not in run.containers and not run.of_type(KEY), "host-bind would also join a node"
+    assert NODE_CONTAINER not in run.containers and not run.of_type(KEY), "host-bind would also join a node"

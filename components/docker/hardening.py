@@ -1,5 +1,6 @@
-"""The hardening every container of this stack gets, in one place
-(shared/reference/security.md, section 1).
+"""The hardening every container of this stack gets, in one place: the single-container rules of the
+OWASP Docker Security Cheat Sheet (non-root user, all capabilities dropped, no-new-privileges, read-only
+root, memory and process limits, no host namespaces, no sensitive mounts).
 
 Every service container calls `hardened_container_args`; a test asserts each property on each of them.
 `rendered_config` puts a rendered file into a container whose root filesystem stays read-only.
@@ -15,14 +16,7 @@ from typing import Any
 import pulumi
 import pulumi_docker as docker
 
-from policy.gateway_contract import (
-    CONFIG_FOR_LABEL,
-    CONFIG_HASH_LABEL,
-    CONFIG_WRITER_ROLE,
-    KEYS_WRITER_ROLE,
-    ROLE_LABEL,
-    ROOT_EXCEPTION_LABEL,
-)
+from policy.gateway_contract import CONFIG_FOR_LABEL, CONFIG_HASH_LABEL, ROLE_LABEL, ROOT_EXCEPTION_LABEL, Role
 
 from ..topology import Limits
 
@@ -162,24 +156,9 @@ def rendered_config(
         f"{resource_name}-writer",
         name=f"{volume_name}-writer",
         image=image,
-        # Never started: it only holds the upload. If someone starts it by hand, it has no network, no
-        # capabilities and no way to gain privileges.
-        start=False,
-        must_run=False,
-        network_mode="none",
-        user=user,
-        # Writable on purpose: Docker copies uploads only into a container whose root is not read-only.
-        read_only=False,
-        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-        security_opts=["no-new-privileges:true"],
-        memory=64,
-        memory_swap=64,
-        ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=16, hard=16)],
-        restart="no",
-        log_driver="json-file",
-        log_opts=LOG_OPTS,
+        **_writer_args(user),
         labels=[
-            docker.ContainerLabelArgs(label=ROLE_LABEL, value=CONFIG_WRITER_ROLE),
+            docker.ContainerLabelArgs(label=ROLE_LABEL, value=Role.CONFIG_WRITER),
             docker.ContainerLabelArgs(label=CONFIG_FOR_LABEL, value=for_role),
             docker.ContainerLabelArgs(label=CONFIG_HASH_LABEL, value=_digest(written)),
         ],
@@ -231,20 +210,8 @@ def secret_files(
         f"{resource_name}-writer",
         name=f"{volume_name}-writer",
         image=image,
-        start=False,
-        must_run=False,
-        network_mode="none",
-        user=owner.user,
-        read_only=False,
-        capabilities=docker.ContainerCapabilitiesArgs(drops=["ALL"]),
-        security_opts=["no-new-privileges:true"],
-        memory=64,
-        memory_swap=64,
-        ulimits=[docker.ContainerUlimitArgs(name="nproc", soft=16, hard=16)],
-        restart="no",
-        log_driver="json-file",
-        log_opts=LOG_OPTS,
-        labels=[docker.ContainerLabelArgs(label=ROLE_LABEL, value=KEYS_WRITER_ROLE)],
+        **_writer_args(owner.user),
+        labels=[docker.ContainerLabelArgs(label=ROLE_LABEL, value=Role.KEYS_WRITER)],
         volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=directory)],
         uploads=uploads,
         opts=pulumi.ResourceOptions(
@@ -258,6 +225,27 @@ def secret_files(
         mount=docker.ContainerVolumeArgs(volume_name=volume.name, container_path=directory, read_only=True),
         writer=writer,
     )
+
+
+def _writer_args(user: str) -> dict[str, Any]:
+    """A writer container: never started, it only holds its uploads in the volume it mounts. If someone
+    starts it by hand, it has no network, no capabilities and no way to gain privileges."""
+    return {
+        "start": False,
+        "must_run": False,
+        "network_mode": "none",
+        "user": user,
+        # Writable on purpose: Docker copies uploads only into a container whose root is not read-only.
+        "read_only": False,
+        "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"]),
+        "security_opts": ["no-new-privileges:true"],
+        "memory": 64,
+        "memory_swap": 64,
+        "ulimits": [docker.ContainerUlimitArgs(name="nproc", soft=16, hard=16)],
+        "restart": "no",
+        "log_driver": "json-file",
+        "log_opts": LOG_OPTS,
+    }
 
 
 def _digest(files: Mapping[str, str]) -> str:
@@ -278,7 +266,8 @@ def container_options(
     return pulumi.ResourceOptions(
         parent=parent,
         depends_on=[image_resource, *after],
-        # The provider neither replaces nor updates these in place (shared/reference/pulumi.md, section 1).
+        # The Docker provider (terraform-provider-docker) neither replaces the container nor updates these in
+        # place when they change (kreuzwerker/terraform-provider-docker#988): ask for a replacement.
         replace_on_changes=["healthcheck", "tmpfs"],
         additional_secret_outputs=["envs"],
         # Container names and host ports are unique: the old container must go first.

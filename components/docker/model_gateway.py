@@ -5,11 +5,12 @@ from __future__ import annotations
 import pulumi
 import pulumi_docker as docker
 
-from policy.gateway_contract import EDGE_KEY_ENV
+from policy.gateway_contract import EDGE_KEY_ENV, MASTER_KEY_ENV
 
 from ..gateway_process import gateway_process
 from ..render.gateway_auth import GATEWAY_AUTH_FILE, GATEWAY_CLIENTS_FILE
-from ..topology import GATEWAY_ENV, MASTER_KEY_ENV, Gateway
+from ..topology import Gateway
+from ..topology.gateway import ROLE
 from .hardening import (
     Health,
     container_options,
@@ -35,7 +36,7 @@ def _health(port: int) -> Health:
         "s.sendall(b'GET /health/liveliness HTTP/1.0\\r\\n\\r\\n');"
         "sys.exit(0 if s.recv(12).endswith(b' 200') else 1)"
     )
-    # LiteLLM takes 10-20 s to import and start; a 3 s interval reports it healthy soon after, and the
+    # LiteLLM takes many seconds to import and start; a 3 s interval reports it healthy soon after, and the
     # long start period keeps a slow start on a busy host from counting as failures.
     return Health(
         test=["CMD", "python3", "-I", "-S", "-c", probe], interval="3s", timeout="3s", retries=5, start_period="120s"
@@ -87,7 +88,7 @@ class ModelGateway(pulumi.ComponentResource):
             CONFIG_DIR,
             # The custom auth module sits next to the config: LiteLLM imports it from there.
             {CONFIG_FILE: config_yaml, GATEWAY_AUTH_FILE: gateway_auth},
-            "model-gateway",
+            ROLE,
             image.ref,
             image.image,
             limits.user,
@@ -97,7 +98,7 @@ class ModelGateway(pulumi.ComponentResource):
         )
         # 0.0.0.0 is the container's own namespace: the host side is limited by `ports` below.
         process = gateway_process(gateway.server, gateway.workers, CONFIG_PATH, "0.0.0.0", service.port)
-        envs = secret_environment({MASTER_KEY_ENV: master_key, EDGE_KEY_ENV: edge_key}, {**GATEWAY_ENV, **process.env})
+        envs = secret_environment({MASTER_KEY_ENV: master_key, EDGE_KEY_ENV: edge_key}, process.env)
         self.containers = []
         for index, (replica, own) in enumerate(zip(gateway.replica_names, gateway.replica_limits, strict=True)):
             # Each replica waits for the one before: `pulumi up` replaces them in turn, never together.
@@ -122,7 +123,7 @@ class ModelGateway(pulumi.ComponentResource):
                     ],
                     volumes=[config.mount],
                     **hardened_container_args(
-                        "model-gateway",
+                        ROLE,
                         own,
                         tmpfs={"/tmp": owned_tmpfs(own, "256m")},
                         health=_health(service.port),

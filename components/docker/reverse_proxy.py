@@ -7,10 +7,11 @@ from collections.abc import Mapping
 import pulumi
 import pulumi_docker as docker
 
-from policy.gateway_contract import EDGE_KEY_FILE
+from policy.gateway_contract import EDGE_KEY_FILE, HOST_BIND
 
 from ..render.caddyfile import CONFIG_ID_PATH
 from ..topology import CERT_MOUNT, EDGE_CONTAINER, EDGE_HEALTH_PORT, EDGE_HTTPS_PORT, Edge, Site
+from ..topology.edge import ROLE
 from .hardening import (
     Health,
     container_options,
@@ -82,7 +83,7 @@ class ReverseProxy(pulumi.ComponentResource):
             "tailnet-edge-config",
             CONFIG_DIR,
             {CADDYFILE_NAME: caddyfile},
-            "edge",
+            ROLE,
             image.ref,
             image.image,
             limits.user,
@@ -93,7 +94,7 @@ class ReverseProxy(pulumi.ComponentResource):
         )
         envs = [f"{k}={v}" for k, v in sorted({"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"}.items())]
         ports, volumes = [], [config.mount, key_files.mount]
-        if site.exposure == "host-bind":
+        if site.exposure == HOST_BIND:
             # Caddy listens on an unprivileged port inside; the host side is the tailnet IP only.
             ports.append(
                 docker.ContainerPortArgs(internal=EDGE_HTTPS_PORT, external=edge.https_port, ip=site.tailnet_ip)
@@ -115,7 +116,7 @@ class ReverseProxy(pulumi.ComponentResource):
             ],
             volumes=volumes,
             **hardened_container_args(
-                "edge",
+                ROLE,
                 limits,
                 # Caddy autosaves its adapted config under XDG_CONFIG_HOME and its instance id under
                 # XDG_DATA_HOME; neither must persist, and both must be writable by Caddy's uid.

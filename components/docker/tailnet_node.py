@@ -6,7 +6,8 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_tailscale as tailscale
 
-from ..topology import Node
+from ..topology import NODE_CONTAINER, Node
+from ..topology.node import ROLE
 from .hardening import Health, container_options, hardened_container_args, rendered_config, secret_environment
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
@@ -86,17 +87,17 @@ class TailnetNode(pulumi.ComponentResource):
         serve = rendered_config(
             self,
             f"{name}-serve",
-            "tailnet-node-serve",
+            f"{NODE_CONTAINER}-serve",
             SERVE_DIR,
             {SERVE_FILE: serve_json},
-            "tailnet-node",
+            ROLE,
             image.ref,
             image.image,
             limits.user,
         )
         self.container = docker.Container(
             name,
-            name="tailnet-node",
+            name=NODE_CONTAINER,
             image=image.ref,
             envs=envs,
             # At its pinned address: the edge trusts Tailscale's identity headers from there only.
@@ -108,7 +109,7 @@ class TailnetNode(pulumi.ComponentResource):
                 serve.mount,
             ],
             **hardened_container_args(
-                "tailnet-node",
+                ROLE,
                 limits,
                 tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
                 health=HEALTH,

@@ -16,9 +16,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from policy.gateway_contract import EDGE_KEY_ENV, GATEWAY_API_PATHS, READINESS_CLIENT
+from policy.gateway_contract import CLIENT_HEADER, EDGE_KEY_ENV, GATEWAY_API_PATHS, MASTER_KEY_ENV, READINESS_CLIENT
 
-from ..topology import BACKEND_CHECK_PATH, CLIENT_HEADER, MASTER_CLIENT, MASTER_KEY_ENV, TAILNET_CLIENT_PREFIX, Topology
+from ..topology import BACKEND_CHECK_PATH, MASTER_CLIENT, TAILNET_CLIENT_PREFIX, Topology
 
 GATEWAY_AUTH_FILE = "gateway_auth.py"
 GATEWAY_CLIENTS_FILE = "clients.json"

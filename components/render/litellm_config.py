@@ -18,7 +18,9 @@ from typing import Any
 
 import yaml
 
-from ..topology import BACKEND_CHECK_PATH, MASTER_KEY_ENV, Model, Topology
+from policy.gateway_contract import MASTER_KEY_ENV
+
+from ..topology import BACKEND_CHECK_PATH, Model, Topology
 from .gateway_auth import CUSTOM_AUTH
 
 # A deployment-level allowed_fails on a model group of one deployment makes LiteLLM skip cooldown for it

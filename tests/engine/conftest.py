@@ -7,7 +7,6 @@ engine, every engine test is skipped with one line saying how to run them.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
@@ -15,15 +14,12 @@ from typing import NoReturn
 import docker
 import pytest
 
-from tests.caddy_check import self_signed_cert
-from tests.conftest import stack_values
-from tests.engine import standins
-from tests.engine.provider import TEST_LABEL
+from harness.certs import self_signed_cert
+from harness.engine import DEV_HOST, standins
+from harness.engine.provider import TEST_LABEL
+from harness.stacks import stack_values
 
-# The dev stack's host-bind names: its tailnet host, and the cert directory it mounts.
-DEV_HOST = "gpu-box.tail0a1b2c.ts.net"
-DEV_CERT_DIR = "/srv/caddy/certs"
-# Finding 6: with a 30 s interval and no start_interval in Docker 20.10, `pulumi up` waited about 61 s.
+# With a long healthcheck interval and no start_interval (Docker 20.10), `pulumi up` waits a minute.
 HEALTHY_WITHIN_S = 20.0
 
 HOW_TO_RUN = "no Docker engine answers: run `sudo scripts/engine` (installs and starts one), then the tests again"
@@ -43,7 +39,7 @@ def _remove_labelled(client: docker.DockerClient) -> None:
 
 def cannot_run(reason: str) -> NoReturn:
     """An engine test that cannot run here: one visible skip line on a developer's machine, a failure under
-    CI, where the engine tests must run (issue 12)."""
+    CI, where the engine tests must run."""
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"the engine tests must run under CI, but {reason}")
     pytest.skip(reason)
@@ -81,14 +77,6 @@ def dev_certs(tmp_path_factory) -> dict[str, Path]:
     uid, gid = map(int, stack_values("dev")["edge"].get("limits", {}).get("user", "61001:61001").split(":"))
     os.chown(key_file, uid, gid)
     return {"dir": certs, "cert": cert}
-
-
-def new_key() -> str:
-    return "sk-" + secrets.token_urlsafe(24)
-
-
-def new_run_id() -> str:
-    return secrets.token_hex(6)
 
 
 def assert_healthy_soon(time_to_healthy: dict[str, float], names) -> None:

@@ -11,12 +11,13 @@ import pytest
 from components.images import CADDY_IMAGE, parse_image
 from components.settings import Settings
 from components.topology import build_topology
-from tests.conftest import ROOT, stack_values
-from tests.engine.conftest import DEV_CERT_DIR, assert_healthy_soon, cannot_run, new_key, new_run_id
+from harness.engine import DEV_CERT_DIR, new_key, new_run_id
+from harness.engine.provider import TEST_LABEL, Engine, EngineError
+from harness.processes import worker_restarts
+from harness.program_run import run_program
+from harness.stacks import ROOT, stack_values
+from tests.engine.conftest import assert_healthy_soon, cannot_run
 from tests.engine.probes import logs
-from tests.engine.provider import TEST_LABEL, Engine, EngineError
-from tests.processes import worker_restarts
-from tests.program_run import run_program
 
 GATEWAY = "model-gateway"
 NONLOCAL_BIND = Path("/proc/sys/net/ipv4/ip_nonlocal_bind")
@@ -44,7 +45,7 @@ def _busy_core(client, engine: Engine) -> str:
 
 
 def test_gateway_starts_healthy_ten_times_in_a_row_without_a_worker_restart(engine, docker_client):
-    """Finding 9: with two workers on two cores, uvicorn killed workers still importing LiteLLM (here, with
+    """With two workers on two cores, uvicorn killed workers still importing LiteLLM (here, with
     one core kept busy, two workers lost 1-2 workers per start and took 21-25 s to get healthy)."""
     values = stack_values("dev")
     run = run_program(values, secrets={"masterKey": new_key()}, networks=engine.network_lookup)
@@ -95,7 +96,7 @@ def _other_project(client, engine: Engine) -> str:
 
 
 def test_destroy_and_recreate_three_times_beside_other_networks_and_projects(engine, docker_client):
-    """Findings 3 and 10: a subnet pinned in the default pools collides, and other projects' containers on
+    """A subnet pinned in the default pools collides, and other projects' containers on
     proxy-net made `pulumi destroy` fail ("has active endpoints")."""
     _blockers(docker_client, engine)
     other = None
@@ -117,7 +118,7 @@ def test_destroy_and_recreate_three_times_beside_other_networks_and_projects(eng
 
 
 def test_edge_starts_while_the_tailnet_address_is_not_there_yet(engine, docker_client, dev_certs):
-    """Finding 7: at boot Docker starts the edge before tailscaled has the host's tailnet address, and binding
+    """At boot Docker starts the edge before tailscaled has the host's tailnet address, and binding
     443 there fails; with the setting the README's Operations section names, the bind succeeds."""
     readme = (ROOT / "README.md").read_text()
     assert "net.ipv4.ip_nonlocal_bind=1" in readme, "the README does not tell host-bind users what to set"

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.engine.soak import Window, can_restart_dockerd, soak, table
 from tests.engine.conftest import cannot_run
-from tests.engine.soak import Window, can_restart_dockerd, soak, table
 
 EDGE_AND_KEY_OPERATIONS = ("add a client", "rotate a client's key", "revoke a client", "change a route")
 GATEWAY_OPERATIONS = ("change a model's backends", "change a LiteLLM timeout")

@@ -52,7 +52,7 @@ from typing import Any
 import docker
 from docker.types import IPAMConfig, IPAMPool, LogConfig, Ulimit
 
-from tests.program_run import ProgramRun, Registered, unwrap
+from harness.program_run import ProgramRun, Registered, unwrap
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"

@@ -24,8 +24,9 @@ from unittest import mock
 import pulumi
 
 from components.settings import PROJECT
-from tests.conftest import ROOT
-from tests.pulumi_internals import fresh_root_stack, unwrap_secret
+from harness.pulumi_internals import fresh_root_stack, unwrap_secret
+from harness.stacks import ROOT
+from policy.gateway_contract import CONFIG_FOR_LABEL, ROLE_LABEL, Role
 
 
 def fake_digest(name: str) -> str:
@@ -76,8 +77,8 @@ class ProgramRun:
         writers = {}
         for resource in self.of_type("docker:index/container:Container"):
             labels = {label["label"]: label["value"] for label in resource.inputs.get("labels", [])}
-            if labels.get("tailnet-llm-gateway.role") == "config-writer":
-                writers[labels["tailnet-llm-gateway.config-for"]] = resource
+            if labels.get(ROLE_LABEL) == Role.CONFIG_WRITER:
+                writers[labels[CONFIG_FOR_LABEL]] = resource
         return writers
 
     def rendered_files(self, role: str) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Start and stop the real binaries for live tests: loopback only, free ports, bounded waits."""
+"""Start and stop the real binaries (Caddy, LiteLLM, the stub backends) on loopback, for the live tests and
+the benchmark: free ports, bounded waits, every process reaped."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from components.gateway_process import Server, gateway_process
-from policy.gateway_contract import EDGE_KEY_ENV, EDGE_KEY_FILE, MASTER_KEY_FILE, client_key_file
+from policy.gateway_contract import EDGE_KEY_FILE, MASTER_KEY_FILE, client_key_file
+
+from .stacks import ROOT
 
 BIN_DIR = Path(sys.executable).parent
 # The edge's own key toward LiteLLM, as the stack generates one: every Caddy and LiteLLM a test starts
@@ -28,6 +32,30 @@ def binary(name: str) -> Path:
     if not path.exists():
         raise RuntimeError(f"{name} is not installed next to {sys.executable}; install requirements-dev.txt")
     return path
+
+
+@dataclass(frozen=True)
+class LiteLLMBuild:
+    """Where LiteLLM comes from: this environment (the pinned release), or another virtualenv's bin
+    directory (the benchmark's `--compare-venv`), to measure another release side by side."""
+
+    bin_dir: Path
+
+    @property
+    def python(self) -> str:
+        return str(self.bin_dir / "python")
+
+    @property
+    def litellm(self) -> str:
+        return str(self.bin_dir / "litellm")
+
+    @property
+    def version(self) -> str:
+        code = "from importlib.metadata import version; print(version('litellm'))"
+        return subprocess.run([self.python, "-c", code], capture_output=True, text=True, timeout=60).stdout.strip()
+
+
+THIS_BUILD = LiteLLMBuild(BIN_DIR)
 
 
 def free_port() -> int:
@@ -113,7 +141,7 @@ def render(
         argv += ["--upstream", f"{service}=127.0.0.1:{port}"]
     if project_dir is not None:
         argv += ["--project-dir", str(project_dir)]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
     if result.returncode != 0:
         raise RuntimeError(f"render failed: {result.stderr}")
     return out
@@ -164,39 +192,46 @@ def start_litellm(
     port: int,
     log_dir: Path,
     key: str,
-    env: dict[str, str],
     workers: int = 1,
     server: Server = "granian",
     name: str = "litellm",
     edge_key: str = EDGE_KEY,
     group: bool = False,
+    build: LiteLLMBuild = THIS_BUILD,
+    ready_within_s: float = 90,
 ) -> Process:
-    """LiteLLM started as the container starts it (components/gateway_process.py), on loopback."""
+    """LiteLLM started as the container starts it (components/gateway_process.py), on loopback; `key` is
+    its master key."""
     process = gateway_process(server, workers, str(config), "127.0.0.1", port)
     proc = Process(
         name,
-        process.local_argv(sys.executable, str(binary("litellm"))),
+        process.local_argv(build.python, build.litellm),
         log_dir,
-        env={**env, **process.env, "LITELLM_MASTER_KEY": key, EDGE_KEY_ENV: edge_key, "HOME": str(log_dir)},
+        env={**process.local_environment(key, edge_key), "HOME": str(log_dir)},
         group=group,
     )
     try:
-        proc.wait_http(f"http://127.0.0.1:{port}/health/liveliness", timeout_s=90, ok=lambda r: r.status_code == 200)
+        proc.wait_http(
+            f"http://127.0.0.1:{port}/health/liveliness", timeout_s=ready_within_s, ok=lambda r: r.status_code == 200
+        )
     except Exception:
         proc.stop()
         raise
     return proc
 
 
-def start_fake_backend(port: int, name: str, log_dir: Path, word_pause_ms: float | None = None) -> Process:
-    """The fake OpenAI-compatible backend in its own process, so a test can stop it as a crash would."""
-    pause = ["--stream-pause-ms", str(word_pause_ms)] if word_pause_ms is not None else []
-    proc = Process(
-        name,
-        [sys.executable, "-m", "tests.fakes", "--port", str(port), "--name", name, *pause],
-        log_dir,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
+def start_fake_backend(
+    port: int, name: str, log_dir: Path, word_pause_ms: float | None = None, delay_ms: float | None = None
+) -> Process:
+    """The stub OpenAI-compatible backend (harness/fakes.py) in its own process, so a test can stop it as a
+    crash would and the benchmark's client does not share its interpreter: `delay_ms` before each answer,
+    `word_pause_ms` between streamed words."""
+    argv = [sys.executable, "-m", "harness.fakes", "--port", str(port), "--name", name]
+    if word_pause_ms is not None:
+        argv += ["--stream-pause-ms", str(word_pause_ms)]
+    if delay_ms is not None:
+        argv += ["--delay-ms", str(delay_ms)]
+    proc = Process(name, argv, log_dir, cwd=ROOT)
     try:
         proc.wait_http(f"http://127.0.0.1:{port}/v1/models", timeout_s=20, ok=lambda r: r.status_code == 200)
     except Exception:

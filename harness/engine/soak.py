@@ -30,10 +30,10 @@ import httpx
 
 from components.client_config import client_output
 from components.images import LITELLM_IMAGE, parse_image
-from tests.conftest import ROOT, clients_stack_values
-from tests.engine.conftest import DEV_CERT_DIR, DEV_HOST, new_key, new_run_id
-from tests.engine.provider import CONTAINER, Engine
-from tests.program_run import ProgramRun, run_program
+from harness.engine import DEV_CERT_DIR, DEV_HOST, new_key, new_run_id
+from harness.engine.provider import CONTAINER, Engine
+from harness.program_run import ProgramRun, run_program
+from harness.stacks import ROOT, clients_stack_values
 
 BACKENDS = ("llamacpp", "llamacpp-b", "llamacpp-embed")
 # One word a second: a stream of STREAM_WORDS lasts that many seconds.
@@ -182,7 +182,7 @@ class Clients:
 
 
 def _backend(client: docker.DockerClient, engine: Engine, name: str) -> str:
-    """A fake llama.cpp (tests/fakes.py) in a container on the stack's backend network, as `name`."""
+    """A fake llama.cpp (harness/fakes.py) in a container on the stack's backend network, as `name`."""
     container = client.api.create_container(
         parse_image(LITELLM_IMAGE).tagged,
         entrypoint=["python3", "/fakes/fakes.py"],
@@ -191,7 +191,7 @@ def _backend(client: docker.DockerClient, engine: Engine, name: str) -> str:
         user="61020:61020",
         labels=engine.sub.label,
         host_config=client.api.create_host_config(
-            binds=[f"{ROOT / 'tests' / 'fakes.py'}:/fakes/fakes.py:ro"],
+            binds=[f"{ROOT / 'harness' / 'fakes.py'}:/fakes/fakes.py:ro"],
             network_mode=engine.sub.name("backend"),
             restart_policy={"Name": "unless-stopped"},
         ),

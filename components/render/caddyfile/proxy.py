@@ -1,0 +1,74 @@
+"""reverse_proxy blocks: the upstream's own Host, headers the edge vouches for, LiteLLM's replicas."""
+
+from __future__ import annotations
+
+from ...topology import Service, Topology
+from .writer import Writer
+
+
+def proxy(
+    w: Writer,
+    topology: Topology,
+    upstream: Service,
+    set_up: dict[str, str] | None = None,
+    rewrite: str | None = None,
+) -> None:
+    """A reverse_proxy that gives the upstream its own name as Host, not the client's.
+
+    `set_up` are headers the edge vouches for (a value, or "" to remove): set on the proxied request
+    after the proxy dropped hop-by-hop headers, so no `Connection` header a client sends removes them.
+    LiteLLM is asked across its replicas, only those that answer their health check.
+    """
+    gateway = topology.gateway
+    to_gateway = upstream.name == gateway.service.name
+    w.open("reverse_proxy " + (" ".join(gateway.addresses) if to_gateway else upstream.address))
+    if to_gateway and rewrite is None:
+        _gateway_balancing(w)
+    elif to_gateway:
+        w.line("# Any replica that answers; their health is what the API routes' checks found.")
+        w.line("lb_policy first")
+        w.line(f"lb_try_duration {READINESS_TIMEOUT_S // 2}s")
+    if rewrite is not None:
+        w.line("# A fixed probe: always GET (no body), this path, no query.")
+        w.line("method GET")
+        w.line(f"rewrite {rewrite}?")
+    w.line("header_up Host {upstream_hostport}")
+    for name, value in (set_up or {}).items():
+        w.line(f"header_up {name} {value}" if value else f"header_up -{name}")
+
+
+# How long the edge keeps trying LiteLLM for a request that could not be sent to any replica (none
+# answering, one being replaced or restarting): the request waits instead of failing.
+GATEWAY_TRY_S = 30
+# How often the edge asks each replica whether it answers.
+GATEWAY_HEALTH_INTERVAL_S = 1
+# The request body the edge keeps to send again (larger bodies are streamed and not retried).
+GATEWAY_RETRY_BODY = "1MiB"
+
+
+def _gateway_balancing(w: Writer) -> None:
+    w.line("# The replica with the fewest requests in flight (streams last); a request that cannot be sent to a")
+    w.line("# replica (it is draining, restarting or gone) is tried on another, and waits for one to answer.")
+    w.line("lb_policy least_conn")
+    w.line(f"lb_try_duration {GATEWAY_TRY_S}s")
+    w.line("lb_try_interval 250ms")
+    w.line("health_uri /health/liveliness")
+    w.line(f"health_interval {GATEWAY_HEALTH_INTERVAL_S}s")
+    w.line("health_timeout 2s")
+    w.line("fail_duration 2s")
+    w.line("# A completion whose connection broke before any answer (a replica stopping as it was sent) is sent")
+    w.line("# again, body and all: an LLM call changes nothing but the compute it costs.")
+    w.open("lb_retry_match")
+    w.line("method POST GET")
+    w.close()
+    w.line(f"request_buffers {GATEWAY_RETRY_BODY}")
+
+
+def load_key(w: Writer, topology: Topology, var: str, file_name: str) -> None:
+    """Read a key from its file into a request-scoped variable: read on every request, so a key written
+    anew counts at once, and never in the edge's environment or this file."""
+    w.line(f"vars {var} {{file.{topology.edge.keys_dir}/{file_name}}}")
+
+
+# How long a readiness check waits for LiteLLM (and LiteLLM for the backend) before saying "failing".
+READINESS_TIMEOUT_S = 5

@@ -1,0 +1,183 @@
+"""The one model of the gateway: services, networks, routes, models, clients, the edge, the gateway, the
+node and who on the tailnet may reach them. One module a part, each with its dataclass and its checks:
+
+- services: networks, services, models and their backends;
+- clients, routes, sso: who may call what, by which path and auth;
+- edge, gateway, node: the containers (containers: what each may use);
+- tailnet: who the tailnet policy lets in;
+- local_mode: the same model moved onto loopback, for running the real binaries.
+
+`build_topology` assembles the parts from validated settings; each part's builder rejects the
+inconsistencies the old hand-kept files drifted into (a route to a service nobody declared, an upstream
+Caddy cannot resolve because it shares no network with it, a model whose backend the gateway cannot
+reach). Renderers and components read only this model, never the settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from policy.gateway_contract import SSO, TAILNET_NODE
+
+from ..addresses import HostPort
+from ..settings import Settings
+from . import local_mode
+from .clients import MASTER_CLIENT, TAILNET_CLIENT_PREFIX, Client, build_clients
+from .containers import Limits
+from .edge import (
+    BACKEND_CHECK_PATH,
+    CERT_MOUNT,
+    EDGE_CONTAINER,
+    EDGE_HEALTH_PORT,
+    EDGE_HTTPS_PORT,
+    EDGE_NODE_PORT,
+    READINESS_PATH,
+    Edge,
+    Site,
+    build_edge,
+    build_site,
+)
+from .gateway import REPLICA_UID_STEP, Gateway, build_gateway, replica_names
+from .node import NODE_CONTAINER, Node, build_node
+from .routes import Route, build_routes
+from .services import Backend, Model, Network, Service, build_model, build_networks, build_services, known
+from .sso import Sso, build_sso
+from .tailnet import TailnetAccess, build_tailnet
+
+__all__ = [
+    "BACKEND_CHECK_PATH",
+    "CERT_MOUNT",
+    "EDGE_CONTAINER",
+    "EDGE_HEALTH_PORT",
+    "EDGE_HTTPS_PORT",
+    "EDGE_NODE_PORT",
+    "MASTER_CLIENT",
+    "NODE_CONTAINER",
+    "READINESS_PATH",
+    "REPLICA_UID_STEP",
+    "TAILNET_CLIENT_PREFIX",
+    "Backend",
+    "Client",
+    "Edge",
+    "Gateway",
+    "Limits",
+    "Model",
+    "Network",
+    "Node",
+    "Route",
+    "Service",
+    "Site",
+    "Sso",
+    "TailnetAccess",
+    "Topology",
+    "build_topology",
+    "replica_names",
+]
+
+
+@dataclass(frozen=True)
+class Topology:
+    site: Site
+    edge: Edge
+    node: Node | None
+    networks: tuple[Network, ...]
+    services: tuple[Service, ...]
+    gateway: Gateway
+    models: tuple[Model, ...]
+    routes: tuple[Route, ...]
+    sso: Sso | None
+    request_timeout: int
+    stream_timeout: int
+    tailnet: TailnetAccess
+    # The named API clients (empty: the master key is the one client).
+    clients: tuple[Client, ...] = ()
+
+    @property
+    def edge_network(self) -> str:
+        return self.edge.network
+
+    @property
+    def edge_upstreams(self) -> tuple[Service, ...]:
+        """Every service the Caddyfile names, in a stable order."""
+        names = {r.upstream.name for r in self.routes if r.upstream is not None}
+        if self.sso is not None and any(r.auth == SSO for r in self.routes):
+            names.add(self.sso.service.name)
+        return tuple(s for s in self.services if s.name in names)
+
+    @property
+    def gateway_networks(self) -> tuple[str, ...]:
+        return self.gateway.service.networks
+
+    @property
+    def api_routes(self) -> tuple[Route, ...]:
+        """The bearer and tailnet routes: the API the stack offers (settings require at least one)."""
+        return tuple(r for r in self.routes if r.is_api)
+
+    def base_url(self, route: Route) -> str:
+        """What a client sets as its base URL for this API route (for LiteLLM, the OpenAI-style /v1)."""
+        prefix = route.prefix if route.strip_prefix else ""
+        return f"{self.site.public_base_url}{prefix}" + ("/v1" if route.to_gateway else "")
+
+    def routes_of(self, client: Client) -> tuple[Route, ...]:
+        return tuple(r for r in self.routes if client in r.clients)
+
+    def models_of(self, client: Client) -> tuple[str, ...]:
+        return client.models if client.models is not None else tuple(m.name for m in self.models)
+
+    @property
+    def api_base_url(self) -> str:
+        return self.base_url(self.api_routes[0])
+
+    @property
+    def local_api_url(self) -> str:
+        return self.gateway.local_api_url
+
+    @property
+    def readiness_backends(self) -> tuple[Backend, ...]:
+        """Every distinct backend address the models use, in a stable order (its index is its check)."""
+        seen: dict[str, Backend] = {}
+        for model in self.models:
+            for backend in model.backends:
+                seen.setdefault(backend.api_base, backend)
+        return tuple(seen.values())
+
+    def with_overrides(
+        self,
+        upstreams: Mapping[str, HostPort] | None = None,
+        listen: HostPort | None = None,
+        node_address: str | None = None,
+        keys_dir: str | None = None,
+    ) -> Topology:
+        """This topology in the local check mode (see local_mode.with_overrides)."""
+        return local_mode.with_overrides(self, upstreams, listen, node_address, keys_dir)
+
+
+def build_topology(settings: Settings) -> Topology:
+    """Cross-check the settings and build the model; raise SettingsError on the first inconsistency."""
+    networks = build_networks(settings)
+    services = build_services(settings, networks)
+    by_name = {s.name: s for s in services}
+    gateway = build_gateway(settings, known(by_name, settings.gateway.service, "gateway.service"))
+    edge = build_edge(settings, networks)
+    models = tuple(build_model(name, settings, by_name, gateway.service) for name in sorted(settings.models))
+    clients = build_clients(settings)
+    routes = build_routes(settings, by_name, gateway.service, edge.network, clients)
+    site = build_site(settings)
+    return Topology(
+        site=site,
+        edge=edge,
+        node=build_node(settings, site.node_hostname, networks[edge.network])
+        if site.exposure == TAILNET_NODE
+        else None,
+        networks=tuple(networks[name] for name in sorted(networks)),
+        services=services,
+        gateway=gateway,
+        models=models,
+        routes=routes,
+        sso=build_sso(settings, by_name, routes, edge.network),
+        request_timeout=settings.timeouts.request,
+        stream_timeout=settings.timeouts.stream,
+        tailnet=build_tailnet(settings, routes),
+        clients=tuple(c for c in clients if c is not MASTER_CLIENT),
+    )

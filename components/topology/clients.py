@@ -1,0 +1,47 @@
+"""The API clients: who may present a key at the edge, and which models each may use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from policy.gateway_contract import MASTER_CLIENT_NAME, MASTER_KEY_FILE, client_key_file
+
+from ..errors import SettingsError
+from ..settings import Settings
+from ..settings.messages import did_you_mean
+
+
+@dataclass(frozen=True)
+class Client:
+    """An API client: its name (in logs and toward LiteLLM), the file in the edge's keys directory that
+    holds its key, and the models it may use (None: all)."""
+
+    name: str
+    key_file: str
+    models: tuple[str, ...] | None
+    # Raising it replaces a generated key (rotation); a key set in `clientKeys` is used as it is.
+    key_version: int = 1
+
+
+# Without `clients`, the one client is whoever holds the master key.
+MASTER_CLIENT = Client(name=MASTER_CLIENT_NAME, key_file=MASTER_KEY_FILE, models=None)
+# Tailnet callers reach LiteLLM as `tailnet:<login>` (`tailnet:tagged-device` for a tagged device).
+TAILNET_CLIENT_PREFIX = "tailnet:"
+
+
+def build_clients(settings: Settings) -> tuple[Client, ...]:
+    if not settings.clients:
+        return (MASTER_CLIENT,)
+    clients = []
+    for name in sorted(settings.clients):
+        spec = settings.clients[name]
+        for index, model in enumerate(spec.models or ()):
+            if model not in settings.models:
+                raise SettingsError(
+                    f"clients.{name}.models[{index}]",
+                    f"{model!r} is not a model in 'models'{did_you_mean(model, settings.models)}",
+                )
+        clients.append(
+            Client(name=name, key_file=client_key_file(name), models=spec.models, key_version=spec.key_version)
+        )
+    return tuple(clients)

@@ -1,0 +1,125 @@
+"""The edge (Caddy): where and how it serves (the site), and its container."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from policy.gateway_contract import EDGE_KEYS_DIR, HOST_BIND, TAILNET_NODE, Exposure, Role
+
+from ..addresses import HostPort
+from ..errors import SettingsError
+from ..images import ImageRef
+from ..settings import Settings
+from .containers import Limits, limits_of
+
+ROLE = Role.EDGE
+# The edge answers readiness here, for the gateway and each model backend, without a key or SSO; its
+# checks live under READINESS_PATH + "/", so both paths are the edge's own.
+READINESS_PATH = "/readyz"
+# LiteLLM forwards a readiness check to a backend at this path (+ its index), behind the master key.
+BACKEND_CHECK_PATH = "/tailnet-llm-gateway/ready"
+# Inside the Caddy container: unprivileged ports, so Caddy needs no capability to bind them.
+EDGE_HTTPS_PORT = 8443
+EDGE_HEALTH_PORT = 8080
+# tailnet-node mode: Tailscale terminates TLS and proxies plain HTTP here, over the edge network.
+EDGE_NODE_PORT = 8081
+EDGE_CONTAINER = "tailnet-edge"
+CERT_MOUNT = "/etc/caddy/certs"
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where and how the edge serves.
+
+    host-bind: Caddy terminates TLS for the host's tailnet name with `tailscale cert` files, and the
+    host publishes 443 on its tailnet IP. tailnet-node: the Tailscale container terminates TLS for the
+    node's name and proxies plain HTTP to Caddy over the edge network. `listen` (render --listen)
+    overrides both with plain HTTP on a local address, for checks.
+    """
+
+    exposure: Exposure
+    tailnet_host: str
+    tailnet_ip: str | None = None
+    cert_dir: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    listen: HostPort | None = None
+
+    @property
+    def address(self) -> str:
+        if self.listen is not None:
+            return f"http://{self.listen}"
+        if self.exposure == TAILNET_NODE:
+            # Any Host: only the Tailscale container can reach this port, and it serves one name.
+            return f"http://:{EDGE_NODE_PORT}"
+        return f"https://{self.tailnet_host}:{EDGE_HTTPS_PORT}"
+
+    @property
+    def terminates_tls(self) -> bool:
+        return self.listen is None and self.exposure == HOST_BIND
+
+    @property
+    def redirect_base(self) -> str:
+        """The scheme and host of URLs sent back to browsers (the SSO redirect)."""
+        if self.listen is None and self.exposure == TAILNET_NODE:
+            # Caddy sees plain HTTP from the node; browsers only ever see the node's HTTPS name.
+            return f"https://{self.tailnet_host}"
+        return "{scheme}://{hostport}"
+
+    @property
+    def node_hostname(self) -> str:
+        return self.tailnet_host.split(".")[0]
+
+    @property
+    def public_base_url(self) -> str:
+        return f"http://{self.listen}" if self.listen is not None else f"https://{self.tailnet_host}"
+
+
+@dataclass(frozen=True)
+class Edge:
+    """The Caddy container: on one network, publishing `https_port` in host-bind mode, with its keys in
+    files under `keys_dir` (the local check mode points it at a directory of the test's)."""
+
+    network: str
+    https_port: int
+    limits: Limits
+    image: ImageRef
+    keys_dir: str = EDGE_KEYS_DIR
+    # How long a reload lets the previous config finish its requests (Caddy's grace_period), and how long
+    # the edge may drain when it is replaced itself.
+    grace_s: int = 1800
+    drain_s: int = 300
+
+
+def build_site(settings: Settings) -> Site:
+    if settings.exposure == TAILNET_NODE:
+        for name, value in (("tailnetIp", settings.tailnet_ip), ("tls", settings.tls)):
+            if value is not None:
+                raise SettingsError(name, "applies only to exposure host-bind; the node has its own address and certs")
+        return Site(exposure=TAILNET_NODE, tailnet_host=settings.tailnet_host)
+    if settings.tailnet_ip is None:
+        raise SettingsError("tailnetIp", "is required when exposure is host-bind (Caddy publishes 443 there)")
+    if settings.tls is None:
+        raise SettingsError("tls", "is required when exposure is host-bind (Caddy serves the tailscale cert files)")
+    return Site(
+        exposure=HOST_BIND,
+        tailnet_host=settings.tailnet_host,
+        tailnet_ip=settings.tailnet_ip,
+        cert_dir=settings.tls.cert_dir,
+        cert_file=f"{CERT_MOUNT}/{settings.tls.cert_file}",
+        key_file=f"{CERT_MOUNT}/{settings.tls.key_file}",
+    )
+
+
+def build_edge(settings: Settings, networks: Collection[str]) -> Edge:
+    if settings.edge.network not in networks:
+        raise SettingsError("edge.network", f"{settings.edge.network!r} is not in 'networks'")
+    return Edge(
+        network=settings.edge.network,
+        https_port=settings.edge.https_port,
+        limits=limits_of(settings.edge.limits),
+        image=settings.edge.image_ref,
+        grace_s=settings.timeouts.stream,
+        drain_s=settings.timeouts.drain,
+    )

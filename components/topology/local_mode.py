@@ -1,0 +1,85 @@
+"""The local check mode: the same topology with its services on loopback, for running the real binaries.
+
+Used by the render CLI (--upstream, --listen, --node-address, --keys-dir) so the live tests and the
+benchmark run Caddy and LiteLLM with the files the stack would deploy, only moved.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from ..addresses import HostPort, is_unspecified
+from ..errors import SettingsError
+from ..settings.grammar import absolute_directory
+from .services import Service
+
+if TYPE_CHECKING:
+    from . import Topology
+
+
+def with_overrides(
+    topology: Topology,
+    upstreams: Mapping[str, HostPort] | None = None,
+    listen: HostPort | None = None,
+    node_address: str | None = None,
+    keys_dir: str | None = None,
+) -> Topology:
+    """The same topology with services moved to other addresses and/or a local listen address, the
+    node's requests from a loopback address, the edge's keys in a local directory.
+
+    Used by the render CLI to run the real binaries on loopback; every place a service is named
+    (Caddy upstreams, LiteLLM api_base) follows the override, because all of them read `Service`.
+    """
+    upstreams = dict(upstreams or {})
+    for name in upstreams:
+        if name not in {s.name for s in topology.services}:
+            raise SettingsError(f"--upstream {name}", "is not a declared service")
+    moved = {
+        s.name: replace(s, host=upstreams[s.name].host, port=upstreams[s.name].port) if s.name in upstreams else s
+        for s in topology.services
+    }
+
+    def relocate(service: Service | None) -> Service | None:
+        return None if service is None else moved[service.name]
+
+    site = topology.site
+    if listen is not None:
+        if is_unspecified(listen.host):
+            raise SettingsError("--listen", f"{listen} binds every interface; use 127.0.0.1")
+        site = replace(site, listen=listen)
+    node = topology.node
+    if node_address is not None:
+        if node is None or node.address is None:
+            raise SettingsError("--node-address", "only a tailnet-node stack with a pinned edge subnet has one")
+        if not ipaddress.ip_address(node_address).is_loopback:
+            raise SettingsError("--node-address", f"{node_address} is not a loopback address")
+        node = replace(node, address=node_address)
+    edge = topology.edge
+    if keys_dir is not None:
+        try:
+            edge = replace(edge, keys_dir=absolute_directory(keys_dir).rstrip("/"))
+        except ValueError as error:
+            raise SettingsError("--keys-dir", str(error)) from None
+    return replace(
+        topology,
+        site=site,
+        edge=edge,
+        node=node,
+        services=tuple(moved.values()),
+        gateway=replace(
+            topology.gateway,
+            service=moved[topology.gateway.service.name],
+            addresses=(moved[topology.gateway.service.name].address,)
+            if topology.gateway.service.name in upstreams
+            else topology.gateway.addresses,
+        ),
+        models=tuple(
+            replace(m, backends=tuple(replace(b, service=moved[b.service.name]) for b in m.backends))
+            for m in topology.models
+        ),
+        routes=tuple(replace(r, upstream=relocate(r.upstream)) for r in topology.routes),
+        sso=None if topology.sso is None else replace(topology.sso, service=moved[topology.sso.service.name]),
+    )

@@ -1,0 +1,144 @@
+"""Services, the Docker networks they are on, and the models LiteLLM serves from them."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from policy.gateway_contract import DOCKER_DEFAULT_POOLS
+
+from ..addresses import HostPort
+from ..errors import SettingsError
+from ..settings import Settings
+from ..settings.messages import did_you_mean
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    subnet: str | None
+    existing: bool
+
+    @property
+    def gateway(self) -> str | None:
+        """The first host address, as Docker picks it; stated so an existing network can be compared."""
+        if self.subnet is None:
+            return None
+        return str(next(ipaddress.ip_network(self.subnet).hosts()))
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    host: str
+    port: int
+    networks: tuple[str, ...]
+
+    @property
+    def address(self) -> str:
+        return str(HostPort(self.host, self.port))
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One deployment of a model: the service that serves it, where, and its share of the requests."""
+
+    service: Service
+    api_path: str
+    weight: int
+
+    @property
+    def api_base(self) -> str:
+        return self.service.url + self.api_path
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    backends: tuple[Backend, ...]
+    model_id: str
+    timeout: int | None
+    stream_timeout: int | None
+
+    @property
+    def api_base(self) -> str:
+        """The first backend's address (a model with one backend has only that)."""
+        return self.backends[0].api_base
+
+
+def build_networks(settings: Settings) -> dict[str, Network]:
+    networks = {}
+    for name, net in settings.networks.items():
+        if net.existing and net.subnet is not None:
+            raise SettingsError(f"networks.{name}.subnet", "an existing network keeps its own subnet; remove it")
+        networks[name] = Network(name=name, subnet=_subnet(name, net.subnet), existing=net.existing)
+    return networks
+
+
+def _subnet(name: str, subnet: str | None) -> str | None:
+    if subnet is None:
+        return None
+    try:
+        network = ipaddress.ip_network(subnet)
+    except ValueError:
+        raise SettingsError(f"networks.{name}.subnet", f"{subnet!r} is not a CIDR subnet") from None
+    if not network.is_private:
+        raise SettingsError(f"networks.{name}.subnet", f"{subnet} is not a private range")
+    if network.version != 4:
+        raise SettingsError(f"networks.{name}.subnet", f"{subnet} is not an IPv4 range")
+    if any(network.overlaps(pool) for pool in DOCKER_DEFAULT_POOLS):
+        raise SettingsError(
+            f"networks.{name}.subnet",
+            f"{subnet} lies in Docker's default address pools (172.17-31.x.x, 192.168.x.x), where Docker puts "
+            "the networks it addresses itself; pick a range outside them, such as 10.124.24.0/24",
+        )
+    return str(network)
+
+
+def build_services(settings: Settings, networks: Mapping[str, Network]) -> tuple[Service, ...]:
+    services = []
+    for name in sorted(settings.services):
+        svc = settings.services[name]
+        for index, net in enumerate(svc.networks):
+            if net not in networks:
+                raise SettingsError(f"services.{name}.networks[{index}]", f"{net!r} is not in 'networks'")
+        host = svc.host or name
+        services.append(Service(name=name, host=host, port=svc.port, networks=tuple(sorted(set(svc.networks)))))
+    return tuple(services)
+
+
+def known(by_name: Mapping[str, Service], name: str, setting: str) -> Service:
+    if name not in by_name:
+        raise SettingsError(
+            setting, f"{name!r} is not a declared service (see 'services'){did_you_mean(name, by_name)}"
+        )
+    return by_name[name]
+
+
+def build_model(name: str, settings: Settings, by_name: Mapping[str, Service], gateway: Service) -> Model:
+    spec = settings.models[name]
+    if not spec.api_path.startswith("/"):
+        raise SettingsError(f"models.{name}.apiPath", f"{spec.api_path!r} must start with '/'")
+    backends: list[Backend] = []
+    for index, ref in enumerate(spec.backend_refs):
+        where = f"models.{name}.backend" if spec.backends is None else f"models.{name}.backends[{index}].service"
+        service = known(by_name, ref.service, where)
+        if not set(service.networks) & set(gateway.networks):
+            raise SettingsError(
+                where, f"{service.name!r} shares no network with {gateway.name!r}; LiteLLM could not reach it"
+            )
+        if any(b.service.name == service.name for b in backends):
+            raise SettingsError(where, f"{service.name!r} is listed twice for {name}")
+        backends.append(Backend(service=service, api_path=spec.api_path.rstrip("/"), weight=ref.weight))
+    return Model(
+        name=name,
+        backends=tuple(backends),
+        model_id=spec.model,
+        timeout=spec.timeout,
+        stream_timeout=spec.stream_timeout,
+    )

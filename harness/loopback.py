@@ -1,0 +1,105 @@
+"""A stack on loopback: every service it declares moved to a free loopback port, its files rendered by the
+render CLI (the contract: --upstream, --listen, --node-address), LiteLLM started on them as the container
+starts it and Caddy in front. The live tests and the benchmark assemble their stacks here, nowhere else.
+
+Whatever answers for the other services (stub backends, SSO, echoes) the caller starts on `ports`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from components.gateway_process import Server
+from components.settings import Settings
+from components.topology import build_topology
+from policy.gateway_contract import markers
+
+from .processes import THIS_BUILD, LiteLLMBuild, Process, free_port, render, start_caddy, start_litellm
+from .stacks import ROOT, stack_values
+
+
+def new_key() -> str:
+    return "sk-" + secrets.token_urlsafe(24)
+
+
+class LoopbackStack:
+    """One stack's services on loopback ports; `start()` renders it and starts LiteLLM and the edge,
+    `edge()` starts another Caddy on the same stack with some services moved; `stop()` ends them all."""
+
+    def __init__(
+        self,
+        stack: str,
+        work: Path,
+        project: Path = ROOT,
+        master_key: str | None = None,
+        client_keys: dict[str, str] | None = None,
+        node_address: str | None = None,
+    ) -> None:
+        self.stack, self.work, self.project, self.node_address = stack, work, project, node_address
+        self.master_key = master_key if master_key is not None else new_key()
+        self.client_keys = client_keys or {}
+        self.values = stack_values(stack, project)
+        self.gateway = build_topology(Settings.from_mapping(self.values)).gateway
+        self.ports = {name: free_port() for name in sorted(self.values["services"])}
+        self.logs = work / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.processes: list[Process] = []
+
+    @property
+    def gateway_port(self) -> int:
+        return self.ports[self.gateway.service.name]
+
+    def render(self, name: str, moved: dict[str, int] | None = None) -> tuple[Path, int]:
+        """The stack's files for an edge on a free port, with `moved` services at other ports."""
+        port = free_port()
+        ports = {**self.ports, **(moved or {})}
+        return render(self.stack, self.work / f"rendered-{name}", self.project, ports, port, self.node_address), port
+
+    def start(
+        self,
+        build: LiteLLMBuild = THIS_BUILD,
+        group: bool = False,
+        server: Server | None = None,
+        workers: int | None = None,
+        config_edit: Callable[[Path, dict[str, int]], None] | None = None,
+    ) -> str:
+        """Render, start LiteLLM and the edge; the edge's URL. LiteLLM runs as the settings say unless
+        `server` or `workers` say otherwise; `config_edit` may change its config first (a what-if)."""
+        out, port = self.render("edge")
+        self.config = out / "litellm.yaml"
+        if config_edit is not None:
+            config_edit(self.config, self.ports)
+        self.litellm = self.add(
+            start_litellm(
+                self.config,
+                self.gateway_port,
+                self.logs,
+                self.master_key,
+                workers or self.gateway.workers,
+                server or self.gateway.server,
+                name="litellm",
+                group=group,
+                build=build,
+                ready_within_s=180 if build is not THIS_BUILD else 90,
+            )
+        )
+        self.add(start_caddy(out / markers.CADDYFILE, port, self.logs, self.master_key, client_keys=self.client_keys))
+        return f"http://127.0.0.1:{port}"
+
+    def edge(self, name: str, moved: dict[str, int] | None = None, master_key: str | None = None) -> str:
+        """Another edge for the same stack (its own render), with `moved` services elsewhere and, if given,
+        another master key (an empty one: a key missing at run time)."""
+        out, port = self.render(name, moved)
+        key = self.master_key if master_key is None else master_key
+        self.add(start_caddy(out / markers.CADDYFILE, port, self.logs, key, name=name, client_keys=self.client_keys))
+        return f"http://127.0.0.1:{port}"
+
+    def add(self, process: Process) -> Process:
+        self.processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()

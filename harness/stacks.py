@@ -1,0 +1,78 @@
+"""The stacks the tests and the benchmark run: the repository's stack files, read by the product's own
+reader, and the clients' stack built on them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.settings import PROJECT
+from components.settings.sources import read_stack_file
+from policy.gateway_contract import BEARER, TAILNET, TAILNET_NODE
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The clients' stack: a dev stack (tailnet-node by default, or host-bind), plus a second backend for
+# local-chat, a browser origin for the API, two named clients (laptop: everything; ci: /llm/* and
+# local-chat only), a second bearer route (/mcp/* to an MCP server, laptop only) and, on a tailnet node, a
+# tailnet route (/tsllm/*, for callers the policy grants).
+ALLOWED_ORIGIN = "https://chat.example.com"
+# Requests "from the gateway's node" (as serve sends them) come from this loopback address.
+NODE_ADDRESS = "127.0.0.2"
+CLIENTS_STACK = "clients"
+EXPOSURE_STACKS = ("dev-node", "dev")
+
+
+def stack_values(stack: str = "dev", directory: Path = ROOT) -> dict[str, Any]:
+    """The project's settings from Pulumi.<stack>.yaml, as the render CLI reads them (without namespaces)."""
+    return read_stack_file(directory / f"Pulumi.{stack}.yaml")
+
+
+def is_tailnet_node(values: dict[str, Any]) -> bool:
+    return values.get("exposure", TAILNET_NODE) == TAILNET_NODE
+
+
+def write_stack(project_dir: Path, stack: str, values: dict, extra: dict | None = None) -> Path:
+    """Write a Pulumi.<stack>.yaml with namespaced keys (plus `extra` raw keys) into project_dir."""
+    config = {f"{PROJECT}:{k}": v for k, v in values.items()}
+    config.update(extra or {})
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    path.write_text(yaml.safe_dump({"config": config}, sort_keys=False))
+    return path
+
+
+def new_project(directory: Path, stack: str, values: dict) -> Path:
+    """A project directory with the repository's Pulumi.yaml and tailnet files and one stack file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "Pulumi.yaml", directory)
+    shutil.copytree(ROOT / "tailnet", directory / "tailnet", dirs_exist_ok=True)
+    write_stack(directory, stack, values)
+    return directory
+
+
+def clients_stack_values(base: str = "dev-node") -> dict[str, Any]:
+    values = stack_values(base)
+    values["services"]["llamacpp-b"] = {"port": 8080, "networks": ["backend"]}
+    values["services"]["mcp-server"] = {"port": 8000, "networks": ["proxy-net"]}
+    values["models"]["local-chat"] = {
+        "backends": [{"service": "llamacpp"}, {"service": "llamacpp-b"}],
+        "model": "local-chat",
+    }
+    api = next(r for r in values["routes"] if r["auth"] == BEARER)
+    api["corsOrigins"] = [ALLOWED_ORIGIN]
+    values["routes"].append(
+        {
+            "path": "/mcp/*",
+            "upstream": "mcp-server",
+            "stripPrefix": True,
+            "auth": BEARER,
+            "allowPaths": ["/sse", "/messages/*"],
+        }
+    )
+    if is_tailnet_node(values):
+        values["routes"].append({"path": "/tsllm/*", "upstream": "model-gateway", "stripPrefix": True, "auth": TAILNET})
+    values["clients"] = {"laptop": {}, "ci": {"routes": ["/llm/*"], "models": ["local-chat"]}}
+    return values
