@@ -81,6 +81,25 @@ class ProgramRun:
                 writers[labels[CONFIG_FOR_LABEL]] = resource
         return writers
 
+    @property
+    def key_writers(self) -> dict[str, Registered]:
+        """The writers of the edge's key files (created, never started), by the name of the file each writes."""
+        writers = {}
+        for resource in self.of_type("docker:index/container:Container"):
+            labels = {label["label"]: label["value"] for label in resource.inputs.get("labels", [])}
+            if labels.get(ROLE_LABEL) == Role.KEYS_WRITER:
+                (upload,) = unwrap_secret(resource.inputs["uploads"])[0]
+                writers[upload["file"].rsplit("/", 1)[-1]] = resource
+        return writers
+
+    def key_files(self) -> dict[str, tuple[dict[str, Any], bool]]:
+        """Each key file the edge gets: its upload, and whether the upload is a secret."""
+        files = {}
+        for name, writer in self.key_writers.items():
+            (upload,), secret = unwrap_secret(writer.inputs["uploads"])
+            files[name] = (upload, secret)
+        return files
+
     def rendered_files(self, role: str) -> dict[str, str]:
         """The files written for the service with this role: file name -> content."""
         return {u["file"].rsplit("/", 1)[1]: u["content"] for u in self.config_writers[role].inputs["uploads"]}

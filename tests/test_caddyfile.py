@@ -116,8 +116,8 @@ def test_llm_route_checks_the_key_and_fails_closed(blocks):
     answers = [s for s in block.steps if s.kind in ("static_response", "reverse_proxy")]
     (no_key,) = answers[0].matchers
     assert answers[0].handler.get("status_code") == 503 and no_key["expression"]["expr"] == (
-        f"{{http.vars.{KEY}master}} == '' || {{http.vars.{EDGE}}} == ''"
-    ), "an empty key (the clients' or the edge's) would turn the bearer route into an open one"
+        f"{{http.vars.{EDGE}}} == '' || ({{http.vars.{KEY}master}} == '')"
+    ), "an empty key (every client's, or the edge's) would turn the bearer route into an open one"
     before = block.steps[: block.steps.index(answers[0])]
     loads = {k: v for s in before if s.kind == "vars" for k, v in s.handler.items() if k.startswith(KEY)}
     assert loads == {f"{KEY}master": "{file./etc/caddy/keys/master}", EDGE: "{file./etc/caddy/keys/edge}"}, (

@@ -23,6 +23,7 @@ from components.client_config import client_output
 from harness import fakes
 from harness.processes import EDGE_KEY, free_port, render, start_caddy
 from harness.stacks import CLIENTS_STACK, NODE_ADDRESS, ROOT, new_project
+from policy.gateway_contract import client_key_file
 from tests.edge_probes import access_log_lines
 
 CAPABILITY = "llm.tail0a1b2c.ts.net/cap/tsllm"
@@ -65,6 +66,24 @@ def test_each_client_key_works_where_it_is_allowed(clients_edge, client, route):
     url = f"{clients_edge.base_url}/llm/v1/models" if route == "/llm" else f"{clients_edge.base_url}/mcp/messages/1"
     response = httpx.get(url, headers=key, timeout=30)
     assert response.status_code == 200, f"{client} was refused on {route}: {response.status_code} {response.text}"
+
+
+def test_a_client_key_file_being_written_keeps_out_that_client_only(clients_edge):
+    # Docker writes a key file in place, so it reads empty for a moment while a client's key changes.
+    ci_file = clients_edge.out_dir / "keys" / client_key_file("ci")
+    ci_key = ci_file.read_text()
+    ci_file.write_text("")
+    try:
+        laptop = httpx.get(
+            f"{clients_edge.base_url}/llm/v1/models", headers=_bearer(clients_edge.client_keys["laptop"]), timeout=30
+        )
+        ci = httpx.get(f"{clients_edge.base_url}/llm/v1/models", headers=_bearer(ci_key), timeout=30)
+        empty = httpx.get(f"{clients_edge.base_url}/llm/v1/models", headers={"X-Api-Key": ""}, timeout=30)
+    finally:
+        ci_file.write_text(ci_key)
+    assert laptop.status_code == 200, f"one client's key being written refused another: {laptop.status_code}"
+    assert ci.status_code == 401, f"ci got {ci.status_code} while its key file was empty"
+    assert empty.status_code == 401, "an empty key matched the client whose key file was empty"
 
 
 def test_a_key_valid_on_one_bearer_route_is_401_on_another(clients_edge):

@@ -154,10 +154,9 @@ def test_each_client_has_a_generated_key_of_its_own(clients_run):
 
 
 def test_a_configured_client_key_is_used_and_every_client_key_is_a_secret_file_of_the_edge(clients_run):
-    (writer,) = [r for r in clients_run.of_type(CONTAINER) if r.name == "gateway-edge-keys-writer"]
-    uploads, secret = unwrap(writer.inputs["uploads"])
-    assert secret, "client keys would sit in plain text in the state"
-    files = {u["file"]: u["content"] for u in uploads}
+    key_files = clients_run.key_files()
+    assert all(secret for _, secret in key_files.values()), "client keys would sit in plain text in the state"
+    files = {upload["file"]: upload["content"] for upload, _ in key_files.values()}
     assert files["/etc/caddy/keys/client-laptop"] == LAPTOP_KEY, "the configured key for laptop was not used"
     assert files["/etc/caddy/keys/client-ci"].startswith("sk-"), "ci has no generated key at the edge"
     for name in ("model-gateway", "model-gateway-2"):

@@ -64,7 +64,8 @@ def test_program_registers_the_expected_resources_without_warnings(dev_run):
             ("docker:index/volume:Volume", "gateway-edge-config"),
             (CONTAINER, "gateway-edge-config-writer"),
             ("docker:index/volume:Volume", "gateway-edge-keys"),
-            (CONTAINER, "gateway-edge-keys-writer"),
+            (CONTAINER, "gateway-edge-keys-writer-edge"),
+            (CONTAINER, "gateway-edge-keys-writer-master"),
             (CONTAINER, "gateway-edge"),
             ("pulumi-python:dynamic:Resource", "gateway-edge-live-config"),
             ("tailnet-llm-gateway:tailscale:TailnetPolicy", "gateway-tailnet-policy"),
@@ -245,9 +246,8 @@ def test_master_key_reaches_litellm_only_as_a_secret_and_the_edge_only_as_a_secr
         )
     edge = run.containers["tailnet-edge"].inputs
     assert key not in repr(edge), "the master key would be in the edge's inputs (its environment, a label)"
-    (keys,) = [r for r in run.of_type(CONTAINER) if r.name == "gateway-edge-keys-writer"]
-    (master,) = [u for u in unwrap(keys.inputs["uploads"])[0] if u["file"].endswith("/master")]
-    assert unwrap(keys.inputs["uploads"])[1] and master["content"] == key, "the edge's key file is not a secret"
+    master, secret = run.key_files()["master"]
+    assert secret and master["content"] == key, "the edge's key file is not a secret"
     assert (master["permissions"], master["owner"]) == ("0400", edge["user"].split(":")[0]), (
         "other users of the edge's volume could read the key"
     )
@@ -267,8 +267,21 @@ def test_generated_keys_are_strong(dev_run, name):
 
 
 def _edge_key_files(run) -> dict[str, str]:
-    (writer,) = [r for r in run.of_type(CONTAINER) if r.name == "gateway-edge-keys-writer"]
-    return {u["file"].rsplit("/", 1)[-1]: u["content"] for u in unwrap(writer.inputs["uploads"])[0]}
+    return {name: upload["content"] for name, (upload, _) in run.key_files().items()}
+
+
+def test_a_client_added_rewrites_no_other_key_file(clients_run):
+    # Docker writes an upload in place: a key file being written reads empty for a moment, so a change to
+    # one client's key must leave every other key file's writer exactly as it was (not replaced).
+    values = clients_stack_values()
+    values["clients"]["tablet"] = {}
+    added = run_program(values, stack=CLIENTS_STACK)
+    before, after = clients_run.key_writers, added.key_writers
+    assert set(after) == {*before, "client-tablet"}, f"the new client's key file is missing: {sorted(after)}"
+    for name, writer in before.items():
+        assert (after[name].name, after[name].inputs) == (writer.name, writer.inputs), (
+            f"adding a client would rewrite the key file {name}, which the edge reads for every request"
+        )
 
 
 def test_the_edge_holds_its_own_key_and_litellm_both_and_neither_in_plain_text(dev_run, clients_run):

@@ -120,10 +120,10 @@ class RenderedConfig:
 
 @dataclass(frozen=True)
 class SecretVolume:
-    """Secret files in a volume of their own: the service mounts it; the writer holds the uploads."""
+    """Secret files in a volume of their own: the service mounts it; one writer a file holds its upload."""
 
     mount: docker.ContainerVolumeArgs
-    writer: docker.Container
+    writers: list[docker.Container]
 
 
 def rendered_config(
@@ -190,40 +190,43 @@ def secret_files(
 
     The same writer pattern as `rendered_config`, for secrets: the uploads are Pulumi secrets (encrypted
     in state, shown nowhere), each file belongs to the service's uid alone (0400), and the service mounts
-    the volume read-only. A new, rotated or removed secret rewrites the files and leaves the service
-    running: it reads them on every use. (A removed secret's file stays in the volume, read by nothing,
-    until the volume goes with the stack.)
+    the volume read-only. Each file has a writer of its own: Docker writes an upload in place, so a file
+    being written reads empty for a moment, and a secret added, rotated or removed must rewrite its own
+    file only, never the others the service is reading. The service reads them on every use, so it keeps
+    running. (A removed secret's file stays in the volume, read by nothing, until the volume goes with the
+    stack.)
     """
     child = pulumi.ResourceOptions(parent=parent)
     volume = docker.Volume(resource_name, name=volume_name, opts=child)
-    uploads = [
-        docker.ContainerUploadArgs(
-            file=f"{directory}/{file_name}",
-            content=pulumi.Output.secret(content),
-            permissions="0400",
-            owner=str(owner.uid),
-            group=str(owner.gid),
+    writers = [
+        docker.Container(
+            f"{resource_name}-writer-{file_name}",
+            name=f"{volume_name}-writer-{file_name}",
+            image=image,
+            **_writer_args(owner.user),
+            labels=[docker.ContainerLabelArgs(label=ROLE_LABEL, value=Role.KEYS_WRITER)],
+            volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=directory)],
+            uploads=[
+                docker.ContainerUploadArgs(
+                    file=f"{directory}/{file_name}",
+                    content=pulumi.Output.secret(content),
+                    permissions="0400",
+                    owner=str(owner.uid),
+                    group=str(owner.gid),
+                )
+            ],
+            opts=pulumi.ResourceOptions(
+                parent=parent,
+                depends_on=[image_resource],
+                delete_before_replace=True,
+                additional_secret_outputs=["uploads"],
+            ),
         )
         for file_name, content in sorted(files.items())
     ]
-    writer = docker.Container(
-        f"{resource_name}-writer",
-        name=f"{volume_name}-writer",
-        image=image,
-        **_writer_args(owner.user),
-        labels=[docker.ContainerLabelArgs(label=ROLE_LABEL, value=Role.KEYS_WRITER)],
-        volumes=[docker.ContainerVolumeArgs(volume_name=volume.name, container_path=directory)],
-        uploads=uploads,
-        opts=pulumi.ResourceOptions(
-            parent=parent,
-            depends_on=[image_resource],
-            delete_before_replace=True,
-            additional_secret_outputs=["uploads"],
-        ),
-    )
     return SecretVolume(
         mount=docker.ContainerVolumeArgs(volume_name=volume.name, container_path=directory, read_only=True),
-        writer=writer,
+        writers=writers,
     )
 
 

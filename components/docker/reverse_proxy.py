@@ -129,7 +129,7 @@ class ReverseProxy(pulumi.ComponentResource):
                 keep_bounding=image.file_capabilities,
                 drain_s=edge.drain_s,
             ),
-            opts=container_options(self, image.image, after=[config.writer, key_files.writer]),
+            opts=container_options(self, image.image, after=[config.writer, *key_files.writers]),
         )
         self.config_id = config_id
         self.live = LiveConfig(

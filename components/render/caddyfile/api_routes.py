@@ -55,9 +55,18 @@ def _matcher_name(client: Client) -> str:
     return markers.CLIENT_MATCHER_PREFIX + client.name.replace("-", "_")
 
 
+def _no_key(route: Route) -> str:
+    """CEL: the edge's own key is empty (an API route to LiteLLM), or every client's key is."""
+    empty = []
+    if route.to_gateway:
+        empty.append(f"{{vars.{EDGE_KEY_VAR}}} == ''")
+    if route.clients:
+        empty.append("(" + " && ".join(f"{{vars.{_key_var(client)}}} == ''" for client in route.clients) + ")")
+    return " || ".join(empty)
+
+
 def _route_keys(route: Route) -> dict[str, str]:
-    """The keys a route reads (variable -> file): each of its clients', and the edge's own toward LiteLLM.
-    Without any of them the route answers 503."""
+    """The keys a route reads (variable -> file): each of its clients', and the edge's own toward LiteLLM."""
     keys = {_key_var(client): client.key_file for client in route.clients}
     if route.to_gateway:
         keys[EDGE_KEY_VAR] = EDGE_KEY_FILE
@@ -81,9 +90,10 @@ def api_route(w: Writer, route: Route, topology: Topology) -> None:
         w.line("# The keys this route checks and hands on, from the edge's keys directory.")
         for var, file_name in keys.items():
             load_key(w, topology, var, file_name)
-        w.line("# Fail closed: with an empty key, an empty token would pass.")
-        empty = " || ".join(f"{{vars.{var}}} == ''" for var in keys)
-        w.line(f"@no_key_configured expression `{empty}`")
+        w.line("# Fail closed: without the edge's own key, or without any client's key, the route answers 503.")
+        w.line("# One client's empty key (its file being written) keeps only that client out: its matcher")
+        w.line("# below needs a key that is not empty.")
+        w.line(f"@no_key_configured expression `{_no_key(route)}`")
         w.line("header @no_key_configured Content-Type application/json")
         no_key = json_error("The gateway has no API key configured.", "no_key_configured", 503)
         w.line(f"respond @no_key_configured `{no_key}` 503")
