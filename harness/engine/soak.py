@@ -33,6 +33,7 @@ from components.images import LITELLM_IMAGE, parse_image
 from harness.engine import DEV_CERT_DIR, DEV_HOST, new_key, new_run_id
 from harness.engine.provider import CONTAINER, Engine
 from harness.program_run import ProgramRun, run_program
+from harness.resend import send_resending_once
 from harness.stacks import ROOT, clients_stack_values
 
 BACKENDS = ("llamacpp", "llamacpp-b", "llamacpp-embed")
@@ -103,12 +104,9 @@ class Clients:
         body = {"model": "local-chat", "messages": [{"role": "user", "content": "ping"}]}
         started, retried = time.monotonic(), False
         try:
-            try:
-                response = self._post(client, body)
-            except httpx.RemoteProtocolError as error:
-                if not retry or "without sending a response" not in str(error):
-                    raise
-                retried = True  # the kept-alive connection was closed before any answer: send it again
+            if retry:
+                response, retried = send_resending_once(lambda: self._post(client, body))
+            else:
                 response = self._post(client, body)
             failure = None if response.status_code == 200 else f"{response.status_code} {response.text[:120]}"
         except httpx.HTTPError as error:

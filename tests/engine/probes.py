@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import docker
 import httpx
 
+from harness.resend import send_resending_once
+
 # Log lines that mean a container tried something its hardening refuses: each is a finding.
 REFUSALS = ("permission denied", "operation not permitted", "read-only file system")
 
@@ -66,16 +68,20 @@ class Edge:
         timeout: float = 10.0,
         client: httpx.Client | None = None,
     ) -> httpx.Response:
-        """GET on a new connection, or on `client`'s kept-alive one (as SDKs and browsers send requests)."""
+        """GET on a new connection, or on `client`'s kept-alive one as SDKs and browsers send requests
+        (once more on a new connection if the kept-alive one was closed before any answer)."""
         if client is None:
             with self.client(timeout) as fresh:
                 return self.get(path, headers, timeout, fresh)
-        return client.get(
-            f"https://{self.address}:{self.port}{path}",
-            headers={"Host": self.host, **(headers or {})},
-            extensions={"sni_hostname": self.host},
-            timeout=timeout,
+        response, _ = send_resending_once(
+            lambda: client.get(
+                f"https://{self.address}:{self.port}{path}",
+                headers={"Host": self.host, **(headers or {})},
+                extensions={"sni_hostname": self.host},
+                timeout=timeout,
+            )
         )
+        return response
 
     def client(self, timeout: float = 10.0) -> httpx.Client:
         return httpx.Client(verify=ssl.create_default_context(cafile=self.ca_file), timeout=timeout)
@@ -88,6 +94,8 @@ class OutageMeter:
     probe: Callable[[], bool]
     every_s: float = 0.05
     failures: list[tuple[float, float]] = field(default_factory=list)
+    # What each failed poll raised or answered, to say why in an assertion.
+    reasons: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -99,8 +107,11 @@ class OutageMeter:
             now = time.monotonic()
             try:
                 ok = self.probe()
-            except Exception:  # noqa: BLE001 - any failure of the probe is downtime
+                if not ok:
+                    self.reasons.append("the probe's check failed")
+            except Exception as error:  # noqa: BLE001 - any failure of the probe is downtime
                 ok = False
+                self.reasons.append(f"{type(error).__name__}: {error}")
             if not ok and down_since is None:
                 down_since = now
             elif ok and down_since is not None:

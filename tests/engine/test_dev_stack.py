@@ -219,7 +219,9 @@ def test_a_caddyfile_change_reaches_the_running_edge_without_replacing_anything(
         dev.change(_healthz_says_ready)
     assert dev.edge.get("/healthz").text == "ready", "the running edge still serves the old Caddyfile"
     assert _containers(dev) == before, "an edge change replaced a container (the edge itself, or LiteLLM)"
-    assert not meter.failures, f"the edge failed answers while it loaded the new Caddyfile: {meter.failures}"
+    assert not meter.failures, (
+        f"the edge failed answers while it loaded the new Caddyfile: {meter.failures} {meter.reasons[:3]}"
+    )
     code, live = exec_in(docker_client, before["tailnet-edge"], "wget", "-qO-", "http://127.0.0.1:8080/config-id")
     assert code == 0 and live == dev.run.exports["edgeConfigId"], f"the edge reports config {live!r}"
 
