@@ -53,6 +53,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return json.loads(self.rfile.read(length) or b"{}")
 
+    def _answered_edge_health_check(self) -> bool:
+        """The edge's own health check of an upstream it balances, answered as LiteLLM answers it: not a
+        request anything forwarded, so it is not recorded."""
+        if self.path != "/health/liveliness" or not self.headers.get("User-Agent", "").startswith("Go-http-client"):
+            return False
+        self._send(200, "I'm alive!")
+        return True
+
 
 class OpenAIBackendHandler(_Handler):
     # The benchmark sets these to model a real backend's time to answer.
@@ -73,6 +81,8 @@ class OpenAIBackendHandler(_Handler):
     def do_GET(self) -> None:
         if self.path == "/_fake/requests":
             self._send(200, self.server.served)  # type: ignore[attr-defined]
+            return
+        if self._answered_edge_health_check():
             return
         self._record()
         if self.path.rstrip("/") == "/v1/models":
@@ -175,10 +185,7 @@ class FakeSsoHandler(_Handler):
 
 class HeaderEchoHandler(_Handler):
     def _echo(self) -> None:
-        if self.path == "/health/liveliness" and self.headers.get("User-Agent", "").startswith("Go-http-client"):
-            # The edge's own health check of an upstream it balances (as LiteLLM answers it): not a request
-            # that anything forwarded, so it is not recorded.
-            self._send(200, "I'm alive!")
+        if self._answered_edge_health_check():
             return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""

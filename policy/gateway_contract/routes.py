@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cmp_to_key
+from functools import cached_property, cmp_to_key
 from typing import Literal
 from urllib.parse import unquote
 
@@ -49,9 +49,10 @@ class RoutePath:
     def is_prefix(self) -> bool:
         return self.pattern is not None and self.pattern.endswith("*")
 
-    @property
+    @cached_property
     def base(self) -> str:
-        """What Caddy compares: decoded, lower-case as Caddy lowers it, without the trailing `*`."""
+        """What Caddy compares: decoded, lower-case as Caddy lowers it, without the trailing `*` (computed
+        once: the overlap check compares every pair of routes)."""
         assert self.pattern is not None
         return caddy_lower(unquote(self.pattern.removesuffix("*")))
 
