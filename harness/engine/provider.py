@@ -52,6 +52,7 @@ from typing import Any
 import docker
 from docker.types import IPAMConfig, IPAMPool, LogConfig, Ulimit
 
+from harness.engine.health import HealthReport
 from harness.program_run import ProgramRun, Registered, unwrap
 
 CONTAINER = "docker:index/container:Container"
@@ -216,6 +217,8 @@ class Engine:
         self.state: dict[tuple[str, str], Deployed] = {}
         # Seconds from start to healthy, per container name, for the last time each was created.
         self.time_to_healthy: dict[str, float] = {}
+        # Docker's healthcheck log when each container was first reported healthy, for the last time each was created.
+        self.health_reports: dict[str, HealthReport] = {}
 
     # ---- what the program's invokes see ---------------------------------------------------------------
 
@@ -519,9 +522,10 @@ class Engine:
 
     def _wait_healthy(self, name: str, container_id: str, started: float, timeout_s: float) -> None:
         while time.monotonic() - started < timeout_s:
-            state = self.api.inspect_container(container_id)["State"]
-            if (state.get("Health") or {}).get("Status") == "healthy":
+            inspect = self.api.inspect_container(container_id)
+            if (inspect["State"].get("Health") or {}).get("Status") == "healthy":
                 self.time_to_healthy[name] = time.monotonic() - started
+                self.health_reports[name] = HealthReport.from_inspect(inspect)
                 self.log(f"engine: {name} healthy {self.time_to_healthy[name]:.1f} s after start")
                 return
             time.sleep(1)

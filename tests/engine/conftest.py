@@ -16,11 +16,14 @@ import pytest
 
 from harness.certs import self_signed_cert
 from harness.engine import DEV_HOST, standins
+from harness.engine.health import HealthReport
 from harness.engine.provider import TEST_LABEL
 from harness.stacks import stack_values
 
-# With a long healthcheck interval and no start_interval (Docker 20.10), `pulumi up` waits a minute.
-HEALTHY_WITHIN_S = 20.0
+# Docker 20.10 has no start_interval: with a 30 s interval `pulumi up` waited about a minute for services that
+# answered in seconds. Between answering and being reported healthy: at most one 3 s interval, a probe up to its
+# 3 s timeout, and 2 s for a loaded 2-core engine to start the probe.
+NOTICED_WITHIN_S = 8.0
 
 HOW_TO_RUN = "no Docker engine answers: run `sudo scripts/engine` (installs and starts one), then the tests again"
 INSTALL_BUSYBOX = "run `sudo scripts/engine`, which installs busybox-static, then the tests again"
@@ -79,7 +82,12 @@ def dev_certs(tmp_path_factory) -> dict[str, Path]:
     return {"dir": certs, "cert": cert}
 
 
-def assert_healthy_soon(time_to_healthy: dict[str, float], names) -> None:
-    """Each container reported healthy within HEALTHY_WITHIN_S of its start."""
-    slow = {name: round(time_to_healthy[name], 1) for name in names if time_to_healthy[name] > HEALTHY_WITHIN_S}
-    assert not slow, f"`pulumi up` would wait this long (s) for a healthy container: {slow}"
+def assert_reported_healthy_soon_after_answering(reports: dict[str, HealthReport], names) -> None:
+    """Docker reported each container healthy within NOTICED_WITHIN_S of it answering, so `pulumi up` waits
+    for the service, not for the healthcheck. (How long the service takes to start depends on the host:
+    printed, not asserted.)"""
+    bounds = {name: reports[name].notice_bound_s() for name in names}
+    late = {name: bound for name, bound in bounds.items() if bound is None or bound > NOTICED_WITHIN_S}
+    assert not late, (
+        f"`pulumi up` would wait on the healthcheck, not the service (seconds from answering to healthy): {late}"
+    )

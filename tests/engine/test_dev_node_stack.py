@@ -18,7 +18,7 @@ from harness.engine import new_key, new_run_id
 from harness.engine.provider import CONTAINER, NETWORK, VOLUME, Engine
 from harness.program_run import ProgramRun, run_program
 from harness.stacks import stack_values
-from tests.engine.conftest import assert_healthy_soon
+from tests.engine.conftest import assert_reported_healthy_soon_after_answering
 from tests.engine.probes import log_lines, logs, process_status, refusals
 
 NODE = NODE_CONTAINER
@@ -119,7 +119,7 @@ def test_everything_but_the_node_is_created_and_healthy(node, docker_client):
         health = docker_client.api.inspect_container(node.engine.container_id(name))["State"]["Health"]["Status"]
         assert health == "healthy", f"{name} is {health}"
     print(f"\ntime to healthy (s): { {k: round(v, 1) for k, v in node.engine.time_to_healthy.items()} }")
-    assert_healthy_soon(node.engine.time_to_healthy, SERVICES)
+    assert_reported_healthy_soon_after_answering(node.engine.health_reports, SERVICES)
 
 
 def test_serve_config_reaches_the_volume_the_node_mounts(node, docker_client):

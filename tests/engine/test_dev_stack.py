@@ -19,7 +19,7 @@ from harness.engine.provider import CONTAINER, NETWORK, VOLUME, Engine, EngineEr
 from harness.program_run import ProgramRun, run_program
 from harness.stacks import stack_values
 from policy.gateway_contract import Role
-from tests.engine.conftest import assert_healthy_soon
+from tests.engine.conftest import assert_reported_healthy_soon_after_answering
 from tests.engine.probes import Edge, OutageMeter, exec_in, log_lines, logs, process_status, refusals
 
 SERVICES = ("model-gateway", "model-gateway-2", "tailnet-edge")
@@ -74,7 +74,7 @@ def test_every_network_volume_and_container_is_created(dev, docker_client):
         health = docker_client.api.inspect_container(dev.engine.container_id(name))["State"]["Health"]["Status"]
         assert health == "healthy", f"{name} is {health}"
     print(f"\ntime to healthy (s): { {k: round(v, 1) for k, v in dev.engine.time_to_healthy.items()} }")
-    assert_healthy_soon(dev.engine.time_to_healthy, SERVICES)
+    assert_reported_healthy_soon_after_answering(dev.engine.health_reports, SERVICES)
 
 
 @pytest.mark.parametrize("name", SERVICES)
