@@ -8,6 +8,7 @@
   worker restarts in ten start-ups with one core kept busy;
 - on the real Docker engine (when one answers): time to healthy, and what each operator's change costs
   under load (failed requests, cut streams, worst latency), with two LiteLLM replicas and with one;
+- per-client limits and metrics on against off, side by side (bench/limits.py);
 - render and mock evaluation time at 10, 100 and 1,000 routes and models.
 
 Prints a table and writes every figure as JSON. Not part of the test suite.
@@ -25,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import engine_figures, load, servers
+from bench import engine_figures, limits, load, servers
 from bench.local import THIS_BUILD, LiteLLMBuild, LocalStack
 from components.cli import load_plan
 from harness.engine.soak import Window
@@ -42,6 +43,7 @@ TARGETS = {
     "first_chunk_overhead_ms": ("<=", 8.0),
     "default_rss_mib": ("<=", 400.0),
     "default_worker_restarts": ("<=", 0),
+    "limits_metrics_overhead_p50_ms": ("<=", 1.0),
 }
 
 
@@ -153,7 +155,25 @@ def summary(results: dict) -> dict:
         "default_rss_mib": memory.get("rss_mib", float("nan")),
         "default_pss_mib": memory.get("pss_mib", float("nan")),
         "default_worker_restarts": results["startups"]["worker_restarts"],
+        **limits_summary(results["limits"]),
     }
+
+
+def limits_summary(figures: dict) -> dict:
+    busy = figures["chat_c16"]
+    return {
+        "limits_metrics_overhead_p50_ms": figures["overhead"]["p50_ms"],
+        "limits_metrics_overhead_p99_ms": figures["overhead"]["p99_ms"],
+        "limits_metrics_rps_ratio_c16": busy[limits.ON]["rps"] / busy[limits.OFF]["rps"],
+    }
+
+
+def limits_table(figures: dict) -> list[str]:
+    lines = [f"{'limits and metrics, through the edge':<38}{'p50':>8}{'p90':>8}{'p99':>8}{'req/s c16':>11}"]
+    for name, v in figures["chat_c1"].items():
+        row = "".join(f"{v[f'{p}_ms']:>8.2f}" for p in ("p50", "p90", "p99"))
+        lines.append(f"{name:<38}{row}{figures['chat_c16'][name]['rps']:>11.1f}")
+    return lines
 
 
 def _verdict(name: str, value: float) -> str:
@@ -199,6 +219,7 @@ def table(results: dict) -> str:
         f"start-ups with one core busy: {start['starts']} x {start['server']}-{start['workers']}, "
         f"{start['worker_restarts']} worker restarts, ready after {start['ready_s']} s",
     ]
+    lines += ["", *limits_table(results["limits"])]
     engine = results["engine"]
     if "skipped" in engine:
         lines += ["", f"real engine: {engine['skipped']}"]
@@ -223,9 +244,19 @@ def main() -> int:
     parser.add_argument("--workers", type=int, help="default: the dev stack's")
     parser.add_argument("--compare-venv", type=Path, help="another virtualenv's bin directory with LiteLLM")
     parser.add_argument("--no-engine", action="store_true", help="skip the real-engine figures")
+    parser.add_argument("--limits-only", action="store_true", help="only limits and metrics on against off")
     parser.add_argument("--json", type=Path, default=ROOT / "bench-results.json")
     args = parser.parse_args()
     build = LiteLLMBuild(args.compare_venv) if args.compare_venv else THIS_BUILD
+    if args.limits_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            figures = limits.measure(Path(tmp), args.rounds, args.requests, build)
+        figures["summary"] = limits_summary(figures)
+        args.json.write_text(json.dumps({"machine": _machine(), "limits": figures}, indent=2))
+        print("\n".join(limits_table(figures)))
+        for name, value in figures["summary"].items():
+            print(f"{name:<38}{value:>12.3f}  {_verdict(name, value)}")
+        return 0
 
     results: dict = {"machine": _machine()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -237,6 +268,8 @@ def main() -> int:
             ports = {"llamacpp": backend_port, "llamacpp-embed": backend_port}
             return render("dev", work / f"rendered-servers-{backend_port}", ROOT, ports, 1) / "litellm.yaml"
 
+        print("limits and metrics on against off ...", flush=True)
+        results["limits"] = limits.measure(work, args.rounds, args.requests, build)
         print("comparing servers and worker counts ...", flush=True)
         results["servers"] = servers.compare(work, config_for, args.rounds, args.requests * 2, build)
         print("loaded start-ups ...", flush=True)

@@ -1,4 +1,4 @@
-"""Command line: `python -m components render|client-config|smoke ...`.
+"""Command line: `python -m components render|client-config|usage|smoke ...`.
 
 Bad settings or flags exit with status 2 and one line on stderr naming the setting; no traceback.
 """
@@ -23,6 +23,7 @@ from .settings import Settings, grammar
 from .smoke import run_checks
 from .tailnet.check import Outcome
 from .tailnet.policy import PolicyTestFailure
+from .usage import UsageError, render_usage, usage_over
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -38,10 +39,11 @@ def load_plan(
     listen: HostPort | None = None,
     node_address: str | None = None,
     keys_dir: str | None = None,
+    metrics_listen: HostPort | None = None,
 ) -> Plan:
     """The plan for `Pulumi.<stack>.yaml`, as `pulumi up` would build it (no Pulumi CLI needed)."""
     settings = Settings.from_stack_file(stack_file(stack, project_dir))
-    return build_plan(settings, stack, project_dir, upstreams, listen, node_address, keys_dir)
+    return build_plan(settings, stack, project_dir, upstreams, listen, node_address, keys_dir, metrics_listen)
 
 
 def _upstream(text: str) -> tuple[str, HostPort]:
@@ -69,6 +71,16 @@ def _listen(text: str) -> HostPort:
         return require_loopback_bind(text)
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and 86400")
+    return value
 
 
 def _loopback_address(text: str) -> str:
@@ -119,6 +131,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="with --listen: where the edge reads its keys (one file each; default: OUT/keys)",
     )
+    render.add_argument(
+        "--metrics-listen",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="serve the edge's Prometheus metrics on this loopback address (default: its container network)",
+    )
     render.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
 
     config = commands.add_parser("client-config", help="print what one client needs, from the stack's outputs")
@@ -129,6 +147,24 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="`pulumi stack output --json --show-secrets` saved to FILE (- for stdin); default: run it",
     )
+
+    usage = commands.add_parser("usage", help="requests, tokens and errors per client and model, from the metrics")
+    usage.add_argument("--stack", type=_stack, help="stack name: read every LiteLLM replica's metrics on this host")
+    usage.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a replica's metrics URL instead (repeatable), e.g. http://127.0.0.1:11435/metrics/",
+    )
+    usage.add_argument(
+        "--period",
+        type=_seconds,
+        metavar="SECONDS",
+        help="count over the next SECONDS instead of since each replica started",
+    )
+    usage.add_argument("--format", choices=("table", "json"), default="table", help="table (default) or json")
+    usage.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
 
     smoke = commands.add_parser("smoke", help="check a deployed gateway from the client side")
     smoke.add_argument("--base-url", required=True, help="the API base URL, e.g. https://HOST/llm/v1")
@@ -157,7 +193,15 @@ def _render(args: argparse.Namespace) -> int:
         keys_dir = args.keys_dir
         if args.listen is not None and keys_dir is None:
             keys_dir = str((args.out / "keys").resolve())
-        plan = load_plan(args.stack, args.project_dir, dict(args.upstream), args.listen, args.node_address, keys_dir)
+        plan = load_plan(
+            args.stack,
+            args.project_dir,
+            dict(args.upstream),
+            args.listen,
+            args.node_address,
+            keys_dir,
+            args.metrics_listen,
+        )
     except PolicyTestFailure as failure:
         # Only the policy, so the failing test can be read in the file it names; nothing deployable.
         _write(args.out, {"tailnet-policy.hujson": failure.policy})
@@ -182,6 +226,25 @@ def _smoke(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _usage(args: argparse.Namespace) -> int:
+    key = os.environ.get(MASTER_KEY_ENV)
+    if not key:
+        print(f"error: usage reads the metrics with the master key: set ${MASTER_KEY_ENV}", file=sys.stderr)
+        return 2
+    if bool(args.url) == (args.stack is not None):
+        print("error: usage needs --stack (this host's replicas) or --url, not both", file=sys.stderr)
+        return 2
+    urls = args.url or list(load_plan(args.stack, args.project_dir).topology.gateway.metrics_urls)
+    try:
+        usage = usage_over(urls, key, args.period)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    period = f"over {args.period:g} s" if args.period else "since each replica started"
+    sys.stdout.write(render_usage(usage, args.format, period))
+    return 0
+
+
 def _client_config(args: argparse.Namespace) -> int:
     access = client_access(read_outputs(args.outputs), args.client)
     sys.stdout.write(render_client_config(access, args.format))
@@ -195,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _render(args)
         if args.command == "client-config":
             return _client_config(args)
+        if args.command == "usage":
+            return _usage(args)
         return _smoke(args)
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -21,8 +21,10 @@ from .render.caddyfile import config_id, render_caddyfile
 from .render.gateway_auth import (
     GATEWAY_AUTH_FILE,
     GATEWAY_CLIENTS_FILE,
+    GATEWAY_LIMITS_FILE,
     render_gateway_auth,
     render_gateway_clients,
+    render_gateway_limits,
 )
 from .render.litellm_config import render_litellm_config
 from .render.tailscale_serve import render_serve_config
@@ -42,6 +44,8 @@ class RenderedFiles:
     gateway_auth: str
     # The clients the custom auth knows and their models; LiteLLM reads it again when it changes.
     gateway_clients: str
+    # Each caller's limits; LiteLLM reads it again when it changes.
+    gateway_limits: str
     tailnet_policy: str
 
     @property
@@ -56,6 +60,7 @@ class RenderedFiles:
             "litellm.yaml": self.litellm_config,
             GATEWAY_AUTH_FILE: self.gateway_auth,
             GATEWAY_CLIENTS_FILE: self.gateway_clients,
+            GATEWAY_LIMITS_FILE: self.gateway_limits,
             "tailnet-policy.hujson": self.tailnet_policy,
         }
 
@@ -128,13 +133,14 @@ def build_plan(
     listen: HostPort | None = None,
     node_address: str | None = None,
     keys_dir: str | None = None,
+    metrics_listen: HostPort | None = None,
 ) -> Plan:
     """Cross-check the settings, merge and check the tailnet policy, render every file.
 
-    `upstreams`, `listen`, `node_address` and `keys_dir` are the local check mode's overrides (render
-    --upstream, --listen, --node-address, --keys-dir): services at other addresses, the site on a loopback
-    address, the node's requests from a loopback address, the edge's keys in a local directory. They move
-    what the files say, never the policy.
+    `upstreams`, `listen`, `node_address`, `keys_dir` and `metrics_listen` are the local check mode's
+    overrides (render --upstream, --listen, --node-address, --keys-dir, --metrics-listen): services at other
+    addresses, the site on a loopback address, the node's requests from a loopback address, the edge's keys
+    in a local directory, its metrics on a loopback address. They move what the files say, never the policy.
     Raises SettingsError (PolicyTestFailure for a failing policy test) before anything is rendered.
     """
     try:
@@ -144,13 +150,14 @@ def build_plan(
         raise SettingsError("stack", str(error)) from None
     topology = build_topology(settings)
     policy, assertions = checked_policy(topology.tailnet, project_dir)
-    if upstreams or listen or node_address or keys_dir:
-        topology = topology.with_overrides(upstreams, listen, node_address, keys_dir)
+    if upstreams or listen or node_address or keys_dir or metrics_listen:
+        topology = topology.with_overrides(upstreams, listen, node_address, keys_dir, metrics_listen)
     files = RenderedFiles(
         caddyfile=render_caddyfile(topology, stack),
         litellm_config=render_litellm_config(topology, stack),
         gateway_auth=render_gateway_auth(topology, stack),
         gateway_clients=render_gateway_clients(topology),
+        gateway_limits=render_gateway_limits(topology),
         tailnet_policy=policy,
     )
     node = None if topology.node is None else NodePlan(topology.node, render_serve_config(topology))

@@ -17,6 +17,7 @@ from .docker.pinned_image import PinnedImage
 from .docker.reverse_proxy import ReverseProxy
 from .docker.tailnet_node import TailnetNode
 from .plan import Plan
+from .render.gateway_auth import GATEWAY_CLIENTS_FILE, GATEWAY_LIMITS_FILE
 from .tailscale.policy import TailnetPolicy
 from .topology import MASTER_CLIENT, Client
 
@@ -80,7 +81,7 @@ class GatewayStack(pulumi.ComponentResource):
             topology.gateway,
             plan.files.litellm_config,
             plan.files.gateway_auth,
-            plan.files.gateway_clients,
+            {GATEWAY_CLIENTS_FILE: plan.files.gateway_clients, GATEWAY_LIMITS_FILE: plan.files.gateway_limits},
             self.master_key,
             self.edge_key,
             self.networks,

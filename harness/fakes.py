@@ -1,7 +1,8 @@
 """Stand-ins for the services around the gateway, for the live edge tests (loopback only).
 
 - `OpenAIBackend`: what llama.cpp serves: models, chat (plain and streamed), text completions,
-  embeddings; no `/v1/responses`. A test can make it fail the next calls (`POST /_fake/fail-next`) and
+  embeddings; no `/v1/responses`. A chat whose last message is "usage P C" reports P prompt and C
+  completion tokens. A test can make it fail the next calls (`POST /_fake/fail-next`) and
   read the paths it served (`GET /_fake/requests`), in process or in its own process (`python -m
   tests.fakes`).
 - `FakeSso`: oauth2-proxy's `/oauth2/auth` (202 with X-Auth-Request-* for a valid session cookie,
@@ -104,7 +105,7 @@ class OpenAIBackendHandler(_Handler):
                 self._stream(body)
             else:
                 time.sleep(self.reply_delay_s)
-                self._send(200, _completion(body.get("model", "m")))
+                self._send(200, _completion(body.get("model", "m"), _asked_usage(body)))
         elif self.path == "/v1/completions":
             text = {"index": 0, "text": "pong", "finish_reason": "stop", "logprobs": None}
             usage = {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
@@ -156,14 +157,21 @@ def _chunk(model: str, delta: dict, finish_reason: str | None) -> dict:
     }
 
 
-def _completion(model: str) -> dict:
+def _asked_usage(body: dict) -> tuple[int, int]:
+    """The usage to report: "usage P C" as the last message asks for P prompt and C completion tokens."""
+    asked = re.fullmatch(r"usage (\d+) (\d+)", str((body.get("messages") or [{}])[-1].get("content")))
+    return (int(asked.group(1)), int(asked.group(2))) if asked else (1, 1)
+
+
+def _completion(model: str, usage: tuple[int, int] = (1, 1)) -> dict:
+    prompt, completion = usage
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
     }
 
 

@@ -43,6 +43,10 @@ class LoopbackStack:
         self.values = stack_values(stack, project)
         self.gateway = build_topology(Settings.from_mapping(self.values)).gateway
         self.ports = {name: free_port() for name in sorted(self.values["services"])}
+        # The edge's Prometheus metrics listener.
+        self.metrics_port = free_port()
+        # The gateway's other replicas, when `start` runs more than one.
+        self.replica_ports: dict[str, int] = {}
         self.logs = work / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.processes: list[Process] = []
@@ -54,8 +58,16 @@ class LoopbackStack:
     def render(self, name: str, moved: dict[str, int] | None = None) -> tuple[Path, int]:
         """The stack's files for an edge on a free port, with `moved` services at other ports."""
         port = free_port()
-        ports = {**self.ports, **(moved or {})}
-        return render(self.stack, self.work / f"rendered-{name}", self.project, ports, port, self.node_address), port
+        ports = {**self.ports, **self.replica_ports, **(moved or {})}
+        out = render(
+            self.stack, self.work / f"rendered-{name}", self.project, ports, port, self.node_address, self.metrics_port
+        )
+        return out, port
+
+    @property
+    def gateway_ports(self) -> list[int]:
+        """Each running LiteLLM replica's port, the first one's first."""
+        return [self.gateway_port, *self.replica_ports.values()]
 
     def start(
         self,
@@ -64,27 +76,35 @@ class LoopbackStack:
         server: Server | None = None,
         workers: int | None = None,
         config_edit: Callable[[Path, dict[str, int]], None] | None = None,
+        replicas: int = 1,
     ) -> str:
-        """Render, start LiteLLM and the edge; the edge's URL. LiteLLM runs as the settings say unless
-        `server` or `workers` say otherwise; `config_edit` may change its config first (a what-if)."""
+        """Render, start LiteLLM (`replicas` of them, as the edge balances the stack's replicas) and the
+        edge; the edge's URL. LiteLLM runs as the settings say unless `server` or `workers` say otherwise;
+        `config_edit` may change its config first (a what-if)."""
+        self.replica_ports = {name: free_port() for name in self.gateway.replica_names[1:replicas]}
         out, port = self.render("edge")
         self.config = out / "litellm.yaml"
         if config_edit is not None:
             config_edit(self.config, self.ports)
-        self.litellm = self.add(
-            start_litellm(
-                self.config,
-                self.gateway_port,
-                self.logs,
-                self.master_key,
-                workers or self.gateway.workers,
-                server or self.gateway.server,
-                name="litellm",
-                group=group,
-                build=build,
-                ready_within_s=180 if build is not THIS_BUILD else 90,
+        started = []
+        for index, gateway_port in enumerate(self.gateway_ports):
+            started.append(
+                self.add(
+                    start_litellm(
+                        self.config,
+                        gateway_port,
+                        self.logs,
+                        self.master_key,
+                        workers or self.gateway.workers,
+                        server or self.gateway.server,
+                        name="litellm" if index == 0 else f"litellm-{index + 1}",
+                        group=group,
+                        build=build,
+                        ready_within_s=180 if build is not THIS_BUILD else 90,
+                    )
+                )
             )
-        )
+        self.litellm = started[0]
         self.add(start_caddy(out / markers.CADDYFILE, port, self.logs, self.master_key, client_keys=self.client_keys))
         return f"http://127.0.0.1:{port}"
 

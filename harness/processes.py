@@ -131,10 +131,13 @@ def render(
     upstreams: dict[str, int],
     listen_port: int,
     node_address: str | None = None,
+    metrics_port: int | None = None,
 ) -> Path:
     """Run the render CLI (the contract under test) onto loopback addresses."""
     argv = [sys.executable, "-m", "components", "render", "--stack", stack, "--out", str(out)]
     argv += ["--listen", f"127.0.0.1:{listen_port}"]
+    if metrics_port is not None:
+        argv += ["--metrics-listen", f"127.0.0.1:{metrics_port}"]
     if node_address is not None:
         argv += ["--node-address", node_address]
     for service, port in sorted(upstreams.items()):

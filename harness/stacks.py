@@ -76,3 +76,28 @@ def clients_stack_values(base: str = "dev-node") -> dict[str, Any]:
         values["routes"].append({"path": "/tsllm/*", "upstream": "model-gateway", "stripPrefix": True, "auth": TAILNET})
     values["clients"] = {"laptop": {}, "ci": {"routes": ["/llm/*"], "models": ["local-chat"]}}
     return values
+
+
+# The limits' stack: the clients' stack on a tailnet node with a client per limit (laptop: requests a
+# minute; ci: tokens a minute; streamer: streams at once; hostile: requests a minute, for the hostile
+# client's tricks), two without limits (free, meter), and each tailnet login limited to requests a minute.
+LIMITS_STACK = "limits"
+LIMITED_REQUESTS = 3
+LIMITED_TOKENS = 60
+LIMITED_STREAMS = 2
+TAILNET_REQUESTS = 2
+
+
+def limits_stack_values() -> dict[str, Any]:
+    values = clients_stack_values("dev-node")
+    by_requests = {"limits": {"requestsPerMinute": LIMITED_REQUESTS}}
+    values["clients"] = {
+        "laptop": by_requests,
+        "hostile": by_requests,
+        "ci": {"routes": ["/llm/*"], "models": ["local-chat"], "limits": {"tokensPerMinute": LIMITED_TOKENS}},
+        "streamer": {"limits": {"concurrent": LIMITED_STREAMS}},
+        "free": {},
+        "meter": {},
+    }
+    values["limits"] = {"tailnet": {"requestsPerMinute": TAILNET_REQUESTS}}
+    return values

@@ -113,6 +113,20 @@ def _caddyfile_edit(old: str, new: str):
     return edit
 
 
+def _litellm_config_edit(old: str, new: str):
+    def edit(run):
+        writer = next(
+            r.inputs
+            for r in run.resources
+            if {"label": CONFIG_FOR_LABEL, "value": Role.GATEWAY} in r.inputs.get("labels", [])
+        )
+        upload = next(u for u in writer["uploads"] if u["file"].endswith("/config.yaml"))
+        assert old in upload["content"], f"mutation target {old!r} not in LiteLLM's config"
+        upload["content"] = upload["content"].replace(old, new, 1)
+
+    return edit
+
+
 def _tailnet_route_edit(old: str, new: str):
     """Edit only the tailnet route's block of the Caddyfile."""
 
@@ -363,6 +377,11 @@ TABLE = [
         lambda run: _container(run, Role.NODE)["networksAdvanced"][0].update(ipv4Address="10.124.24.253"),
         "tailnet-identity-only-from-the-node",
         stack=CLIENTS_STACK,
+    ),
+    row(
+        "LiteLLM's metrics open to anyone who reaches its port",
+        _litellm_config_edit("require_auth_for_metrics_endpoint: true", "require_auth_for_metrics_endpoint: false"),
+        "gateway-metrics-behind-the-master-key",
     ),
     # Exceptions the rules accept.
     row(

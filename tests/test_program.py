@@ -11,7 +11,7 @@ import pytest
 
 from components.images import CADDY_IMAGE, LITELLM_IMAGE
 from components.render.caddyfile import config_id, render_caddyfile
-from components.render.gateway_auth import render_gateway_auth, render_gateway_clients
+from components.render.gateway_auth import render_gateway_auth, render_gateway_clients, render_gateway_limits
 from components.render.litellm_config import render_litellm_config
 from components.settings import Settings
 from components.topology import EDGE_CONTAINER, build_topology
@@ -155,6 +155,7 @@ def test_uploaded_files_are_exactly_the_renderers_output(dev_run):
         "config.yaml": render_litellm_config(topology, "dev"),
         "gateway_auth.py": render_gateway_auth(topology, "dev"),
         "clients.json": render_gateway_clients(topology),
+        "limits.json": render_gateway_limits(topology),
     }, "LiteLLM would run something other than what `render` shows"
 
 
@@ -190,7 +191,9 @@ def _files_digest(files: dict[str, str]) -> str:
 @pytest.mark.parametrize("container", ["model-gateway", "model-gateway-2"])
 def test_every_litellm_replica_carries_the_hash_of_its_rendered_files(dev_run, container):
     """LiteLLM reads its config only when it starts: new files must replace each replica."""
-    read_at_start = {n: c for n, c in dev_run.rendered_files(Role.GATEWAY).items() if n != "clients.json"}
+    # The client and limit tables are read again while LiteLLM runs: a change to them replaces nothing.
+    reread = {"clients.json", "limits.json"}
+    read_at_start = {n: c for n, c in dev_run.rendered_files(Role.GATEWAY).items() if n not in reread}
     digest = _files_digest(read_at_start)
     labels = {label["label"]: label["value"] for label in dev_run.containers[container].inputs["labels"]}
     assert labels[CONFIG_HASH_LABEL] == digest, (
@@ -468,8 +471,9 @@ def test_a_caddyfile_change_rewrites_the_file_and_leaves_every_container_running
         lambda clients: clients["ci"].update(keyVersion=2),
         lambda clients: clients.update(tablet={}),
         lambda clients: clients.pop("ci"),
+        lambda clients: clients["ci"].update(limits={"requestsPerMinute": 30, "concurrent": 2}),
     ],
-    ids=["rotate-a-key", "add-a-client", "revoke-a-client"],
+    ids=["rotate-a-key", "add-a-client", "revoke-a-client", "set-a-limit"],
 )
 def test_a_client_change_rewrites_files_and_leaves_every_container_running(clients_run, operation):
     values = clients_stack_values()
@@ -488,8 +492,9 @@ def test_litellm_replicas_are_replaced_one_after_the_other_and_drained(dev_run):
         assert replica.inputs["destroyGraceSeconds"] == 300 and replica.inputs["stopSignal"] == "SIGTERM", (
             "a replaced replica would be removed at once, cutting its streams"
         )
-    assert [p["external"] for p in first.inputs["ports"]] == [11435] and not second.inputs.get("ports"), (
-        "host apps would find LiteLLM's port twice, or not at all"
+    assert [p["external"] for p in first.inputs["ports"]] == [11435], "host apps would not find LiteLLM's port"
+    assert second.inputs["ports"] == [{"internal": 11435.0, "external": 11436.0, "ip": "127.0.0.1"}], (
+        "the second replica's metrics could not be read from the host, or it would take the first one's port"
     )
 
 

@@ -15,16 +15,17 @@ def _render(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     )
 
 
-def test_render_writes_the_four_files(tmp_path):
+def test_render_writes_every_file_of_a_host_bind_stack(tmp_path):
     result = _render("--stack", "dev", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "Caddyfile",
         "clients.json",
         "gateway_auth.py",
+        "limits.json",
         "litellm.yaml",
         "tailnet-policy.hujson",
-    ], "render does not write the five files of a host-bind stack"
+    ], "render does not write every file of a host-bind stack"
 
 
 def test_render_is_deterministic_across_runs(tmp_path):

@@ -496,6 +496,50 @@ MISTAKES = [
         flags=("--upstream", "grafana=127.0.0.1:3000"),
         setting="--upstream grafana",
     ),
+    # Per-caller limits.
+    Mistake(
+        "a request limit of zero",
+        setting("limits.clients.requestsPerMinute", 0),
+        setting="limits.clients.requestsPerMinute",
+    ),
+    Mistake(
+        "a negative concurrency limit on a client",
+        lambda v: v.update(clients={"laptop": {"limits": {"concurrent": -1}}}),
+        setting="clients.laptop.limits.concurrent",
+    ),
+    Mistake(
+        "a misspelt limit",
+        setting("limits.tailnet.tokenPerMinute", 5),
+        setting="limits.tailnet.tokenPerMinute",
+        says=("did you mean 'tokensPerMinute'",),
+    ),
+    Mistake(
+        "a limit that is not a number",
+        setting("limits.clients.tokensPerMinute", "lots"),
+        setting="limits.clients.tokensPerMinute",
+    ),
+    Mistake(
+        "limits counted in two workers",
+        lambda v: (setting("limits.clients.requestsPerMinute", 5)(v), setting("gateway.workers", 2)(v)),
+        setting="gateway.workers",
+        says=("1 worker",),
+    ),
+    Mistake(
+        "a replica's port past the last port",
+        setting("gateway.hostBind", "127.0.0.1:65535"),
+        setting="gateway.hostBind",
+    ),
+    Mistake(
+        "a replica moved without the gateway",
+        flags=("--upstream", "model-gateway-2=127.0.0.1:3000"),
+        setting="--upstream model-gateway-2",
+    ),
+    Mistake(
+        "edge metrics on every interface",
+        flags=("--listen", "127.0.0.1:8080", "--metrics-listen", "0.0.0.0:9180"),
+        says=("--metrics-listen",),
+        unsafe=True,
+    ),
     Mistake(
         "unwritable output directory",
         flags=("--out", "/proc/tailnet-llm-gateway"),

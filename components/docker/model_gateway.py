@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 import pulumi_docker as docker
 
 from policy.gateway_contract import EDGE_KEY_ENV, MASTER_KEY_ENV
 
 from ..gateway_process import gateway_process
-from ..render.gateway_auth import GATEWAY_AUTH_FILE, GATEWAY_CLIENTS_FILE
+from ..render.gateway_auth import GATEWAY_AUTH_FILE
 from ..topology import Gateway
 from ..topology.gateway import ROLE
 from .hardening import (
@@ -48,11 +50,12 @@ class ModelGateway(pulumi.ComponentResource):
     host apps only.
 
     Guarantees:
-    - the first replica's host port binds 127.0.0.1 (or the loopback address the settings give) and
-      nothing else; the others publish no port;
+    - each replica's host port binds 127.0.0.1 (or the loopback address the settings give) and nothing
+      else: the first on the configured port (host apps use it), the next ones on the ports after it
+      (each replica's metrics are its own);
     - every replica is on exactly the networks the topology says, with its own name and the service name
       as aliases on each, so Caddy reaches each replica and other containers reach any of them;
-    - the config and its custom auth module (which client is calling, and its models) are the
+    - the config and its custom auth module (which client is calling, its models and its limits) are the
       renderers' output byte for byte, mounted read-only from a volume its config writer fills; the
       master key and the edge's key arrive only as secret environment variables;
     - a change to the config, image, healthcheck or tmpfs replaces the replicas one at a time: each is
@@ -71,7 +74,7 @@ class ModelGateway(pulumi.ComponentResource):
         gateway: Gateway,
         config_yaml: str,
         gateway_auth: str,
-        gateway_clients: str,
+        tables: Mapping[str, str],
         master_key: pulumi.Input[str],
         edge_key: pulumi.Input[str],
         networks: GatewayNetworks,
@@ -79,7 +82,7 @@ class ModelGateway(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tailnet-llm-gateway:docker:ModelGateway", name, {}, opts)
-        service, bind, limits = gateway.service, gateway.host_bind, gateway.limits
+        service, limits = gateway.service, gateway.limits
 
         config = rendered_config(
             self,
@@ -92,15 +95,16 @@ class ModelGateway(pulumi.ComponentResource):
             image.ref,
             image.image,
             limits.user,
-            # The custom auth reads its client table again when it changes: a client added or revoked
-            # restarts no replica.
-            reread={GATEWAY_CLIENTS_FILE: gateway_clients},
+            # The custom auth reads its client and limit tables again when they change: a client added or
+            # revoked, or a limit changed, restarts no replica.
+            reread=tables,
         )
         # 0.0.0.0 is the container's own namespace: the host side is limited by `ports` below.
         process = gateway_process(gateway.server, gateway.workers, CONFIG_PATH, "0.0.0.0", service.port)
         envs = secret_environment({MASTER_KEY_ENV: master_key, EDGE_KEY_ENV: edge_key}, process.env)
         self.containers = []
-        for index, (replica, own) in enumerate(zip(gateway.replica_names, gateway.replica_limits, strict=True)):
+        replicas = zip(gateway.replica_names, gateway.replica_limits, gateway.replica_binds, strict=True)
+        for index, (replica, own, bind) in enumerate(replicas):
             # Each replica waits for the one before: `pulumi up` replaces them in turn, never together.
             previous = self.containers[-1:]
             self.containers.append(
@@ -112,9 +116,7 @@ class ModelGateway(pulumi.ComponentResource):
                     entrypoints=list(process.entrypoint) if process.entrypoint is not None else None,
                     command=list(process.args),
                     envs=envs,
-                    ports=[docker.ContainerPortArgs(internal=service.port, external=bind.port, ip=bind.host)]
-                    if index == 0
-                    else [],
+                    ports=[docker.ContainerPortArgs(internal=service.port, external=bind.port, ip=bind.host)],
                     networks_advanced=[
                         docker.ContainerNetworksAdvancedArgs(
                             name=networks.names[net], aliases=list(dict.fromkeys([replica, service.name]))

@@ -4,9 +4,9 @@ Pure and deterministic.
 The module's code is `templates/gateway_auth.py` as it stands; rendering only fills in its constants:
 the environment variables of the two keys, the edge's client header, the endpoints clients may call.
 Each is written as a Python literal (`repr`), which means exactly that value whatever it holds. The
-clients and their models go to `clients.json` beside it (JSON), which the module reads again when it
-changes: a client added or revoked does not restart LiteLLM. Neither file holds a secret: the module
-reads both keys from the environment.
+clients and their models go to `clients.json` beside it, and each caller's limits to `limits.json`
+(JSON), which the module reads again when they change: a client added or revoked, or a limit changed,
+does not restart LiteLLM. No file holds a secret: the module reads both keys from the environment.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from typing import Any
 
 from policy.gateway_contract import CLIENT_HEADER, EDGE_KEY_ENV, GATEWAY_API_PATHS, MASTER_KEY_ENV, READINESS_CLIENT
 
-from ..topology import BACKEND_CHECK_PATH, MASTER_CLIENT, TAILNET_CLIENT_PREFIX, Topology
+from ..topology import BACKEND_CHECK_PATH, MASTER_CLIENT, TAILNET_CLIENT_PREFIX, RateLimits, Topology
 
 GATEWAY_AUTH_FILE = "gateway_auth.py"
 GATEWAY_CLIENTS_FILE = "clients.json"
+GATEWAY_LIMITS_FILE = "limits.json"
 # LiteLLM's `custom_auth` setting: module (a file next to the config) and function.
 CUSTOM_AUTH = "gateway_auth.user_api_key_auth"
 _TEMPLATE = Path(__file__).parent / "templates" / "gateway_auth.py"
@@ -49,6 +50,30 @@ def gateway_clients(topology: Topology) -> dict[str, list[str] | None]:
 
 def render_gateway_clients(topology: Topology) -> str:
     return json.dumps(gateway_clients(topology), indent=2, sort_keys=True) + "\n"
+
+
+def _litellm_limits(limits: RateLimits) -> dict[str, int]:
+    """A caller's limits under the names LiteLLM's limiter reads from the identity the module returns."""
+    named = {
+        "rpm_limit": limits.requests_per_minute,
+        "tpm_limit": limits.tokens_per_minute,
+        "max_parallel_requests": limits.concurrent,
+    }
+    return {name: value for name, value in named.items() if value is not None}
+
+
+def gateway_limits(topology: Topology) -> dict[str, dict[str, Any]]:
+    """Each client's limits (by name), and each tailnet login's; a caller without limits is left out."""
+    clients = topology.clients or (MASTER_CLIENT,)
+    limits = {c.name: _litellm_limits(topology.limits_of(c)) for c in clients}
+    return {
+        "clients": {name: value for name, value in limits.items() if value},
+        "tailnet": _litellm_limits(topology.tailnet_limits),
+    }
+
+
+def render_gateway_limits(topology: Topology) -> str:
+    return json.dumps(gateway_limits(topology), indent=2, sort_keys=True) + "\n"
 
 
 def render_gateway_auth(topology: Topology, stack: str) -> str:

@@ -32,10 +32,23 @@ BACKEND_CHECK_TIMEOUT_S = 4
 COOLDOWN_S = 30
 
 
+def _metrics_settings(topology: Topology) -> dict[str, Any]:
+    if not topology.metrics:
+        return {}
+    return {
+        # Prometheus metrics on /metrics (requests, tokens, latency, errors; labelled with the caller the
+        # custom auth names and the model); prometheus_client ships in LiteLLM's image.
+        "callbacks": ["prometheus"],
+        # Only the master key reads them (the edge never forwards /metrics; the port is on loopback).
+        "require_auth_for_metrics_endpoint": True,
+    }
+
+
 def litellm_config(topology: Topology) -> dict[str, Any]:
     return {
         "model_list": [entry for model in topology.models for entry in _model_entries(model, topology)],
         "litellm_settings": {
+            **_metrics_settings(topology),
             "request_timeout": topology.request_timeout,
             # No callbacks home: the gateway talks only to the backends it is given.
             "telemetry": False,
@@ -58,6 +71,8 @@ def litellm_config(topology: Topology) -> dict[str, Any]:
             # module rendered next to this file (gateway_auth.py). No database needed.
             "custom_auth": CUSTOM_AUTH,
             "custom_auth_run_common_checks": True,
+            # LiteLLM's limiter counts a caller's tokens as the backend reported them, input and output.
+            "token_rate_limit_type": "total",
             # The edge's readiness report asks each backend through LiteLLM (the edge cannot reach the
             # backends' networks); these paths need the master key, and the edge never forwards them.
             "pass_through_endpoints": [

@@ -54,6 +54,9 @@ class GatewaySettings(StrictModel):
     replicas: int = Field(default=2, ge=1, le=8)
     image: Image = LITELLM_IMAGE
     limits: ContainerLimits = ContainerLimits(memory_mb=2048, pids=512)
+    # LiteLLM's Prometheus metrics (requests, tokens, latency, errors by client and model) on /metrics of
+    # each replica's loopback port, behind the master key.
+    metrics: bool = True
 
     @field_validator("host_bind")
     @classmethod

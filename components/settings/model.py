@@ -24,6 +24,7 @@ from policy.gateway_contract import TAILNET_NODE, Exposure
 from ..addresses import require_hostname, require_tailscale_ip
 from .containers import EdgeSettings, GatewaySettings
 from .fields import ModelName, Name, StrictModel
+from .limits import LimitDefaults
 from .messages import describe
 from .routes import ClientName, ClientSettings, RouteSettings, SsoSettings
 from .services import ModelSettings, NetworkSettings, ServiceSettings, TlsSettings
@@ -63,6 +64,8 @@ class Settings(StrictModel):
     # API clients, each with a key of its own (the `clientKeys` secret, or generated). None: clients use
     # the master key.
     clients: dict[ClientName, ClientSettings] = {}
+    # Per-caller limits every client (and each tailnet login) gets; none by default.
+    limits: LimitDefaults = LimitDefaults()
 
     @field_validator("tailnet_host")
     @classmethod

@@ -16,6 +16,7 @@ from policy.gateway_contract import API_AUTH, BEARER, NONE, TAILNET, Auth
 
 from . import grammar
 from .fields import ExactPath, HeaderName, ModelName, Name, RoutePattern, StrictModel, audience
+from .limits import RateLimitSettings
 
 # How an API client may present its key: `Authorization: Bearer` (OpenAI's SDKs), `x-api-key` (Anthropic's),
 # `api-key` (Azure's).
@@ -104,6 +105,8 @@ class ClientSettings(StrictModel):
     models: tuple[ModelName, ...] | None = Field(default=None, min_length=1)
     # Raise it to rotate a generated key (the next `pulumi up` makes a new one for this client only).
     key_version: int = Field(default=1, ge=1)
+    # This client's limits, over `limits.clients` field by field.
+    limits: RateLimitSettings | None = None
 
 
 # Headers the edge, the browser or the proxy itself rely on: an SSO answer copied into one of them would

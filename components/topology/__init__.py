@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from policy.gateway_contract import SSO, TAILNET_NODE
+from policy.gateway_contract import SSO, TAILNET, TAILNET_NODE
 
 from ..addresses import HostPort
+from ..errors import SettingsError
 from ..settings import Settings
 from . import local_mode
-from .clients import MASTER_CLIENT, TAILNET_CLIENT_PREFIX, Client, build_clients
+from .clients import MASTER_CLIENT, TAILNET_CLIENT_PREFIX, Client, RateLimits, build_clients
 from .containers import Limits
 from .edge import (
     BACKEND_CHECK_PATH,
@@ -31,6 +32,7 @@ from .edge import (
     EDGE_CONTAINER,
     EDGE_HEALTH_PORT,
     EDGE_HTTPS_PORT,
+    EDGE_METRICS_PORT,
     EDGE_NODE_PORT,
     READINESS_PATH,
     Edge,
@@ -51,6 +53,7 @@ __all__ = [
     "EDGE_CONTAINER",
     "EDGE_HEALTH_PORT",
     "EDGE_HTTPS_PORT",
+    "EDGE_METRICS_PORT",
     "EDGE_NODE_PORT",
     "MASTER_CLIENT",
     "NODE_CONTAINER",
@@ -65,6 +68,7 @@ __all__ = [
     "Model",
     "Network",
     "Node",
+    "RateLimits",
     "Route",
     "Service",
     "Site",
@@ -92,6 +96,12 @@ class Topology:
     tailnet: TailnetAccess
     # The named API clients (empty: the master key is the one client).
     clients: tuple[Client, ...] = ()
+    # What every client gets unless its own limits say otherwise (the master-key client: exactly this),
+    # and what each tailnet login gets.
+    default_limits: RateLimits = RateLimits()
+    tailnet_limits: RateLimits = RateLimits()
+    # LiteLLM serves its Prometheus metrics.
+    metrics: bool = True
 
     @property
     def edge_network(self) -> str:
@@ -122,6 +132,16 @@ class Topology:
     def routes_of(self, client: Client) -> tuple[Route, ...]:
         return tuple(r for r in self.routes if client in r.clients)
 
+    def limits_of(self, client: Client) -> RateLimits:
+        return self.default_limits if client is MASTER_CLIENT else client.limits
+
+    @property
+    def limited(self) -> bool:
+        """Some caller has a limit: LiteLLM counts each caller's use (and the edge sends each to one replica)."""
+        callers = self.clients or (MASTER_CLIENT,)
+        tailnet = self.tailnet_limits.any and any(r.auth == TAILNET for r in self.routes)
+        return tailnet or any(self.limits_of(c).any for c in callers)
+
     def models_of(self, client: Client) -> tuple[str, ...]:
         return client.models if client.models is not None else tuple(m.name for m in self.models)
 
@@ -148,9 +168,10 @@ class Topology:
         listen: HostPort | None = None,
         node_address: str | None = None,
         keys_dir: str | None = None,
+        metrics_listen: HostPort | None = None,
     ) -> Topology:
         """This topology in the local check mode (see local_mode.with_overrides)."""
-        return local_mode.with_overrides(self, upstreams, listen, node_address, keys_dir)
+        return local_mode.with_overrides(self, upstreams, listen, node_address, keys_dir, metrics_listen)
 
 
 def build_topology(settings: Settings) -> Topology:
@@ -164,7 +185,7 @@ def build_topology(settings: Settings) -> Topology:
     clients = build_clients(settings)
     routes = build_routes(settings, by_name, gateway.service, edge.network, clients)
     site = build_site(settings)
-    return Topology(
+    topology = Topology(
         site=site,
         edge=edge,
         node=build_node(settings, site.node_hostname, networks[edge.network])
@@ -180,4 +201,14 @@ def build_topology(settings: Settings) -> Topology:
         stream_timeout=settings.timeouts.stream,
         tailnet=build_tailnet(settings, routes),
         clients=tuple(c for c in clients if c is not MASTER_CLIENT),
+        default_limits=RateLimits.of(settings.limits.clients),
+        tailnet_limits=RateLimits.of(settings.limits.tailnet),
+        metrics=settings.gateway.metrics,
     )
+    if topology.limited and gateway.workers > 1:
+        raise SettingsError(
+            "gateway.workers",
+            f"LiteLLM counts each caller's limits in each process; with {gateway.workers} workers a client could "
+            "use that many times its limits. Use 1 worker (and more replicas)",
+        )
+    return topology

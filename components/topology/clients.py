@@ -1,14 +1,40 @@
-"""The API clients: who may present a key at the edge, and which models each may use."""
+"""The API clients: who may present a key at the edge, which models each may use, and how much."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 from policy.gateway_contract import MASTER_CLIENT_NAME, MASTER_KEY_FILE, client_key_file
 
 from ..errors import SettingsError
 from ..settings import Settings
+from ..settings.limits import RateLimitSettings
 from ..settings.messages import did_you_mean
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """How much one caller may ask of LiteLLM in a minute, and at once; None: no limit."""
+
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    concurrent: int | None = None
+
+    @classmethod
+    def of(cls, settings: RateLimitSettings | None, default: RateLimits | None = None) -> RateLimits:
+        """`settings` over `default`, field by field."""
+        base = default or cls()
+        if settings is None:
+            return base
+        return cls(**{f.name: _first(getattr(settings, f.name), getattr(base, f.name)) for f in fields(cls)})
+
+    @property
+    def any(self) -> bool:
+        return any(getattr(self, f.name) is not None for f in fields(self))
+
+
+def _first(value: int | None, default: int | None) -> int | None:
+    return value if value is not None else default
 
 
 @dataclass(frozen=True)
@@ -21,6 +47,7 @@ class Client:
     models: tuple[str, ...] | None
     # Raising it replaces a generated key (rotation); a key set in `clientKeys` is used as it is.
     key_version: int = 1
+    limits: RateLimits = field(default_factory=RateLimits)
 
 
 # Without `clients`, the one client is whoever holds the master key.
@@ -30,6 +57,7 @@ TAILNET_CLIENT_PREFIX = "tailnet:"
 
 
 def build_clients(settings: Settings) -> tuple[Client, ...]:
+    default = RateLimits.of(settings.limits.clients)
     if not settings.clients:
         return (MASTER_CLIENT,)
     clients = []
@@ -42,6 +70,12 @@ def build_clients(settings: Settings) -> tuple[Client, ...]:
                     f"{model!r} is not a model in 'models'{did_you_mean(model, settings.models)}",
                 )
         clients.append(
-            Client(name=name, key_file=client_key_file(name), models=spec.models, key_version=spec.key_version)
+            Client(
+                name=name,
+                key_file=client_key_file(name),
+                models=spec.models,
+                key_version=spec.key_version,
+                limits=RateLimits.of(spec.limits, default),
+            )
         )
     return tuple(clients)

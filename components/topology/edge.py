@@ -24,6 +24,8 @@ EDGE_HTTPS_PORT = 8443
 EDGE_HEALTH_PORT = 8080
 # tailnet-node mode: Tailscale terminates TLS and proxies plain HTTP here, over the edge network.
 EDGE_NODE_PORT = 8081
+# The edge's Prometheus metrics: every interface of its container (its Docker network), never published.
+EDGE_METRICS_PORT = 9180
 EDGE_CONTAINER = "tailnet-edge"
 CERT_MOUNT = "/etc/caddy/certs"
 
@@ -90,6 +92,12 @@ class Edge:
     # the edge may drain when it is replaced itself.
     grace_s: int = 1800
     drain_s: int = 300
+    # Where the edge serves its metrics: its container network, or a loopback address (render --metrics-listen).
+    metrics_listen: HostPort | None = None
+
+    @property
+    def metrics_address(self) -> str:
+        return f"http://{self.metrics_listen}" if self.metrics_listen is not None else f"http://:{EDGE_METRICS_PORT}"
 
 
 def build_site(settings: Settings) -> Site:

@@ -60,6 +60,17 @@ class Gateway:
         """Where host apps reach LiteLLM (its loopback port)."""
         return f"http://{self.host_bind}/v1"
 
+    @property
+    def replica_binds(self) -> tuple[HostPort, ...]:
+        """Each replica's loopback port: the first is `host_bind` (host apps use it), the next ones the ports
+        after it, so each replica's metrics (counted in its own memory) can be read from the host."""
+        return tuple(HostPort(self.host_bind.host, self.host_bind.port + i) for i in range(self.replicas))
+
+    @property
+    def metrics_urls(self) -> tuple[str, ...]:
+        """Each replica's Prometheus metrics (behind the master key)."""
+        return tuple(f"http://{bind}/metrics/" for bind in self.replica_binds)
+
 
 def build_gateway(settings: Settings, service: Service) -> Gateway:
     """The gateway's containers; each replica needs a uid no host user, image or the edge shares."""
@@ -81,6 +92,13 @@ def build_gateway(settings: Settings, service: Service) -> Gateway:
             "edge.limits.user",
             f"uid {settings.edge.limits.uid} is also a gateway replica's (gateway.limits.user, plus 100 a replica); "
             "the process limit counts per uid, so each container needs its own",
+        )
+    last_port = settings.gateway.bind.port + settings.gateway.replicas - 1
+    if last_port > 65535:
+        raise SettingsError(
+            "gateway.hostBind",
+            f"replica {settings.gateway.replicas} would publish port {last_port}; each replica takes the port after "
+            "the one before, so pick a lower port",
         )
     return Gateway(
         service=service,

@@ -26,17 +26,24 @@ def with_overrides(
     listen: HostPort | None = None,
     node_address: str | None = None,
     keys_dir: str | None = None,
+    metrics_listen: HostPort | None = None,
 ) -> Topology:
     """The same topology with services moved to other addresses and/or a local listen address, the
-    node's requests from a loopback address, the edge's keys in a local directory.
+    node's requests from a loopback address, the edge's keys in a local directory, its metrics on a
+    loopback address.
 
     Used by the render CLI to run the real binaries on loopback; every place a service is named
     (Caddy upstreams, LiteLLM api_base) follows the override, because all of them read `Service`.
     """
     upstreams = dict(upstreams or {})
+    gateway = topology.gateway
+    # The gateway's other replicas may be moved too (`model-gateway-2=...`), each to its own address.
+    replicas = {name: upstreams.pop(name) for name in gateway.replica_names[1:] if name in upstreams}
     for name in upstreams:
         if name not in {s.name for s in topology.services}:
-            raise SettingsError(f"--upstream {name}", "is not a declared service")
+            raise SettingsError(f"--upstream {name}", "is not a declared service or gateway replica")
+    if replicas and gateway.service.name not in upstreams:
+        raise SettingsError(f"--upstream {min(replicas)}", f"moves a replica; move {gateway.service.name} too")
     moved = {
         s.name: replace(s, host=upstreams[s.name].host, port=upstreams[s.name].port) if s.name in upstreams else s
         for s in topology.services
@@ -63,6 +70,10 @@ def with_overrides(
             edge = replace(edge, keys_dir=absolute_directory(keys_dir).rstrip("/"))
         except ValueError as error:
             raise SettingsError("--keys-dir", str(error)) from None
+    if metrics_listen is not None:
+        if not ipaddress.ip_address(metrics_listen.host).is_loopback:
+            raise SettingsError("--metrics-listen", f"{metrics_listen} is not a loopback address")
+        edge = replace(edge, metrics_listen=metrics_listen)
     return replace(
         topology,
         site=site,
@@ -72,9 +83,9 @@ def with_overrides(
         gateway=replace(
             topology.gateway,
             service=moved[topology.gateway.service.name],
-            addresses=(moved[topology.gateway.service.name].address,)
-            if topology.gateway.service.name in upstreams
-            else topology.gateway.addresses,
+            addresses=_replica_addresses(topology, moved[gateway.service.name], replicas)
+            if gateway.service.name in upstreams
+            else gateway.addresses,
         ),
         models=tuple(
             replace(m, backends=tuple(replace(b, service=moved[b.service.name]) for b in m.backends))
@@ -83,3 +94,10 @@ def with_overrides(
         routes=tuple(replace(r, upstream=relocate(r.upstream)) for r in topology.routes),
         sso=None if topology.sso is None else replace(topology.sso, service=moved[topology.sso.service.name]),
     )
+
+
+def _replica_addresses(topology: Topology, first: Service, replicas: Mapping[str, HostPort]) -> tuple[str, ...]:
+    """The moved gateway's replicas: the first where the service went, then each other one given (moving
+    the service alone leaves one replica)."""
+    others = [str(replicas[name]) for name in topology.gateway.replica_names[1:] if name in replicas]
+    return (first.address, *others)

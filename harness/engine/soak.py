@@ -321,6 +321,9 @@ def window(soaked: Soaked, name: str, operation: Callable[[], float | None], str
     )
 
 
+SOAK_LIMITS = {"requestsPerMinute": 100_000, "tokensPerMinute": 100_000_000, "concurrent": 100}
+
+
 def operations(
     soaked: Soaked, client: docker.DockerClient, dockerd: bool
 ) -> list[tuple[str, Callable[[], float | None]]]:
@@ -360,6 +363,9 @@ def operations(
         ("add a client", edit(lambda v: v["clients"].update(tablet={}))),
         ("rotate a client's key", edit(lambda v: v["clients"]["ci"].update(keyVersion=2))),
         ("revoke a client", edit(lambda v: v["clients"].pop("tablet"))),
+        # Limits the soak's clients never reach: the change itself (a limit table re-read, the edge sending
+        # each client to one replica from then on) must cost nothing.
+        ("set a client's limits", edit(lambda v: v["clients"]["ci"].update(limits=SOAK_LIMITS))),
         ("change a route", edit(add_route)),
         ("change a model's backends", edit(weights)),
         ("change a LiteLLM timeout", edit(lambda v: v["timeouts"].update(request=1700))),

@@ -14,7 +14,8 @@ Where a stand-in differs from the official image, and why that does not weaken w
   busybox instead of Alpine's: it provides the `wget` the healthcheck calls and the `sh` the tests
   exec. Alpine's ca-certificates, curl and mailcap are missing; nothing here fetches over TLS or serves
   files by MIME type.
-- litellm (`ghcr.io/berriai/litellm-non_root:v1.98.1`): the pinned `litellm[proxy]` and `prisma`, pip-
+- litellm (`ghcr.io/berriai/litellm-non_root:v1.98.1`): the pinned `litellm[proxy]`, `prisma` and
+  `prometheus_client` (the image's own requirements pin it; `litellm[proxy]` does not pull it in), pip-
   installed into `/app/.venv`, run by this machine's CPython 3.11 (copied with the shared libraries it
   and the installed extensions need) instead of Wolfi's; the same entrypoint script contract
   (`/app/docker/prod_entrypoint.sh` runs `litellm "$@"`), command (`--port 4000`), user (`nobody`),
@@ -84,7 +85,7 @@ class StandIn:
 
 
 def _pins() -> dict[str, str]:
-    text = (ROOT / "requirements-dev.txt").read_text()
+    text = (ROOT / "requirements.txt").read_text() + (ROOT / "requirements-dev.txt").read_text()
     return {m.group(1).lower(): m.group(0) for m in re.finditer(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==\S+", text, re.M)}
 
 
@@ -195,6 +196,7 @@ def _fill_litellm(root: Path) -> None:
             str(site),
             pins["litellm"],
             pins["prisma"],
+            pins["prometheus_client"],
         ],
         check=True,
         timeout=900,
@@ -267,7 +269,7 @@ STAND_INS = (
             'ENTRYPOINT ["/app/docker/prod_entrypoint.sh"]',
             'CMD ["--port", "4000"]',
         ),
-        inputs=("litellm", "prisma"),
+        inputs=("litellm", "prisma", "prometheus_client"),
         warm=("python3", "-c", "import litellm.proxy.proxy_server"),
     ),
     StandIn(image=TAILSCALE_IMAGE, fill=_fill_placeholder, changes=('CMD ["/bin/false"]',), inputs=()),

@@ -5,7 +5,8 @@ tailnet policy, and the declarations the `GatewayStack` component carries (route
 tailnet audiences). They are meant to catch what a reviewer cannot see in a diff of a stack file.
 
 One module a kind of rule: containers (one container at a time), secret_values, edge_routes and
-edge_identity (the rendered Caddyfile), tailnet; resources holds how they read the registered resources.
+edge_identity (the rendered Caddyfile), gateway_config (the rendered LiteLLM config), tailnet; resources
+holds how they read the registered resources.
 This module registers them.
 """
 
@@ -45,6 +46,7 @@ from .edge_routes import (
     routes_resolve_as_declared,
     upstreams_share_a_network,
 )
+from .gateway_config import metrics_behind_the_master_key
 from .secret_values import no_secrets_in_files_or_commands
 from .tailnet import auth_key_safe, node_mode_loopback_only, tailnet_policy_tested_and_scoped
 
@@ -99,6 +101,11 @@ POLICIES = [
         "no-secrets-in-files-or-commands",
         "No secret value in a rendered file, a command, a label or the edge's environment (its keys are files).",
         no_secrets_in_files_or_commands,
+    ),
+    _stack_policy(
+        "gateway-metrics-behind-the-master-key",
+        "LiteLLM serves its Prometheus metrics only to the master key.",
+        metrics_behind_the_master_key,
     ),
     _policy("healthcheck-required", "Every container that runs has a healthcheck.", healthcheck),
     _policy(

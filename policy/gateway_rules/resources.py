@@ -48,14 +48,19 @@ def never_started(props: Mapping[str, Any]) -> bool:
     return props.get("start") is False and props.get("mustRun") is False and props.get("networkMode") == "none"
 
 
-def caddyfile_of(resources) -> str:
-    """The Caddyfile the edge runs: the upload of the config writer that writes for the edge."""
+def rendered_upload(resources, role: str, file_name: str) -> str:
+    """A file a service runs with: the upload, named `file_name`, of the config writer that writes for it."""
     for container in containers_in(resources):
-        if label_of(container.props, CONFIG_FOR_LABEL) == Role.EDGE:
+        if label_of(container.props, CONFIG_FOR_LABEL) == role:
             for upload in container.props.get("uploads") or []:
-                if str(upload.get("file", "")).endswith("/" + markers.CADDYFILE):
+                if str(upload.get("file", "")).endswith("/" + file_name):
                     return upload.get("content") or ""
     return ""
+
+
+def caddyfile_of(resources) -> str:
+    """The Caddyfile the edge runs."""
+    return rendered_upload(resources, Role.EDGE, markers.CADDYFILE)
 
 
 def site_blocks(caddyfile: str) -> list[tuple[str, str]]:

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
+import os
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
+import httpx
 import pytest
 
 from components.topology import EDGE_CONTAINER
 from harness.engine import DEV_CERT_DIR, DEV_HOST, new_key, new_run_id
 from harness.engine.provider import CONTAINER, NETWORK, VOLUME, Engine, EngineError
 from harness.program_run import ProgramRun, run_program
-from harness.stacks import stack_values
-from policy.gateway_contract import Role
+from harness.stacks import ROOT, stack_values
+from policy.gateway_contract import MASTER_KEY_ENV, Role
 from tests.engine.conftest import assert_reported_healthy_soon_after_answering
 from tests.engine.probes import Edge, OutageMeter, exec_in, log_lines, logs, process_status, refusals
 
@@ -111,8 +116,8 @@ def test_host_ports_are_published_on_loopback_only(dev, docker_client):
         ports = docker_client.api.inspect_container(dev.engine.container_id(name))["NetworkSettings"]["Ports"]
         bound = [b["HostIp"] for bindings in ports.values() for b in bindings or []]
         assert all(ipaddress.ip_address(ip).is_loopback for ip in bound), f"{name} publishes on {bound}"
-        # The first LiteLLM replica has the host apps' port; the second none; the edge its own.
-        assert bool(bound) == (name != "model-gateway-2"), f"{name} publishes {bound}"
+        # Each LiteLLM replica has its own loopback port (its metrics are its own); the edge its own.
+        assert len(bound) == 1, f"{name} publishes {bound}"
 
 
 def test_api_answers_through_the_published_edge_with_tls(dev):
@@ -149,6 +154,35 @@ def test_access_log_reaches_the_container_log_without_the_key(dev, docker_client
         f"no access log line says who called the API: {lines}"
     )
     assert dev.key not in text, "the API key is in the edge's log"
+
+
+def test_usage_reads_every_replica_on_its_own_loopback_port_with_the_master_key(dev):
+    """Each replica counts in its own memory; `usage` must read them all, and only with the master key."""
+    dev.edge.get("/llm/v1/models", _auth(dev.key))
+    urls = []
+    for name in ("model-gateway", "model-gateway-2"):
+        address, port = dev.engine.published(name, 11435)
+        urls.append(f"http://{address}:{port}/metrics/")
+        assert httpx.get(urls[-1], timeout=10).status_code == 401, f"{name}'s metrics need no key on the host"
+    argv = [sys.executable, "-m", "components", "usage", "--format", "json"] + [a for u in urls for a in ("--url", u)]
+    result = subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, MASTER_KEY_ENV: dev.key}
+    )
+    assert result.returncode == 0 and "usage" in json.loads(result.stdout), (
+        f"usage could not read the replicas' metrics: {result.stderr}"
+    )
+
+
+def test_the_edge_serves_its_metrics_on_its_network_and_publishes_nothing_for_them(dev, docker_client):
+    edge = docker_client.api.inspect_container(dev.engine.container_id("tailnet-edge"))
+    assert "9180/tcp" not in (edge["NetworkSettings"]["Ports"] or {}), "the edge's metrics would be on the host"
+    (address,) = [n["IPAddress"] for n in edge["NetworkSettings"]["Networks"].values()]
+    # LiteLLM's replica shares proxy-net with the edge, as a Prometheus container there would.
+    probe = f"import urllib.request;print(urllib.request.urlopen('http://{address}:9180/metrics',timeout=5).read().decode())"
+    code, text = exec_in(docker_client, dev.engine.container_id("model-gateway"), "python3", "-c", probe)
+    assert code == 0 and "caddy_http_request_duration_seconds" in text, (
+        f"a container on the edge's network could not read its metrics: {text[-500:]}"
+    )
 
 
 def test_edge_advertises_no_http3(dev):

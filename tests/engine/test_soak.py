@@ -1,10 +1,10 @@
 """Zero-loss operations: the soak (tests/engine/soak.py) on the real engine, with its targets.
 
-Steady clients and long streams go through the edge while the operator adds a client, rotates a key,
-revokes a client, changes a route, changes a model's backends and a LiteLLM timeout, and while a backend
-and dockerd restart. Edge and key operations and (with the default two replicas) gateway changes must fail
-no request and cut no stream; a backend restart fails no request when the model has another backend; after
-a dockerd restart the API answers again with no manual step; and no stream that was cut ever ends as if
+Steady clients and long streams go through the edge while the operator adds a client, rotates a key, revokes a
+client, sets a client's limits, changes a route, changes a model's backends and a LiteLLM timeout, and while a
+backend and dockerd restart. Edge and key operations and (with the default two replicas) gateway changes must
+fail no request and cut no stream; a backend restart fails no request when the model has another backend;
+after a dockerd restart the API answers again with no manual step; and no stream that was cut ever ends as if
 its answer were complete.
 """
 
@@ -15,7 +15,13 @@ import pytest
 from harness.engine.soak import Window, can_restart_dockerd, soak, table
 from tests.engine.conftest import cannot_run
 
-EDGE_AND_KEY_OPERATIONS = ("add a client", "rotate a client's key", "revoke a client", "change a route")
+EDGE_AND_KEY_OPERATIONS = (
+    "add a client",
+    "rotate a client's key",
+    "revoke a client",
+    "set a client's limits",
+    "change a route",
+)
 GATEWAY_OPERATIONS = ("change a model's backends", "change a LiteLLM timeout")
 
 

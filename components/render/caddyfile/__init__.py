@@ -60,6 +60,8 @@ def render_caddyfile(topology: Topology, stack: str) -> str:
     w.line("# A new Caddyfile is loaded in place (caddy run --watch): requests and streams already running finish")
     w.line("# under the config they started with, for as long as a stream may last.")
     w.line(f"grace_period {topology.edge.grace_s}s")
+    w.line("# Count requests, latency and status codes for the metrics listener below.")
+    w.line("metrics")
     w.line("# Caddy's own log lines (errors name the request): no headers, no query values, as in the access log.")
     w.open("log default")
     w.line("output stderr")
@@ -81,6 +83,8 @@ def render_caddyfile(topology: Topology, stack: str) -> str:
         w.line(_CONFIG_ID_LINE)
         w.line("respond 421")
         w.close()
+    w.line()
+    _metrics_listener(w, topology)
     w.line()
     w.open(topology.site.address)
     if topology.site.listen is not None:
@@ -107,6 +111,27 @@ def render_caddyfile(topology: Topology, stack: str) -> str:
     w.close()
     text = w.text()
     return text.replace(_CONFIG_ID_LINE, _CONFIG_ID_LINE.format(id=config_id(text)))
+
+
+def _metrics_listener(w: Writer, topology: Topology) -> None:
+    edge = topology.edge
+    if edge.metrics_listen is None:
+        w.line("# Prometheus metrics: on the edge's container network only (no port is published, and the tailnet")
+        w.line("# node forwards only the site).")
+    else:
+        w.line("# Prometheus metrics, on loopback (local check mode).")
+    w.open(edge.metrics_address)
+    if edge.metrics_listen is not None:
+        w.line(f"bind {edge.metrics_listen.host}")
+    w.open("@metrics")
+    w.line("method GET")
+    w.line("path /metrics")
+    w.close()
+    w.open("route")
+    w.line("metrics @metrics")
+    w.line("respond 404")
+    w.close()
+    w.close()
 
 
 def config_id(caddyfile: str) -> str:

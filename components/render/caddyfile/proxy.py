@@ -23,7 +23,7 @@ def proxy(
     to_gateway = upstream.name == gateway.service.name
     w.open("reverse_proxy " + (" ".join(gateway.addresses) if to_gateway else upstream.address))
     if to_gateway and rewrite is None:
-        _gateway_balancing(w)
+        _gateway_balancing(w, sticky=sticky_callers(topology))
     elif to_gateway:
         w.line("# Any replica that answers; their health is what the API routes' checks found.")
         w.line("lb_policy first")
@@ -46,10 +46,34 @@ GATEWAY_HEALTH_INTERVAL_S = 1
 GATEWAY_RETRY_BODY = "1MiB"
 
 
-def _gateway_balancing(w: Writer) -> None:
-    w.line("# The replica with the fewest requests in flight (streams last); a request that cannot be sent to a")
-    w.line("# replica (it is draining, restarting or gone) is tried on another, and waits for one to answer.")
-    w.line("lb_policy least_conn")
+# The query parameter that carries the caller's name to the balancer (set by the edge, never the client's).
+CALLER_PARAM = "tlg_caller"
+
+
+def sticky_callers(topology: Topology) -> bool:
+    """Each caller's requests go to one replica: LiteLLM counts a caller's limits in the replica's memory."""
+    return topology.limited and len(topology.gateway.addresses) > 1
+
+
+def caller_to_one_replica(w: Writer, caller: str) -> None:
+    """Name the caller in the query the balancer hashes: the URI, unlike a header, cannot be removed by a
+    `Connection` header; the client's own copy of the parameter is replaced."""
+    w.line("# LiteLLM counts each caller's limits in the replica that serves it: the balancer sends each caller")
+    w.line("# to one replica (another only while that one is down), by this parameter.")
+    w.line(f"uri query {CALLER_PARAM} {caller}")
+
+
+def _gateway_balancing(w: Writer, sticky: bool) -> None:
+    if sticky:
+        w.line("# Each caller to its own replica (a hash of its name over the replicas that answer); a request that")
+        w.line("# cannot be sent to it (draining, restarting, gone) is tried on another, and waits for one.")
+        w.open(f"lb_policy query {CALLER_PARAM}")
+        w.line("fallback least_conn")
+        w.close()
+    else:
+        w.line("# The replica with the fewest requests in flight (streams last); a request that cannot be sent to a")
+        w.line("# replica (it is draining, restarting or gone) is tried on another, and waits for one to answer.")
+        w.line("lb_policy least_conn")
     w.line(f"lb_try_duration {GATEWAY_TRY_S}s")
     w.line("lb_try_interval 250ms")
     w.line("health_uri /health/liveliness")

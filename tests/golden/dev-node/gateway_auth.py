@@ -11,10 +11,14 @@ Two keys open LiteLLM, and they mean different things:
   `tailnet:<login>` is a caller the gateway's Tailscale node vouched for (every model); the readiness
   identity may only ask a backend's readiness check.
 Anything else is refused (401). Keys are compared as bytes, in constant time. No database is needed: the
-endpoints are written into this file, and the clients and their models into `clients.json` beside it,
-which is read again whenever it changes, so adding or revoking a client needs no restart. While that file
-is being rewritten (it is absent or partial for a moment), the table read last stays in use; with none
-read yet, no client is known.
+endpoints are written into this file, the clients and their models into `clients.json` beside it, and
+each caller's limits into `limits.json`; both are read again whenever they change, so adding or revoking
+a client, or changing a limit, needs no restart. While a file is being rewritten (it is absent or partial
+for a moment), the table read last stays in use; with none read yet, no client is known and no limit set.
+
+Each caller is its own identity toward LiteLLM (its name as `api_key`, `user_id` and `key_alias`; never a
+key): LiteLLM's limiter counts requests, tokens and streams in flight per identity, in this process's
+memory, and its metrics are labelled with it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import hmac
 import json
 import os
 import re
+from typing import Any
 
 from fastapi import Request
 from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
@@ -35,7 +40,13 @@ READINESS_PATH = '/tailnet-llm-gateway/ready'
 TAILNET_PREFIX = 'tailnet:'
 # Client name -> the models it may use (None: every model), as rendered from the stack settings.
 CLIENTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients.json")
-_read: dict[str, object] = {"stamp": None, "clients": {}}
+# {"clients": {name: limits}, "tailnet": limits}, limits as LiteLLM names them (rpm_limit, tpm_limit,
+# max_parallel_requests).
+LIMITS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "limits.json")
+_read: dict[str, dict[str, object]] = {path: {"stamp": None, "table": {}} for path in (CLIENTS_FILE, LIMITS_FILE)}
+# Whoever holds the master key (a host app on the loopback port), in LiteLLM's counts and metrics.
+ADMIN_CALLER = "host:admin"
+_LIMIT_NAMES = ("rpm_limit", "tpm_limit", "max_parallel_requests")
 # The endpoints a client may call: exact paths, or prefixes ending in /*.
 API_PATHS: tuple[str, ...] = ('/v1/models', '/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/messages', '/v1/messages/count_tokens')
 # A Tailscale login as serve reports it (user@domain, user@github, ...).
@@ -46,19 +57,33 @@ def _same(presented: str, expected: str) -> bool:
     return bool(expected) and hmac.compare_digest(presented.encode(), expected.encode())
 
 
-def _clients() -> dict[str, list[str] | None]:
+def _table(path: str) -> dict[str, Any]:
+    read = _read[path]
     try:
-        stat = os.stat(CLIENTS_FILE)
+        stat = os.stat(path)
         stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-        if stamp != _read["stamp"]:
-            with open(CLIENTS_FILE, encoding="utf-8") as file:
+        if stamp != read["stamp"]:
+            with open(path, encoding="utf-8") as file:
                 table = json.load(file)
             if isinstance(table, dict):
-                _read.update(stamp=stamp, clients=table)
+                read.update(stamp=stamp, table=table)
     except (OSError, ValueError):
         pass  # being rewritten: keep the table read last
-    clients = _read["clients"]
-    return clients if isinstance(clients, dict) else {}
+    table = read["table"]
+    return table if isinstance(table, dict) else {}
+
+
+def _limits(limits: object) -> dict[str, int]:
+    if not isinstance(limits, dict):
+        return {}
+    return {name: value for name, value in limits.items() if name in _LIMIT_NAMES and type(value) is int}
+
+
+def _caller(client: str, limits: object, **extra: object) -> UserAPIKeyAuth:
+    """The identity LiteLLM counts and labels: the caller's name (never a key), with its limits."""
+    return UserAPIKeyAuth.model_validate(
+        {"api_key": client, "user_id": client, "key_alias": client, **_limits(limits), **extra}
+    )
 
 
 def _api_path(path: str) -> bool:
@@ -70,7 +95,7 @@ def _api_path(path: str) -> bool:
 async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     presented = api_key or ""
     if _same(presented, os.environ.get(MASTER_KEY_ENV, "")):
-        return UserAPIKeyAuth(api_key=presented, user_role=LitellmUserRoles.PROXY_ADMIN)
+        return _caller(ADMIN_CALLER, None, user_role=LitellmUserRoles.PROXY_ADMIN)
     if not _same(presented, os.environ.get(EDGE_KEY_ENV, "")):
         raise Exception("invalid API key")
     names = request.headers.getlist(CLIENT_HEADER)
@@ -79,13 +104,16 @@ async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
     client, path = names[0], request.url.path
     if client == READINESS_CLIENT:
         if request.method == "GET" and re.fullmatch(re.escape(READINESS_PATH) + r"/[0-9]+", path):
-            return UserAPIKeyAuth(api_key=presented, user_id=client, models=[])
+            return _caller(client, None, models=[])
         raise Exception("the readiness check asks only a backend's readiness")
     if not _api_path(path):
         raise Exception("not an endpoint API clients may use")
+    limits = _table(LIMITS_FILE)
     if client.startswith(TAILNET_PREFIX) and _LOGIN.fullmatch(client[len(TAILNET_PREFIX) :]):
-        return UserAPIKeyAuth(api_key=presented, user_id=client)
-    clients = _clients()
+        return _caller(client, limits.get("tailnet"))
+    clients = _table(CLIENTS_FILE)
     if client not in clients:
         raise Exception("unknown client")
-    return UserAPIKeyAuth(api_key=presented, user_id=client, models=list(clients[client] or []))
+    named = limits.get("clients")
+    own = named.get(client) if isinstance(named, dict) else None
+    return _caller(client, own, models=list(clients[client] or []))
