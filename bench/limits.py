@@ -9,7 +9,8 @@ from pathlib import Path
 
 from bench import load
 from bench.local import Target
-from harness.loopback import LoopbackStack, new_key
+from harness.keys import new_key
+from harness.loopback import LoopbackStack
 from harness.processes import THIS_BUILD, LiteLLMBuild, start_fake_backend
 from harness.stacks import new_project, stack_values
 

@@ -7,7 +7,6 @@ Whatever answers for the other services (stub backends, SSO, echoes) the caller 
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,12 +15,9 @@ from components.settings import Settings
 from components.topology import build_topology
 from policy.gateway_contract import markers
 
+from .keys import new_key
 from .processes import THIS_BUILD, LiteLLMBuild, Process, free_port, render, start_caddy, start_litellm
 from .stacks import ROOT, stack_values
-
-
-def new_key() -> str:
-    return "sk-" + secrets.token_urlsafe(24)
 
 
 class LoopbackStack:

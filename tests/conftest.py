@@ -13,7 +13,8 @@ import pytest
 from components.settings import Settings
 from components.topology import Topology, build_topology
 from harness import fakes
-from harness.loopback import LoopbackStack, new_key
+from harness.keys import new_key
+from harness.loopback import LoopbackStack
 from harness.processes import Process, free_port, start_fake_backend
 from harness.stacks import (
     CLIENTS_STACK,

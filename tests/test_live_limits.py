@@ -21,7 +21,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from harness.loopback import LoopbackStack, new_key
+from harness.keys import new_key
+from harness.loopback import LoopbackStack
 from harness.processes import EDGE_KEY, Process, start_fake_backend
 from harness.stacks import (
     LIMITED_REQUESTS,

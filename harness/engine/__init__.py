@@ -10,9 +10,5 @@ DEV_HOST = "gpu-box.tail0a1b2c.ts.net"
 DEV_CERT_DIR = "/srv/caddy/certs"
 
 
-def new_key() -> str:
-    return "sk-" + secrets.token_urlsafe(24)
-
-
 def new_run_id() -> str:
     return secrets.token_hex(6)

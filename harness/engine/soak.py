@@ -30,8 +30,9 @@ import httpx
 
 from components.client_config import client_output
 from components.images import LITELLM_IMAGE, parse_image
-from harness.engine import DEV_CERT_DIR, DEV_HOST, new_key, new_run_id
+from harness.engine import DEV_CERT_DIR, DEV_HOST, new_run_id
 from harness.engine.provider import CONTAINER, Engine
+from harness.keys import new_key
 from harness.program_run import ProgramRun, run_program
 from harness.resend import send_resending_once
 from harness.stacks import ROOT, clients_stack_values

@@ -14,8 +14,9 @@ import pytest
 
 from components.images import CADDY_IMAGE, parse_image
 from components.topology import NODE_CONTAINER
-from harness.engine import new_key, new_run_id
+from harness.engine import new_run_id
 from harness.engine.provider import CONTAINER, NETWORK, VOLUME, Engine
+from harness.keys import new_key
 from harness.program_run import ProgramRun, run_program
 from harness.stacks import stack_values
 from tests.engine.conftest import assert_reported_healthy_soon_after_answering

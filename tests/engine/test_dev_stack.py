@@ -19,8 +19,9 @@ import httpx
 import pytest
 
 from components.topology import EDGE_CONTAINER
-from harness.engine import DEV_CERT_DIR, DEV_HOST, new_key, new_run_id
+from harness.engine import DEV_CERT_DIR, DEV_HOST, new_run_id
 from harness.engine.provider import CONTAINER, NETWORK, VOLUME, Engine, EngineError
+from harness.keys import new_key
 from harness.program_run import ProgramRun, run_program
 from harness.stacks import ROOT, stack_values
 from policy.gateway_contract import MASTER_KEY_ENV, Role

@@ -11,8 +11,9 @@ import pytest
 from components.images import CADDY_IMAGE, parse_image
 from components.settings import Settings
 from components.topology import build_topology
-from harness.engine import DEV_CERT_DIR, new_key, new_run_id
+from harness.engine import DEV_CERT_DIR, new_run_id
 from harness.engine.provider import TEST_LABEL, Engine, EngineError
+from harness.keys import new_key
 from harness.processes import worker_restarts
 from harness.program_run import run_program
 from harness.stacks import ROOT, stack_values
