@@ -99,32 +99,26 @@ def _of_type(run: ProgramRun, type_: str) -> dict:
     return next(r.inputs for r in run.resources if r.type == type_)
 
 
-def _caddyfile_edit(old: str, new: str):
+def _upload_edit(role: str, file_name: str, old: str, new: str):
+    """Change the file a service runs with, as its config writer uploads it."""
+
     def edit(run):
         writer = next(
-            r.inputs
-            for r in run.resources
-            if {"label": CONFIG_FOR_LABEL, "value": Role.EDGE} in r.inputs.get("labels", [])
+            r.inputs for r in run.resources if {"label": CONFIG_FOR_LABEL, "value": role} in r.inputs.get("labels", [])
         )
-        upload = next(u for u in writer["uploads"] if u["file"].endswith("/Caddyfile"))
-        assert old in upload["content"], f"mutation target {old!r} not in the Caddyfile"
+        upload = next(u for u in writer["uploads"] if u["file"].endswith("/" + file_name))
+        assert old in upload["content"], f"mutation target {old!r} not in {file_name}"
         upload["content"] = upload["content"].replace(old, new, 1)
 
     return edit
+
+
+def _caddyfile_edit(old: str, new: str):
+    return _upload_edit(Role.EDGE, "Caddyfile", old, new)
 
 
 def _litellm_config_edit(old: str, new: str):
-    def edit(run):
-        writer = next(
-            r.inputs
-            for r in run.resources
-            if {"label": CONFIG_FOR_LABEL, "value": Role.GATEWAY} in r.inputs.get("labels", [])
-        )
-        upload = next(u for u in writer["uploads"] if u["file"].endswith("/config.yaml"))
-        assert old in upload["content"], f"mutation target {old!r} not in LiteLLM's config"
-        upload["content"] = upload["content"].replace(old, new, 1)
-
-    return edit
+    return _upload_edit(Role.GATEWAY, "config.yaml", old, new)
 
 
 def _tailnet_route_edit(old: str, new: str):
