@@ -9,7 +9,7 @@ import argparse
 import ipaddress
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -23,6 +23,7 @@ from .settings import Settings, grammar
 from .smoke import run_checks
 from .tailnet.check import Outcome
 from .tailnet.policy import PolicyTestFailure
+from .topology import LocalMode
 from .usage import UsageError, render_usage, usage_over
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -35,15 +36,11 @@ def stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
 def load_plan(
     stack: str,
     project_dir: Path = PROJECT_DIR,
-    upstreams: Mapping[str, HostPort] | None = None,
-    listen: HostPort | None = None,
-    node_address: str | None = None,
-    keys_dir: str | None = None,
-    metrics_listen: HostPort | None = None,
+    local: LocalMode | None = None,
 ) -> Plan:
     """The plan for `Pulumi.<stack>.yaml`, as `pulumi up` would build it (no Pulumi CLI needed)."""
     settings = Settings.from_stack_file(stack_file(stack, project_dir))
-    return build_plan(settings, stack, project_dir, upstreams, listen, node_address, keys_dir, metrics_listen)
+    return build_plan(settings, stack, project_dir, local)
 
 
 def _upstream(text: str) -> tuple[str, HostPort]:
@@ -193,15 +190,8 @@ def _render(args: argparse.Namespace) -> int:
         keys_dir = args.keys_dir
         if args.listen is not None and keys_dir is None:
             keys_dir = str((args.out / "keys").resolve())
-        plan = load_plan(
-            args.stack,
-            args.project_dir,
-            dict(args.upstream),
-            args.listen,
-            args.node_address,
-            keys_dir,
-            args.metrics_listen,
-        )
+        local = LocalMode(dict(args.upstream), args.listen, args.node_address, keys_dir, args.metrics_listen)
+        plan = load_plan(args.stack, args.project_dir, local)
     except PolicyTestFailure as failure:
         # Only the policy, so the failing test can be read in the file it names; nothing deployable.
         _write(args.out, {"tailnet-policy.hujson": failure.policy})

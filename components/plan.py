@@ -9,13 +9,11 @@ it; the components take the plan's parts and only create resources.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from policy.gateway_contract import Declarations, markers
 
-from .addresses import HostPort
 from .errors import SettingsError
 from .render.caddyfile import config_id, render_caddyfile
 from .render.gateway_auth import (
@@ -31,7 +29,7 @@ from .render.tailscale_serve import render_serve_config
 from .settings import Settings, grammar
 from .tailnet.check import Assertion
 from .tailnet.policy import checked_policy
-from .topology import READINESS_PATH, Node, Topology, build_topology
+from .topology import READINESS_PATH, LocalMode, Node, Topology, build_topology
 
 
 @dataclass(frozen=True)
@@ -129,18 +127,12 @@ def build_plan(
     settings: Settings,
     stack: str,
     project_dir: Path,
-    upstreams: Mapping[str, HostPort] | None = None,
-    listen: HostPort | None = None,
-    node_address: str | None = None,
-    keys_dir: str | None = None,
-    metrics_listen: HostPort | None = None,
+    local: LocalMode | None = None,
 ) -> Plan:
     """Cross-check the settings, merge and check the tailnet policy, render every file.
 
-    `upstreams`, `listen`, `node_address`, `keys_dir` and `metrics_listen` are the local check mode's
-    overrides (render --upstream, --listen, --node-address, --keys-dir, --metrics-listen): services at other
-    addresses, the site on a loopback address, the node's requests from a loopback address, the edge's keys
-    in a local directory, its metrics on a loopback address. They move what the files say, never the policy.
+    `local` is the local check mode (render --upstream, --listen, ...; see LocalMode): it moves what the
+    files say, never the policy.
     Raises SettingsError (PolicyTestFailure for a failing policy test) before anything is rendered.
     """
     try:
@@ -150,8 +142,8 @@ def build_plan(
         raise SettingsError("stack", str(error)) from None
     topology = build_topology(settings)
     policy, assertions = checked_policy(topology.tailnet, project_dir)
-    if upstreams or listen or node_address or keys_dir or metrics_listen:
-        topology = topology.with_overrides(upstreams, listen, node_address, keys_dir, metrics_listen)
+    if local:
+        topology = topology.with_overrides(local)
     files = RenderedFiles(
         caddyfile=render_caddyfile(topology, stack),
         litellm_config=render_litellm_config(topology, stack),

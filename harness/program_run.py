@@ -71,25 +71,27 @@ class ProgramRun:
             if r.inputs.get("start", True) is not False
         }
 
+    def _with_role(self, role: str) -> list[tuple[Registered, dict[str, str]]]:
+        """The containers of a role, each with its labels."""
+        found = []
+        for resource in self.of_type("docker:index/container:Container"):
+            labels = {label["label"]: label["value"] for label in resource.inputs.get("labels", [])}
+            if labels.get(ROLE_LABEL) == role:
+                found.append((resource, labels))
+        return found
+
     @property
     def config_writers(self) -> dict[str, Registered]:
         """Config writers (created, never started) by the role of the service they write for."""
-        writers = {}
-        for resource in self.of_type("docker:index/container:Container"):
-            labels = {label["label"]: label["value"] for label in resource.inputs.get("labels", [])}
-            if labels.get(ROLE_LABEL) == Role.CONFIG_WRITER:
-                writers[labels[CONFIG_FOR_LABEL]] = resource
-        return writers
+        return {labels[CONFIG_FOR_LABEL]: writer for writer, labels in self._with_role(Role.CONFIG_WRITER)}
 
     @property
     def key_writers(self) -> dict[str, Registered]:
         """The writers of the edge's key files (created, never started), by the name of the file each writes."""
         writers = {}
-        for resource in self.of_type("docker:index/container:Container"):
-            labels = {label["label"]: label["value"] for label in resource.inputs.get("labels", [])}
-            if labels.get(ROLE_LABEL) == Role.KEYS_WRITER:
-                (upload,) = unwrap_secret(resource.inputs["uploads"])[0]
-                writers[upload["file"].rsplit("/", 1)[-1]] = resource
+        for writer, _ in self._with_role(Role.KEYS_WRITER):
+            (upload,) = unwrap_secret(writer.inputs["uploads"])[0]
+            writers[upload["file"].rsplit("/", 1)[-1]] = writer
         return writers
 
     def key_files(self) -> dict[str, tuple[dict[str, Any], bool]]:

@@ -15,12 +15,10 @@ reach). Renderers and components read only this model, never the settings.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from policy.gateway_contract import SSO, TAILNET, TAILNET_NODE
 
-from ..addresses import HostPort
 from ..errors import SettingsError
 from ..settings import Settings
 from . import local_mode
@@ -41,6 +39,7 @@ from .edge import (
     build_site,
 )
 from .gateway import REPLICA_UID_STEP, Gateway, build_gateway, replica_names
+from .local_mode import LocalMode
 from .node import NODE_CONTAINER, Node, build_node
 from .routes import Route, build_routes
 from .services import Backend, Model, Network, Service, build_model, build_networks, build_services, known
@@ -65,6 +64,7 @@ __all__ = [
     "Edge",
     "Gateway",
     "Limits",
+    "LocalMode",
     "Model",
     "Network",
     "Node",
@@ -162,16 +162,9 @@ class Topology:
                 seen.setdefault(backend.api_base, backend)
         return tuple(seen.values())
 
-    def with_overrides(
-        self,
-        upstreams: Mapping[str, HostPort] | None = None,
-        listen: HostPort | None = None,
-        node_address: str | None = None,
-        keys_dir: str | None = None,
-        metrics_listen: HostPort | None = None,
-    ) -> Topology:
+    def with_overrides(self, local: LocalMode) -> Topology:
         """This topology in the local check mode (see local_mode.with_overrides)."""
-        return local_mode.with_overrides(self, upstreams, listen, node_address, keys_dir, metrics_listen)
+        return local_mode.with_overrides(self, local)
 
 
 def build_topology(settings: Settings) -> Topology:

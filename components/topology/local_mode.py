@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..addresses import HostPort, is_unspecified
@@ -20,22 +20,31 @@ if TYPE_CHECKING:
     from . import Topology
 
 
-def with_overrides(
-    topology: Topology,
-    upstreams: Mapping[str, HostPort] | None = None,
-    listen: HostPort | None = None,
-    node_address: str | None = None,
-    keys_dir: str | None = None,
-    metrics_listen: HostPort | None = None,
-) -> Topology:
-    """The same topology with services moved to other addresses and/or a local listen address, the
-    node's requests from a loopback address, the edge's keys in a local directory, its metrics on a
-    loopback address.
+@dataclass(frozen=True)
+class LocalMode:
+    """What the local check mode moves (render --upstream, --listen, --node-address, --keys-dir,
+    --metrics-listen): services (and the gateway's other replicas) to other addresses, the site to a local
+    listen address, the node's requests to a loopback address, the edge's keys to a local directory, its
+    metrics to a loopback address. Nothing set: the topology as deployed."""
+
+    upstreams: Mapping[str, HostPort] = field(default_factory=dict)
+    listen: HostPort | None = None
+    node_address: str | None = None
+    keys_dir: str | None = None
+    metrics_listen: HostPort | None = None
+
+    def __bool__(self) -> bool:
+        moved = (self.listen, self.node_address, self.keys_dir, self.metrics_listen)
+        return bool(self.upstreams) or any(value is not None for value in moved)
+
+
+def with_overrides(topology: Topology, local: LocalMode) -> Topology:
+    """The same topology moved as `local` says.
 
     Used by the render CLI to run the real binaries on loopback; every place a service is named
     (Caddy upstreams, LiteLLM api_base) follows the override, because all of them read `Service`.
     """
-    upstreams = dict(upstreams or {})
+    upstreams = dict(local.upstreams)
     gateway = topology.gateway
     # The gateway's other replicas may be moved too (`model-gateway-2=...`), each to its own address.
     replicas = {name: upstreams.pop(name) for name in gateway.replica_names[1:] if name in upstreams}
@@ -53,27 +62,27 @@ def with_overrides(
         return None if service is None else moved[service.name]
 
     site = topology.site
-    if listen is not None:
-        if is_unspecified(listen.host):
-            raise SettingsError("--listen", f"{listen} binds every interface; use 127.0.0.1")
-        site = replace(site, listen=listen)
+    if local.listen is not None:
+        if is_unspecified(local.listen.host):
+            raise SettingsError("--listen", f"{local.listen} binds every interface; use 127.0.0.1")
+        site = replace(site, listen=local.listen)
     node = topology.node
-    if node_address is not None:
+    if local.node_address is not None:
         if node is None or node.address is None:
             raise SettingsError("--node-address", "only a tailnet-node stack with a pinned edge subnet has one")
-        if not ipaddress.ip_address(node_address).is_loopback:
-            raise SettingsError("--node-address", f"{node_address} is not a loopback address")
-        node = replace(node, address=node_address)
+        if not ipaddress.ip_address(local.node_address).is_loopback:
+            raise SettingsError("--node-address", f"{local.node_address} is not a loopback address")
+        node = replace(node, address=local.node_address)
     edge = topology.edge
-    if keys_dir is not None:
+    if local.keys_dir is not None:
         try:
-            edge = replace(edge, keys_dir=absolute_directory(keys_dir).rstrip("/"))
+            edge = replace(edge, keys_dir=absolute_directory(local.keys_dir).rstrip("/"))
         except ValueError as error:
             raise SettingsError("--keys-dir", str(error)) from None
-    if metrics_listen is not None:
-        if not ipaddress.ip_address(metrics_listen.host).is_loopback:
-            raise SettingsError("--metrics-listen", f"{metrics_listen} is not a loopback address")
-        edge = replace(edge, metrics_listen=metrics_listen)
+    if local.metrics_listen is not None:
+        if not ipaddress.ip_address(local.metrics_listen.host).is_loopback:
+            raise SettingsError("--metrics-listen", f"{local.metrics_listen} is not a loopback address")
+        edge = replace(edge, metrics_listen=local.metrics_listen)
     return replace(
         topology,
         site=site,

@@ -7,7 +7,7 @@ import re
 from policy.gateway_contract import BEARER, CLIENT_HEADER, EDGE_KEY_FILE, markers
 
 from ...topology import TAILNET_CLIENT_PREFIX, Client, Route, Topology
-from .proxy import caller_to_one_replica, load_key, proxy, sticky_callers
+from .proxy import load_key, proxy
 from .writer import Writer, header_any_of, json_error
 
 EDGE_KEY_VAR = markers.EDGE_KEY_VAR
@@ -131,15 +131,13 @@ def api_route(w: Writer, route: Route, topology: Topology) -> None:
         w.line(">Access-Control-Allow-Origin {http.request.header.Origin}")
         w.line(">Vary Origin")
         w.close()
-    if route.to_gateway and sticky_callers(topology):
-        caller_to_one_replica(w, CLIENT)
     if route.to_gateway:
         w.line(f"# {name} gets the edge's own key and the client's name; never a client's credential.")
         credential = f'"Bearer {{vars.{EDGE_KEY_VAR}}}"'
     else:
         w.line(f"# {name} gets the client's name and no credential: the edge has checked it.")
         credential = ""
-    proxy(w, topology, route.upstream, {"Authorization": credential, CLIENT_HEADER: CLIENT})
+    proxy(w, topology, route.upstream, {"Authorization": credential, CLIENT_HEADER: CLIENT}, caller=CLIENT)
     w.line("# Streams (chat chunks, server-sent events) reach the client as the upstream writes them.")
     w.line("flush_interval -1")
     for header in CORS_RESPONSE_HEADERS:

@@ -12,18 +12,23 @@ def proxy(
     upstream: Service,
     set_up: dict[str, str] | None = None,
     rewrite: str | None = None,
+    caller: str | None = None,
 ) -> None:
     """A reverse_proxy that gives the upstream its own name as Host, not the client's.
 
     `set_up` are headers the edge vouches for (a value, or "" to remove): set on the proxied request
     after the proxy dropped hop-by-hop headers, so no `Connection` header a client sends removes them.
-    LiteLLM is asked across its replicas, only those that answer their health check.
+    LiteLLM is asked across its replicas, only those that answer their health check; when limits are set,
+    each `caller` (a placeholder naming who is calling) always at the same one.
     """
     gateway = topology.gateway
     to_gateway = upstream.name == gateway.service.name
+    sticky = caller is not None and to_gateway and rewrite is None and sticky_callers(topology)
+    if sticky and caller is not None:
+        _caller_to_one_replica(w, caller)
     w.open("reverse_proxy " + (" ".join(gateway.addresses) if to_gateway else upstream.address))
     if to_gateway and rewrite is None:
-        _gateway_balancing(w, sticky=sticky_callers(topology))
+        _gateway_balancing(w, sticky)
     elif to_gateway:
         w.line("# Any replica that answers; their health is what the API routes' checks found.")
         w.line("lb_policy first")
@@ -55,7 +60,7 @@ def sticky_callers(topology: Topology) -> bool:
     return topology.limited and len(topology.gateway.addresses) > 1
 
 
-def caller_to_one_replica(w: Writer, caller: str) -> None:
+def _caller_to_one_replica(w: Writer, caller: str) -> None:
     """Name the caller in the query the balancer hashes: the URI, unlike a header, cannot be removed by a
     `Connection` header; the client's own copy of the parameter is replaced."""
     w.line("# LiteLLM counts each caller's limits in the replica that serves it: the balancer sends each caller")
