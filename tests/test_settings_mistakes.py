@@ -519,6 +519,11 @@ MISTAKES = [
         setting="limits.clients.tokensPerMinute",
     ),
     Mistake(
+        "a limit of yes (YAML's true)",
+        setting("limits.tailnet.concurrent", True),
+        setting="limits.tailnet.concurrent",
+    ),
+    Mistake(
         "limits counted in two workers",
         lambda v: (setting("limits.clients.requestsPerMinute", 5)(v), setting("gateway.workers", 2)(v)),
         setting="gateway.workers",
