@@ -134,6 +134,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve the edge's Prometheus metrics on this loopback address (default: its container network)",
     )
+    render.add_argument(
+        "--forward-listen",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="with services on other machines: the edge's first forwarder to them on this loopback address "
+        "(the next ones on the next ports)",
+    )
+    render.add_argument(
+        "--egress-proxy",
+        type=_listen,
+        metavar="HOST:PORT",
+        help="tailnet-node stacks: the node's SOCKS5 proxy is at this loopback address",
+    )
     render.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
 
     config = commands.add_parser("client-config", help="print what one client needs, from the stack's outputs")
@@ -190,7 +203,15 @@ def _render(args: argparse.Namespace) -> int:
         keys_dir = args.keys_dir
         if args.listen is not None and keys_dir is None:
             keys_dir = str((args.out / "keys").resolve())
-        local = LocalMode(dict(args.upstream), args.listen, args.node_address, keys_dir, args.metrics_listen)
+        local = LocalMode(
+            dict(args.upstream),
+            args.listen,
+            args.node_address,
+            keys_dir,
+            args.metrics_listen,
+            args.forward_listen,
+            args.egress_proxy,
+        )
         plan = load_plan(args.stack, args.project_dir, local)
     except PolicyTestFailure as failure:
         # Only the policy, so the failing test can be read in the file it names; nothing deployable.

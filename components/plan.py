@@ -120,6 +120,7 @@ class Plan:
             },
             "exposure": topology.site.exposure,
             "authKeyReusable": self.node is not None and self.node.node.auth_key_reusable,
+            "machines": {m.alias: m.address for m in topology.tailnet.machines},
         }
 
 

@@ -70,6 +70,8 @@ class OpenAIBackendHandler(_Handler):
 
     def _record(self) -> None:
         self.server.served.append(f"{self.command} {self.path}")  # type: ignore[attr-defined]
+        # Every credential a backend call carried (None: none), to show no key reaches a backend.
+        self.server.credentials.append(self.headers.get("Authorization"))  # type: ignore[attr-defined]
 
     def _fail_if_told(self) -> bool:
         failures = self.server.failures  # type: ignore[attr-defined]
@@ -249,6 +251,7 @@ class _QuietServer(ThreadingHTTPServer):
         self.served: list[str] = []  # "METHOD path" of each backend call
         self.failures: list[int] = []  # statuses the next calls answer with
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # what an echo received
+        self.credentials: list[str | None] = []  # the Authorization header of each backend call
 
     def handle_error(self, request, client_address) -> None:
         pass  # clients that hang up early (probes, cancelled streams) are not failures of the fake

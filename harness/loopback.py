@@ -16,7 +16,16 @@ from components.topology import build_topology
 from policy.gateway_contract import markers
 
 from .keys import new_key
-from .processes import THIS_BUILD, LiteLLMBuild, Process, free_port, render, start_caddy, start_litellm
+from .processes import (
+    THIS_BUILD,
+    LiteLLMBuild,
+    Process,
+    free_port,
+    free_ports,
+    render,
+    start_caddy,
+    start_litellm,
+)
 from .stacks import ROOT, stack_values
 
 
@@ -32,12 +41,19 @@ class LoopbackStack:
         master_key: str | None = None,
         client_keys: dict[str, str] | None = None,
         node_address: str | None = None,
+        egress_port: int | None = None,
     ) -> None:
         self.stack, self.work, self.project, self.node_address = stack, work, project, node_address
         self.master_key = master_key if master_key is not None else new_key()
         self.client_keys = client_keys or {}
         self.values = stack_values(stack, project)
-        self.gateway = build_topology(Settings.from_mapping(self.values)).gateway
+        topology = build_topology(Settings.from_mapping(self.values))
+        self.gateway = topology.gateway
+        # The edge's forwarders to services on other machines and their dialers (consecutive ports from
+        # this one), and the
+        # node's SOCKS5 proxy they dial through (tailnet-node stacks; the caller runs it).
+        self.forward_port = free_ports(2 * len(topology.forwards)) if topology.forwards else None
+        self.egress_port = egress_port
         self.ports = {name: free_port() for name in sorted(self.values["services"])}
         # The edge's Prometheus metrics listener.
         self.metrics_port = free_port()
@@ -56,7 +72,15 @@ class LoopbackStack:
         port = free_port()
         ports = {**self.ports, **self.replica_ports, **(moved or {})}
         out = render(
-            self.stack, self.work / f"rendered-{name}", self.project, ports, port, self.node_address, self.metrics_port
+            self.stack,
+            self.work / f"rendered-{name}",
+            self.project,
+            ports,
+            port,
+            self.node_address,
+            self.metrics_port,
+            self.forward_port,
+            self.egress_port,
         )
         return out, port
 

@@ -64,6 +64,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(count: int, attempts: int = 50) -> int:
+    """The first of `count` consecutive free loopback ports (the edge's forwarders take one each)."""
+    for _ in range(attempts):
+        first = free_port()
+        if first + count > 65535:
+            continue
+        socks = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free loopback ports")
+
+
 class Process:
     """A child process whose output goes to a log file; `stop()` always reaps it."""
 
@@ -132,10 +153,16 @@ def render(
     listen_port: int,
     node_address: str | None = None,
     metrics_port: int | None = None,
+    forward_port: int | None = None,
+    egress_port: int | None = None,
 ) -> Path:
     """Run the render CLI (the contract under test) onto loopback addresses."""
     argv = [sys.executable, "-m", "components", "render", "--stack", stack, "--out", str(out)]
     argv += ["--listen", f"127.0.0.1:{listen_port}"]
+    if forward_port is not None:
+        argv += ["--forward-listen", f"127.0.0.1:{forward_port}"]
+    if egress_port is not None:
+        argv += ["--egress-proxy", f"127.0.0.1:{egress_port}"]
     if metrics_port is not None:
         argv += ["--metrics-listen", f"127.0.0.1:{metrics_port}"]
     if node_address is not None:

@@ -101,3 +101,22 @@ def limits_stack_values() -> dict[str, Any]:
     }
     values["limits"] = {"tailnet": {"requestsPerMinute": TAILNET_REQUESTS}}
     return values
+
+
+# The remote stack: the dev stack (host-bind by default) with two more GPU machines on the tailnet.
+# local-chat is spread over the local llama.cpp container and gpu-2; remote-chat lives on gpu-3 only.
+REMOTE_MACHINES = {"gpu-2": "100.88.0.2", "gpu-3": "100.88.0.3"}
+REMOTE_PORT = 8080
+
+
+def remote_stack_values(base: str = "dev") -> dict[str, Any]:
+    values = stack_values(base)
+    values["machines"] = {name: {"address": address} for name, address in REMOTE_MACHINES.items()}
+    for machine in REMOTE_MACHINES:
+        values["services"][f"llamacpp-{machine}"] = {"port": REMOTE_PORT, "machine": machine}
+    values["models"]["local-chat"] = {
+        "backends": [{"service": "llamacpp"}, {"service": "llamacpp-gpu-2"}],
+        "model": "local-chat",
+    }
+    values["models"]["remote-chat"] = {"backend": "llamacpp-gpu-3", "model": "remote-chat"}
+    return values

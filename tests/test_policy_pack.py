@@ -19,11 +19,12 @@ from pulumi_policy import EnforcementLevel
 
 from harness.program_run import ProgramRun, Registered, run_program
 from harness.pulumi_internals import unknown_value
-from harness.stacks import CLIENTS_STACK, ROOT, clients_stack_values, stack_values, write_stack
+from harness.stacks import CLIENTS_STACK, ROOT, clients_stack_values, remote_stack_values, stack_values, write_stack
 from policy.gateway_contract import CONFIG_FOR_LABEL, ROLE_LABEL, ROOT_EXCEPTION_LABEL, Role, markers
 from tests.policy_run import evaluate_pack, gateway_rules, mandatory
 
 STACK_FILES = sorted(ROOT.glob("Pulumi.*.yaml"))
+REMOTE_STACK = "remote"
 MANDATORY_RULES = sorted(p.name for p in gateway_rules.POLICIES if p.enforcement_level == EnforcementLevel.MANDATORY)
 
 
@@ -68,7 +69,9 @@ def test_a_new_stack_file_is_checked_and_named(tmp_path, dev_values):
 def runs() -> dict[str, ProgramRun]:
     found = {stack: run_program(stack_values(stack), stack=stack) for stack in ("dev", "dev-node")}
     # Named clients, two bearer routes, a tailnet route (tests/conftest.py).
-    return found | {CLIENTS_STACK: run_program(clients_stack_values(), stack=CLIENTS_STACK)}
+    # Models on two other tailnet machines (host-bind).
+    remote = run_program(remote_stack_values("dev"), stack=REMOTE_STACK)
+    return found | {CLIENTS_STACK: run_program(clients_stack_values(), stack=CLIENTS_STACK), REMOTE_STACK: remote}
 
 
 @pytest.fixture(scope="module")
@@ -376,6 +379,25 @@ TABLE = [
         "LiteLLM's metrics open to anyone who reaches its port",
         _litellm_config_edit("require_auth_for_metrics_endpoint: true", "require_auth_for_metrics_endpoint: false"),
         "gateway-metrics-behind-the-master-key",
+    ),
+    # Models on other tailnet machines.
+    row(
+        "LiteLLM dialing another machine itself",
+        _litellm_config_edit("api_base: http://tailnet-edge:9200/v1", "api_base: http://100.88.0.2:8080/v1"),
+        "gateway-reaches-other-machines-through-the-edge",
+        stack=REMOTE_STACK,
+    ),
+    row(
+        "the gateway granted every port of another machine",
+        _acl_edit('"dst": ["gpu-2"], "ip": ["tcp:8080"]', '"dst": ["gpu-2"], "ip": ["*"]'),
+        "gateway-granted-model-ports-only",
+        stack=REMOTE_STACK,
+    ),
+    row(
+        "the gateway granted ssh on a tag's machines",
+        _acl_edit('"dst": ["gpu-2"], "ip": ["tcp:8080"]', '"dst": ["tag:server"], "ip": ["tcp:22"]'),
+        "gateway-granted-model-ports-only",
+        stack=REMOTE_STACK,
     ),
     # Exceptions the rules accept.
     row(

@@ -34,7 +34,7 @@ from components.errors import SettingsError
 from components.plan import Plan, build_plan
 from components.settings import Settings
 from components.settings.model import Settings as SettingsModel
-from harness.stacks import ROOT, clients_stack_values, stack_values
+from harness.stacks import ROOT, clients_stack_values, remote_stack_values, stack_values
 from policy.gateway_contract import HOST_BIND, TAILNET_NODE, Role
 from tests.caddy_json import adapt
 
@@ -76,7 +76,9 @@ HOSTILE = [
 class Slot:
     """Where one string setting sits in a stack, how to set it, and the plain value that stands in for it."""
 
-    base: str  # dev (host-bind), dev-node, or clients (the clients' stack on a tailnet node)
+    # dev (host-bind), dev-node, clients (the clients' stack on a tailnet node) or remote (dev with models
+    # on two other tailnet machines)
+    base: str
     setting: str  # as error messages name it
     put: Callable[[dict, str], None]
     original: str
@@ -127,6 +129,11 @@ def _new_network(values: dict, name: str) -> None:
 
 def _new_model(values: dict, name: str) -> None:
     values["models"][name] = {"backend": "llamacpp", "model": "local-chat"}
+
+
+def _new_machine(values: dict, name: str) -> None:
+    values["machines"][name] = {"address": "100.88.0.7"}
+    values["services"]["llamacpp-gpu-2"]["machine"] = name
 
 
 def _new_client(values: dict, name: str) -> None:
@@ -215,6 +222,9 @@ SLOTS: dict[str, Slot] = {
             "dev", "services.*.networks[*]", _list_item("services", "dashboard", "networks"), "proxy-net", "proxy-net"
         ),
         Slot("dev", "services.*.host", _set("services", "dashboard", "host"), "dashboard", STAND_IN),
+        Slot("remote", "machines.<key>", _new_machine, "gpu-2", STAND_IN),
+        Slot("remote", "machines.*.address", _set("machines", "gpu-2", "address"), "100.88.0.2", "100.88.0.9"),
+        Slot("remote", "services.*.machine", _set("services", "llamacpp-gpu-2", "machine"), "gpu-2", "gpu-2"),
         Slot("dev", "models.<key>", _new_model, "local-chat", STAND_IN),
         Slot("dev", "models.*.backend", _set("models", "local-embed", "backend"), "llamacpp-embed", "llamacpp-embed"),
         Slot("clients", "models.*.backends[*].service", _backend_service, "llamacpp", "llamacpp"),
@@ -371,6 +381,8 @@ def test_every_string_setting_is_fuzzed():
 
 @cache
 def _base_values(base: str) -> str:
+    if base == "remote":
+        return json.dumps(remote_stack_values("dev"))
     values = clients_stack_values() if base == "clients" else stack_values(base)
     return json.dumps(values)
 

@@ -53,6 +53,17 @@ def route(which: str, /, **changes) -> Callable[[dict], None]:
     return edit
 
 
+def remote_backend(address: str = "100.101.102.104", **service) -> Callable[[dict], None]:
+    """Add a machine gpu-2 at `address` and a service on it that backs local-chat (`service` overrides)."""
+
+    def edit(values: dict) -> None:
+        values["machines"] = {"gpu-2": {"address": address}}
+        values["services"]["llamacpp-gpu2"] = {"port": 8080, "machine": "gpu-2", **service}
+        values["models"]["local-chat"] = {"backends": [{"service": "llamacpp-gpu2"}], "model": "local-chat"}
+
+    return edit
+
+
 def setting(path: str, value) -> Callable[[dict], None]:
     """Set a dotted setting (`gateway.hostBind`), or delete it with `...`."""
 
@@ -543,6 +554,84 @@ MISTAKES = [
         "edge metrics on every interface",
         flags=("--listen", "127.0.0.1:8080", "--metrics-listen", "0.0.0.0:9180"),
         says=("--metrics-listen",),
+        unsafe=True,
+    ),
+    Mistake(
+        "a machine address outside the tailnet ranges",
+        remote_backend("192.168.1.20"),
+        setting="machines.gpu-2.address",
+        says=("100.64.0.0/10",),
+    ),
+    Mistake(
+        "a machine given by its MagicDNS name only",
+        remote_backend("gpu-2.tail0a1b2c.ts.net"),
+        setting="machines.gpu-2.address",
+        says=("tailscale ip -4", "MagicDNS"),
+    ),
+    Mistake(
+        "a remote backend on a machine the policy cannot name",
+        remote_backend(machine="gpu-3"),
+        setting="services.llamacpp-gpu2.machine",
+        says=("not a declared machine", "cannot name it"),
+    ),
+    Mistake(
+        "a remote backend on a port the policy would not grant",
+        remote_backend(port=22),
+        setting="services.llamacpp-gpu2.port",
+        says=("1024-65535",),
+    ),
+    Mistake(
+        "a remote service on Docker networks too",
+        remote_backend(networks=["backend"]),
+        setting="services.llamacpp-gpu2",
+        says=("no 'networks'",),
+    ),
+    Mistake(
+        "a route to a service on another machine",
+        lambda v: (remote_backend()(v), add_route(path="/gpu2/*", upstream="llamacpp-gpu2", auth="sso")(v)),
+        setting="routes[5].upstream",
+        says=("another tailnet machine",),
+    ),
+    Mistake(
+        "a machine at the gateway host's own address",
+        remote_backend("100.101.102.103"),
+        setting="machines.gpu-2.address",
+        says=("gateway host",),
+        modes=("dev",),
+    ),
+    Mistake(
+        "two machines at one address",
+        lambda v: (remote_backend()(v), setting("machines.gpu-3", {"address": "100.101.102.104"})(v)),
+        setting="machines.gpu-3.address",
+        says=("'gpu-2'",),
+    ),
+    Mistake(
+        "a machine named as the policy names the gateway host",
+        lambda v: (
+            remote_backend()(v),
+            setting("machines", {"llm-gateway-host": {"address": "100.101.102.104"}})(v),
+            setting("services.llamacpp-gpu2.machine", "llm-gateway-host")(v),
+        ),
+        setting="machines.llm-gateway-host",
+        modes=("dev",),
+    ),
+    Mistake(
+        "LiteLLM not on the edge's network with a remote backend",
+        lambda v: (remote_backend()(v), setting("services.model-gateway.networks", ["frontend", "backend"])(v)),
+        setting="services.model-gateway.networks",
+        says=("edge's network",),
+    ),
+    Mistake(
+        "a remote backend checked locally without a forwarder address",
+        remote_backend(),
+        flags=("--listen", "127.0.0.1:8080"),
+        setting="--forward-listen",
+    ),
+    Mistake(
+        "a forwarder to another machine on every interface",
+        remote_backend(),
+        flags=("--listen", "127.0.0.1:8080", "--forward-listen", "0.0.0.0:9200"),
+        says=("--forward-listen",),
         unsafe=True,
     ),
     Mistake(

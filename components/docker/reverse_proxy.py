@@ -57,6 +57,10 @@ class ReverseProxy(pulumi.ComponentResource):
       secret files (one a key, its uid's alone) in a volume it mounts read-only, read on every request:
       adding, rotating or revoking a key leaves Caddy running; its environment holds no secret;
     - when it is replaced itself (a new image), it finishes its requests first, up to the drain bound;
+    - with models on other tailnet machines, it is LiteLLM's only way to them: one forwarder a machine's
+      service on its network, answering only the edge's own key and passing no key on, health-checking the
+      machine through a dialer on its loopback (which goes through the node's SOCKS5 proxy in
+      tailnet-node mode);
     - hardened as `hardening.py` says, with a healthcheck on a container-loopback listener; the image's
       file capability stays in the bounding set so its binary can run, and is never effective.
     """

@@ -39,7 +39,11 @@ class TailnetNode(pulumi.ComponentResource):
       node (containerboot watches the file), not by a restart;
     - on the edge network it has the fixed address the Caddyfile trusts for Tailscale's identity and
       capability headers (the top address of the pinned subnet, which Docker never hands out first);
-    - userspace networking: no TUN device and no capabilities; hardened as `hardening.py` says.
+    - userspace networking: no TUN device and no capabilities; hardened as `hardening.py` says;
+    - with services on other tailnet machines, a SOCKS5 proxy into the tailnet on its container network,
+      through which the edge reaches them. Any container on that network could use it, as any container
+      of a host-bind host reaches the tailnet through the host's routing; the tailnet policy grants the
+      node only those machines' model ports.
     """
 
     container: docker.Container
@@ -81,6 +85,10 @@ class TailnetNode(pulumi.ComponentResource):
             "TS_ENABLE_HEALTH_CHECK": "true",
             "TS_LOCAL_ADDR_PORT": HEALTH_ADDR,
         }
+        if node.socks5_port is not None:
+            # The edge dials services on other tailnet machines through this (userspace networking gives
+            # containers no route into the tailnet); it listens on the node's container network only.
+            settings_env["TS_SOCKS5_SERVER"] = f":{node.socks5_port}"
         envs = secret_environment({"TS_AUTHKEY": self.auth_key.key}, settings_env)
         # tailscaled runs as root (below), whom the nproc limit does not bind; its memory limit holds.
         limits = node.limits

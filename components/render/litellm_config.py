@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from policy.gateway_contract import MASTER_KEY_ENV
+from policy.gateway_contract import EDGE_KEY_ENV, MASTER_KEY_ENV
 
 from ..topology import BACKEND_CHECK_PATH, Model, Topology
 from .gateway_auth import CUSTOM_AUTH
@@ -26,6 +26,8 @@ from .gateway_auth import CUSTOM_AUTH
 # A deployment-level allowed_fails on a model group of one deployment makes LiteLLM skip cooldown for it
 # (router_utils/cooldown_handlers.py: the "single deployment" safety net); the number itself is unused.
 _NEVER_COOL_DOWN = {"allowed_fails": 1000}
+# The edge's key, as LiteLLM reads it from its environment (never written here).
+_EDGE_KEY = f"os.environ/{EDGE_KEY_ENV}"
 # How long LiteLLM waits for a backend's readiness answer (the edge waits 5 s for LiteLLM's).
 BACKEND_CHECK_TIMEOUT_S = 4
 # How long a failing backend of a several-backend model is left out.
@@ -83,6 +85,7 @@ def litellm_config(topology: Topology) -> dict[str, Any]:
                     "methods": ["GET"],
                     # Below the edge's own wait, so a hung backend reads as "failing", not as a hung LiteLLM.
                     "timeout": BACKEND_CHECK_TIMEOUT_S,
+                    **({"headers": {"Authorization": f"Bearer {_EDGE_KEY}"}} if backend.via else {}),
                 }
                 for index, backend in enumerate(topology.readiness_backends)
             ],
@@ -97,8 +100,9 @@ def _model_entries(model: Model, topology: Topology) -> list[dict[str, Any]]:
             # openai/ = any OpenAI-compatible server, such as llama.cpp's.
             "model": f"openai/{model.model_id}",
             "api_base": backend.api_base,
-            # llama.cpp needs no key, but the OpenAI client refuses to start without one.
-            "api_key": "none",
+            # llama.cpp needs no key, but the OpenAI client refuses to start without one. A backend on
+            # another machine is reached through the edge's forwarder, which takes the edge's key only.
+            "api_key": _EDGE_KEY if backend.via else "none",
             # Local models can take minutes on a long prompt; the stack-wide timeouts apply unless the
             # model sets its own.
             "timeout": model.timeout or topology.request_timeout,

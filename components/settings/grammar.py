@@ -63,6 +63,10 @@ def header_name(value: str) -> str:
     return value
 
 
+def is_host_name(value: str) -> bool:
+    return bool(_HOST_NAME.fullmatch(value))
+
+
 def host(value: str) -> str:
     """A host name other containers resolve (Docker DNS), or an IP address."""
     try:

@@ -27,7 +27,7 @@ from .fields import ModelName, Name, StrictModel
 from .limits import LimitDefaults
 from .messages import describe
 from .routes import ClientName, ClientSettings, RouteSettings, SsoSettings
-from .services import ModelSettings, NetworkSettings, ServiceSettings, TlsSettings
+from .services import MachineName, MachineSettings, ModelSettings, NetworkSettings, ServiceSettings, TlsSettings
 from .sources import PROJECT, SECRET_KEYS, read_engine_config, read_stack_file
 from .tailnet import NodeSettings, TailnetPolicySettings
 
@@ -54,6 +54,8 @@ class Settings(StrictModel):
     node: NodeSettings = NodeSettings()
     networks: dict[Name, NetworkSettings] = Field(min_length=1)
     services: dict[Name, ServiceSettings] = Field(min_length=1)
+    # Other machines of the tailnet whose services serve models; the policy grants the gateway their ports.
+    machines: dict[MachineName, MachineSettings] = {}
     models: dict[ModelName, ModelSettings] = Field(min_length=1)
     routes: tuple[RouteSettings, ...] = Field(min_length=1)
     gateway: GatewaySettings = GatewaySettings()

@@ -10,6 +10,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..addresses import require_tailscale_ip
 from . import grammar
 from .fields import ExactPath, ModelName, Name, Port, StrictModel
 
@@ -30,11 +31,46 @@ class NetworkSettings(StrictModel):
     existing: bool = False
 
 
+# A machine's name in the tailnet policy (its `hosts` alias): letters, digits and hyphens, as Tailscale
+# names hosts; dots and underscores would read as a domain or be refused.
+MachineName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$", max_length=63)]
+
+
+def _machine_address(value: str) -> str:
+    try:
+        return require_tailscale_ip(value)
+    except ValueError:
+        if grammar.is_host_name(value) and not value.replace(".", "").isdigit():
+            raise ValueError(
+                f"{value!r} is a name; give the machine's tailnet address (`tailscale ip -4`): the policy names "
+                "machines by address, and containers cannot resolve MagicDNS names"
+            ) from None
+        raise
+
+
+class MachineSettings(StrictModel):
+    """Another machine of the tailnet that serves models (a second GPU box)."""
+
+    # Its tailnet address (`tailscale ip -4 <machine>`): the policy names a machine by address, and
+    # containers cannot resolve MagicDNS names.
+    address: Annotated[str, AfterValidator(_machine_address)]
+
+
 class ServiceSettings(StrictModel):
     port: Port
-    networks: tuple[Name, ...] = Field(min_length=1)
+    # A container on these Docker networks, or (`machine`) a server on another tailnet machine.
+    networks: tuple[Name, ...] = ()
+    machine: MachineName | None = None
     # The name other containers resolve; Docker DNS answers for the service name by default.
     host: Annotated[str, AfterValidator(grammar.host)] | None = None
+
+    @model_validator(mode="after")
+    def _local_or_remote(self) -> ServiceSettings:
+        if self.machine is None and not self.networks:
+            raise ValueError("set 'networks' (a container of this host) or 'machine' (another tailnet machine)")
+        if self.machine is not None and (self.networks or self.host is not None):
+            raise ValueError("a service on another machine has no 'networks' or 'host': its machine's address is used")
+        return self
 
 
 class BackendRef(StrictModel):

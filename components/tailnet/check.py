@@ -86,6 +86,11 @@ def check_policy_tests(policy: dict[str, Any]) -> list[Assertion]:
     return results
 
 
+def policy_allows(policy: dict[str, Any], src: str, dst: str, proto: str = "tcp") -> str:
+    """YES, NO or UNKNOWN: would Tailscale let `src` connect to `dst` (host:port) under this policy?"""
+    return _Evaluator(policy).allows(src, dst, proto)[0]
+
+
 def _split_host_port(dst: str) -> tuple[str, str]:
     host, _, ports = dst.rpartition(":")
     return host, ports

@@ -11,6 +11,7 @@ naming both sides, never silently overwritten.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,9 +39,11 @@ def merge_policy(base_text: str | None, gateway: GatewayPolicy, source: str = "t
     base_data = parse_hujson(text, source)
     if not isinstance(base_data, dict):
         raise SettingsError(SETTING, f"{source} must be a JSON object at the top level")
-    owners = _object_lines(text, source, "tagOwners", gateway.tag_owners, "tailnetPolicy.owners", "owners")
+    owners = _object_lines(text, source, "tagOwners", gateway.tag_owners, lambda _: "tailnetPolicy.owners", "owners")
     text = _merge_section(text, source, "tagOwners", owners, is_object=True)
-    hosts = _object_lines(text, source, "hosts", gateway.hosts, "tailnetIp", "address")
+    hosts = _object_lines(
+        text, source, "hosts", gateway.hosts, lambda key: gateway.host_settings.get(key, "tailnetIp"), "address"
+    )
     text = _merge_section(text, source, "hosts", hosts, is_object=True)
     text = _merge_section(text, source, "grants", [_one_line(g) for g in gateway.grants], is_object=False)
     text = _merge_section(text, source, "tests", [_one_line(t) for t in gateway.tests], is_object=False)
@@ -53,7 +56,7 @@ def _one_line(value: Any) -> str:
 
 
 def _object_lines(
-    text: str, source: str, section_name: str, entries: dict[str, Any], setting: str, what: str
+    text: str, source: str, section_name: str, entries: dict[str, Any], setting: Callable[[str], str], what: str
 ) -> list[str]:
     """Lines for our entries of an object section (tagOwners, hosts) that the base does not hold already.
     A base entry for the same key with another value is an error naming both sides."""
@@ -69,7 +72,7 @@ def _object_lines(
             lines.append(f"{json.dumps(key)}: {_one_line(ours)}")
         elif _comparable(theirs) != _comparable(ours):
             raise SettingsError(
-                setting,
+                setting(key),
                 f"{source} already gives {key} the {what} {theirs}; the settings say {ours}. "
                 "Make them agree or remove the entry from the base file",
             )

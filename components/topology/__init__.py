@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from policy.gateway_contract import SSO, TAILNET, TAILNET_NODE
 
+from ..addresses import HostPort
 from ..errors import SettingsError
 from ..settings import Settings
 from . import local_mode
@@ -41,8 +42,20 @@ from .edge import (
 from .gateway import REPLICA_UID_STEP, Gateway, build_gateway, replica_names
 from .local_mode import LocalMode
 from .node import NODE_CONTAINER, Node, build_node
+from .remote import EDGE_FORWARD_PORT, NODE_SOCKS5_PORT, Forward, build_forwards, forward_urls, node_egress
 from .routes import Route, build_routes
-from .services import Backend, Model, Network, Service, build_model, build_networks, build_services, known
+from .services import (
+    Backend,
+    Machine,
+    Model,
+    Network,
+    Service,
+    build_machines,
+    build_model,
+    build_networks,
+    build_services,
+    known,
+)
 from .sso import Sso, build_sso
 from .tailnet import TailnetAccess, build_tailnet
 
@@ -50,21 +63,25 @@ __all__ = [
     "BACKEND_CHECK_PATH",
     "CERT_MOUNT",
     "EDGE_CONTAINER",
+    "EDGE_FORWARD_PORT",
     "EDGE_HEALTH_PORT",
     "EDGE_HTTPS_PORT",
     "EDGE_METRICS_PORT",
     "EDGE_NODE_PORT",
     "MASTER_CLIENT",
     "NODE_CONTAINER",
+    "NODE_SOCKS5_PORT",
     "READINESS_PATH",
     "REPLICA_UID_STEP",
     "TAILNET_CLIENT_PREFIX",
     "Backend",
     "Client",
     "Edge",
+    "Forward",
     "Gateway",
     "Limits",
     "LocalMode",
+    "Machine",
     "Model",
     "Network",
     "Node",
@@ -102,6 +119,10 @@ class Topology:
     tailnet_limits: RateLimits = RateLimits()
     # LiteLLM serves its Prometheus metrics.
     metrics: bool = True
+    # The edge's forwarder for each service on another tailnet machine, and the proxy it dials them
+    # through (the node's SOCKS5 in tailnet-node mode; None: the host routes them).
+    forwards: tuple[Forward, ...] = ()
+    egress: HostPort | None = None
 
     @property
     def edge_network(self) -> str:
@@ -167,21 +188,53 @@ class Topology:
         return local_mode.with_overrides(self, local)
 
 
+def _remote_serves_models_only(settings: Settings, services: tuple[Service, ...]) -> None:
+    """A service on another machine is reached only through a forwarder LiteLLM uses: it may be a model's
+    backend, never the gateway, the SSO service or a route's upstream."""
+    remote = {s.name: s.machine for s in services if s.machine is not None}
+    uses = [("gateway.service", settings.gateway.service)]
+    if any(r.auth == SSO for r in settings.routes):
+        uses.append(("sso.service", settings.sso.service))
+    uses += [(f"routes[{i}].upstream", r.upstream) for i, r in enumerate(settings.routes) if r.upstream]
+    for setting, name in uses:
+        machine = remote.get(name or "")
+        if machine is not None:
+            raise SettingsError(
+                setting,
+                f"{name!r} runs on {machine.name}, another tailnet machine; the edge serves only this host's "
+                "containers, and a remote service may only be a model's backend",
+            )
+
+
+def _forwards(settings: Settings, services: tuple[Service, ...], gateway: Gateway, edge: Edge) -> tuple[Forward, ...]:
+    forwards = build_forwards(services)
+    if forwards and edge.network not in gateway.service.networks:
+        raise SettingsError(
+            f"services.{gateway.service.name}.networks",
+            f"LiteLLM reaches {forwards[0].service.name!r} on another machine through the edge; put it on the "
+            f"edge's network {edge.network!r} too",
+        )
+    return forwards
+
+
 def build_topology(settings: Settings) -> Topology:
     """Cross-check the settings and build the model; raise SettingsError on the first inconsistency."""
     networks = build_networks(settings)
-    services = build_services(settings, networks)
+    services = build_services(settings, networks, build_machines(settings))
+    _remote_serves_models_only(settings, services)
     by_name = {s.name: s for s in services}
     gateway = build_gateway(settings, known(by_name, settings.gateway.service, "gateway.service"))
     edge = build_edge(settings, networks)
-    models = tuple(build_model(name, settings, by_name, gateway.service) for name in sorted(settings.models))
+    forwards = _forwards(settings, services, gateway, edge)
+    urls = forward_urls(forwards, EDGE_CONTAINER)
+    models = tuple(build_model(name, settings, by_name, gateway.service, urls) for name in sorted(settings.models))
     clients = build_clients(settings)
     routes = build_routes(settings, by_name, gateway.service, edge.network, clients)
     site = build_site(settings)
     topology = Topology(
         site=site,
         edge=edge,
-        node=build_node(settings, site.node_hostname, networks[edge.network])
+        node=build_node(settings, site.node_hostname, networks[edge.network], NODE_SOCKS5_PORT if forwards else None)
         if site.exposure == TAILNET_NODE
         else None,
         networks=tuple(networks[name] for name in sorted(networks)),
@@ -192,11 +245,13 @@ def build_topology(settings: Settings) -> Topology:
         sso=build_sso(settings, by_name, routes, edge.network),
         request_timeout=settings.timeouts.request,
         stream_timeout=settings.timeouts.stream,
-        tailnet=build_tailnet(settings, routes),
+        tailnet=build_tailnet(settings, routes, services),
         clients=tuple(c for c in clients if c is not MASTER_CLIENT),
         default_limits=RateLimits.of(settings.limits.clients),
         tailnet_limits=RateLimits.of(settings.limits.tailnet),
         metrics=settings.gateway.metrics,
+        forwards=forwards,
+        egress=node_egress(NODE_CONTAINER) if forwards and site.exposure == TAILNET_NODE else None,
     )
     if topology.limited and gateway.workers > 1:
         raise SettingsError(

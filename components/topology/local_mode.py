@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from ..addresses import HostPort, is_unspecified
 from ..errors import SettingsError
 from ..settings.grammar import absolute_directory
+from .edge import EDGE_CONTAINER
+from .remote import Forward, build_forwards, forward_urls
 from .services import Service
 
 if TYPE_CHECKING:
@@ -23,18 +25,22 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class LocalMode:
     """What the local check mode moves (render --upstream, --listen, --node-address, --keys-dir,
-    --metrics-listen): services (and the gateway's other replicas) to other addresses, the site to a local
-    listen address, the node's requests to a loopback address, the edge's keys to a local directory, its
-    metrics to a loopback address. Nothing set: the topology as deployed."""
+    --metrics-listen, --forward-listen, --egress-proxy): services (and the gateway's other replicas) to
+    other addresses, the site to a local listen address, the node's requests to a loopback address, the
+    edge's keys to a local directory, its metrics to a loopback address, its forwarders to other machines
+    to loopback ports (the first here, the next ones after it) and the node's SOCKS5 proxy to a loopback
+    address. Nothing set: the topology as deployed."""
 
     upstreams: Mapping[str, HostPort] = field(default_factory=dict)
     listen: HostPort | None = None
     node_address: str | None = None
     keys_dir: str | None = None
     metrics_listen: HostPort | None = None
+    forward_listen: HostPort | None = None
+    egress: HostPort | None = None
 
     def __bool__(self) -> bool:
-        moved = (self.listen, self.node_address, self.keys_dir, self.metrics_listen)
+        moved = (self.listen, self.node_address, self.keys_dir, self.metrics_listen, self.forward_listen, self.egress)
         return bool(self.upstreams) or any(value is not None for value in moved)
 
 
@@ -80,9 +86,9 @@ def with_overrides(topology: Topology, local: LocalMode) -> Topology:
         except ValueError as error:
             raise SettingsError("--keys-dir", str(error)) from None
     if local.metrics_listen is not None:
-        if not ipaddress.ip_address(local.metrics_listen.host).is_loopback:
-            raise SettingsError("--metrics-listen", f"{local.metrics_listen} is not a loopback address")
-        edge = replace(edge, metrics_listen=local.metrics_listen)
+        edge = replace(edge, metrics_listen=_loopback("--metrics-listen", local.metrics_listen))
+    forwards, egress = _forwarding(topology, local, moved)
+    urls = forward_urls(forwards, EDGE_CONTAINER)
     return replace(
         topology,
         site=site,
@@ -97,12 +103,45 @@ def with_overrides(topology: Topology, local: LocalMode) -> Topology:
             else gateway.addresses,
         ),
         models=tuple(
-            replace(m, backends=tuple(replace(b, service=moved[b.service.name]) for b in m.backends))
+            replace(
+                m,
+                backends=tuple(
+                    replace(b, service=moved[b.service.name], via=urls.get(b.service.name)) for b in m.backends
+                ),
+            )
             for m in topology.models
         ),
         routes=tuple(replace(r, upstream=relocate(r.upstream)) for r in topology.routes),
         sso=None if topology.sso is None else replace(topology.sso, service=moved[topology.sso.service.name]),
+        forwards=forwards,
+        egress=egress,
     )
+
+
+def _loopback(flag: str, address: HostPort) -> HostPort:
+    if not ipaddress.ip_address(address.host).is_loopback:
+        raise SettingsError(flag, f"{address} is not a loopback address")
+    return address
+
+
+def _forwarding(
+    topology: Topology, local: LocalMode, moved: Mapping[str, Service]
+) -> tuple[tuple[Forward, ...], HostPort | None]:
+    """The forwarders to other machines and the node's proxy, moved: a forwarder never listens on every
+    interface of a machine that runs the checks."""
+    remote = tuple(moved[f.service.name] for f in topology.forwards)
+    if local.forward_listen is not None:
+        forwards = build_forwards(remote, _loopback("--forward-listen", local.forward_listen))
+    elif remote and local.listen is not None:
+        raise SettingsError("--forward-listen", "is needed to check a stack with services on other machines locally")
+    else:
+        forwards = tuple(replace(f, service=s) for f, s in zip(topology.forwards, remote, strict=True))
+    egress = topology.egress
+    if local.egress is not None:
+        if egress is None:
+            raise SettingsError("--egress-proxy", "only a tailnet-node stack with services on other machines has one")
+        egress = _loopback("--egress-proxy", local.egress)
+    return forwards, egress
 
 
 def _replica_addresses(topology: Topology, first: Service, replicas: Mapping[str, HostPort]) -> tuple[str, ...]:

@@ -33,6 +33,9 @@ class Node:
     # Its fixed address on the edge network, the only source whose Tailscale-* headers the edge trusts
     # (None when the edge network has no pinned subnet: then the edge trusts none).
     address: str | None = None
+    # The port of its SOCKS5 proxy into the tailnet, on its container network, when the edge forwards to
+    # other machines through it (None: no proxy runs).
+    socks5_port: int | None = None
 
 
 def node_address(network: Network) -> str | None:
@@ -43,7 +46,7 @@ def node_address(network: Network) -> str | None:
     return str(list(ipaddress.ip_network(network.subnet).hosts())[-1])
 
 
-def build_node(settings: Settings, hostname: str, edge_network: Network) -> Node:
+def build_node(settings: Settings, hostname: str, edge_network: Network, socks5_port: int | None) -> Node:
     return Node(
         hostname=hostname,
         tag=settings.tailnet_policy.tag,
@@ -55,4 +58,5 @@ def build_node(settings: Settings, hostname: str, edge_network: Network) -> Node
             memory_mb=settings.node.memory_mb, pids=settings.node.pids, uid=NODE_WRITER_UID, gid=NODE_WRITER_UID
         ),
         address=node_address(edge_network),
+        socks5_port=socks5_port,
     )

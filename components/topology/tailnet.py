@@ -6,11 +6,27 @@ from dataclasses import dataclass
 
 from policy.gateway_contract import TAILNET_NODE
 
+from ..errors import SettingsError
 from ..settings import Settings
 from .routes import Route
+from .services import Machine, Service
 
 # Ports of the gateway host besides its API port that the policy tests check stay closed (ssh, http).
 CLOSED_PORTS = (22, 80)
+
+
+@dataclass(frozen=True)
+class RemoteMachine:
+    """Another tailnet machine the gateway's device may reach: its `hosts` alias, address and ports."""
+
+    alias: str
+    address: str
+    ports: tuple[int, ...]
+
+    @property
+    def closed_ports(self) -> tuple[int, ...]:
+        """Ports the policy tests check stay closed to the gateway there (ssh, http)."""
+        return tuple(p for p in CLOSED_PORTS if p not in self.ports)
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,9 @@ class TailnetAccess:
     tagged_device: str | None
     # (capability, audiences) of each tailnet route: the policy grants the capability to those audiences.
     capabilities: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Other machines the gateway reaches (alias, tailnet address, the ports of its services there): the
+    # policy names each by a `hosts` entry and grants the gateway exactly those ports.
+    machines: tuple[RemoteMachine, ...] = ()
 
     @property
     def target(self) -> str:
@@ -55,11 +74,27 @@ def _host_entry(settings: Settings) -> tuple[str, str] | None:
     return f"{policy.tag.removeprefix('tag:')}-host", settings.tailnet_ip
 
 
-def build_tailnet(settings: Settings, routes: tuple[Route, ...]) -> TailnetAccess:
+def _remote_machines(host_entry: tuple[str, str] | None, services: tuple[Service, ...]) -> tuple[RemoteMachine, ...]:
+    ports: dict[Machine, set[int]] = {}
+    for service in services:
+        if service.machine is not None:
+            ports.setdefault(service.machine, set()).add(service.port)
+    for machine in ports:
+        if host_entry is not None and machine.name == host_entry[0]:
+            raise SettingsError(
+                f"machines.{machine.name}", "is the name the policy gives the gateway host itself; pick another"
+            )
+    return tuple(
+        RemoteMachine(m.name, m.address, tuple(sorted(p))) for m, p in sorted(ports.items(), key=lambda i: i[0].name)
+    )
+
+
+def build_tailnet(settings: Settings, routes: tuple[Route, ...], services: tuple[Service, ...] = ()) -> TailnetAccess:
     policy = settings.tailnet_policy
+    host_entry = _host_entry(settings)
     return TailnetAccess(
         tag=policy.tag,
-        host_entry=_host_entry(settings),
+        host_entry=host_entry,
         owners=policy.owners,
         audiences=policy.audiences,
         port=settings.edge.https_port,
@@ -71,4 +106,5 @@ def build_tailnet(settings: Settings, routes: tuple[Route, ...]) -> TailnetAcces
         overwrite_existing=policy.overwrite_existing,
         tagged_device=settings.tailnet_host if policy.tag_device else None,
         capabilities=tuple((r.capability, r.audiences) for r in routes if r.capability is not None),
+        machines=_remote_machines(host_entry, services),
     )

@@ -18,6 +18,7 @@ import os
 import signal
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,16 +33,20 @@ from components.client_config import client_output
 from components.images import LITELLM_IMAGE, parse_image
 from harness.engine import DEV_CERT_DIR, DEV_HOST, new_run_id
 from harness.engine.provider import CONTAINER, Engine
+from harness.engine.tailnet import StandInTailnet, can_stand_in
 from harness.keys import new_key
 from harness.program_run import ProgramRun, run_program
 from harness.resend import send_resending_once
-from harness.stacks import ROOT, clients_stack_values
+from harness.stacks import REMOTE_MACHINES, REMOTE_PORT, ROOT, clients_stack_values
 
 BACKENDS = ("llamacpp", "llamacpp-b", "llamacpp-embed")
 # One word a second: a stream of STREAM_WORDS lasts that many seconds.
 STREAM_WORDS = 30
 WORD_PAUSE_MS = 1000
 CLIENTS = 8
+# The stand-in machine a backend is added on, streaming as the local fakes do.
+REMOTE_MACHINE = "gpu-2"
+STREAM_PAUSE_ARGS = ("--stream-pause-ms", str(WORD_PAUSE_MS))
 THINK_S = 0.25
 
 
@@ -76,7 +81,7 @@ class Window:
     def row(self) -> str:
         back = f", API back after {self.api_back_s:.1f} s" if self.api_back_s is not None else ""
         return (
-            f"{self.operation:<27} {self.failed:>3}/{self.requests:<5} failed ({self.retried} retried) "
+            f"{self.operation:<33} {self.failed:>3}/{self.requests:<5} failed ({self.retried} retried) "
             f"(new connections {self.fresh_failed}/{self.fresh_requests})  {self.cut}/{self.streams} cut "
             f"({self.cut_cleanly} cleanly)  worst {self.worst_latency_s:5.2f} s  took {self.operation_s:5.1f} s{back}"
         )
@@ -180,7 +185,7 @@ class Clients:
         return thread
 
 
-def _backend(client: docker.DockerClient, engine: Engine, name: str) -> str:
+def fake_backend(client: docker.DockerClient, engine: Engine, name: str) -> str:
     """A fake llama.cpp (harness/fakes.py) in a container on the stack's backend network, as `name`."""
     container = client.api.create_container(
         parse_image(LITELLM_IMAGE).tagged,
@@ -210,22 +215,30 @@ class Soaked:
     master_key: str
     backends: dict[str, str]
     clients: Clients
+    # Another machine of a stand-in tailnet, for a model's backend added there (None: this machine cannot
+    # build one, see can_stand_in; that operation is left out).
+    tailnet: StandInTailnet | None
 
 
 @contextmanager
 def soaked_stack(client: docker.DockerClient, certs: dict[str, Path], replicas: int | None) -> Iterator[Soaked]:
-    engine = Engine(client, new_run_id(), host_paths={DEV_CERT_DIR: str(certs["dir"])}, log=lambda _: None)
+    run_id = new_run_id()
+    engine = Engine(client, run_id, host_paths={DEV_CERT_DIR: str(certs["dir"])}, log=lambda _: None)
     values = clients_stack_values("dev")
     if replicas is not None:
         values["gateway"]["replicas"] = replicas
     master_key = new_key()
+    tailnet = None
     try:
+        if can_stand_in() is None:
+            tailnet = StandInTailnet(run_id, Path(tempfile.mkdtemp(prefix="soak-tailnet-")))
+            tailnet.add(REMOTE_MACHINE, REMOTE_MACHINES[REMOTE_MACHINE], (REMOTE_PORT,), STREAM_PAUSE_ARGS)
         run = run_program(values, secrets={"masterKey": master_key}, networks=engine.network_lookup)
         engine.up(run)
-        backends = {name: _backend(client, engine, name) for name in BACKENDS}
+        backends = {name: fake_backend(client, engine, name) for name in BACKENDS}
         address, port = engine.published("tailnet-edge", 8443)
         clients = Clients(address, port, str(certs["cert"]), run.exports[client_output("laptop")]["key"])
-        soaked = Soaked(engine, values, run, master_key, backends, clients)
+        soaked = Soaked(engine, values, run, master_key, backends, clients, tailnet)
         deadline = time.monotonic() + 60
         while not _chat_answers(soaked):  # the backends have just started
             if time.monotonic() > deadline:
@@ -234,6 +247,8 @@ def soaked_stack(client: docker.DockerClient, certs: dict[str, Path], replicas: 
         yield soaked
     finally:
         engine.teardown()
+        if tailnet is not None:
+            tailnet.remove()
 
 
 def apply(soaked: Soaked, edit: Callable[[dict], None]) -> None:
@@ -342,6 +357,19 @@ def operations(
             {"service": "llamacpp-b", "weight": 1},
         ]
 
+    def add_remote_backend() -> None:
+        def edit(values: dict) -> None:
+            values["machines"] = {REMOTE_MACHINE: {"address": REMOTE_MACHINES[REMOTE_MACHINE]}}
+            values["services"][f"llamacpp-{REMOTE_MACHINE}"] = {"port": REMOTE_PORT, "machine": REMOTE_MACHINE}
+            values["models"]["local-chat"]["backends"].append({"service": f"llamacpp-{REMOTE_MACHINE}"})
+
+        assert soaked.tailnet is not None
+        edited = copy.deepcopy(soaked.values)
+        edit(edited)
+        # The tailnet applies the new grant before the gateway needs it (`pulumi up` applies the policy too).
+        soaked.tailnet.enforce_plan(edited, ROOT)
+        apply(soaked, edit)
+
     def restart_backend() -> None:
         client.api.restart(soaked.backends["llamacpp-b"], timeout=5)
 
@@ -369,6 +397,7 @@ def operations(
         ("set a client's limits", edit(lambda v: v["clients"]["ci"].update(limits=SOAK_LIMITS))),
         ("change a route", edit(add_route)),
         ("change a model's backends", edit(weights)),
+        *([("add a backend on another machine", add_remote_backend)] if soaked.tailnet is not None else []),
         ("change a LiteLLM timeout", edit(lambda v: v["timeouts"].update(request=1700))),
         ("restart a backend", restart_backend),
     ]

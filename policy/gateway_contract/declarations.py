@@ -39,3 +39,5 @@ class Declarations(TypedDict):
     tailnet: TailnetDeclaration
     exposure: str
     authKeyReusable: bool
+    # Other tailnet machines the edge forwards to for LiteLLM: policy alias -> tailnet address.
+    machines: dict[str, str]

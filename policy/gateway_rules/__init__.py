@@ -47,6 +47,7 @@ from .edge_routes import (
     upstreams_share_a_network,
 )
 from .gateway_config import metrics_behind_the_master_key
+from .remote_machines import gateway_granted_model_ports_only, litellm_dials_no_machine_itself
 from .secret_values import no_secrets_in_files_or_commands
 from .tailnet import auth_key_safe, node_mode_loopback_only, tailnet_policy_tested_and_scoped
 
@@ -106,6 +107,16 @@ POLICIES = [
         "gateway-metrics-behind-the-master-key",
         "LiteLLM serves its Prometheus metrics only to the master key.",
         metrics_behind_the_master_key,
+    ),
+    _stack_policy(
+        "gateway-reaches-other-machines-through-the-edge",
+        "LiteLLM never dials a tailnet address itself: the edge's forwarders reach other machines for it.",
+        litellm_dials_no_machine_itself,
+    ),
+    _stack_policy(
+        "gateway-granted-model-ports-only",
+        "The tailnet policy lets the gateway reach the declared machines on single TCP ports 1024-65535 only.",
+        gateway_granted_model_ports_only,
     ),
     _policy("healthcheck-required", "Every container that runs has a healthcheck.", healthcheck),
     _policy(

@@ -20,9 +20,12 @@ def _asks_sso(body: str) -> bool:
 def upstreams_share_a_network(args: StackValidationArgs, report: ReportViolation) -> None:
     declared = declarations_of(args.resources) or {}
     services = declared.get("services") or {}
+    # Other tailnet machines (the host's routing or the node's proxy reaches them) and the edge's own
+    # loopback listeners (its dialers to them) are no container's.
+    elsewhere = {*(declared.get("machines") or {}).values(), "127.0.0.1"}
     for edge in edges_in(args.resources):
         edge_networks = {n.get("name") for n in edge.props.get("networksAdvanced") or []}
-        for host in sorted(set(UPSTREAM.findall(caddyfile_of(args.resources)))):
+        for host in sorted(set(UPSTREAM.findall(caddyfile_of(args.resources))) - elsewhere):
             reachable = set()
             for container in containers_in(args.resources):
                 for attachment in container.props.get("networksAdvanced") or []:

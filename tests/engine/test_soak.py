@@ -1,7 +1,8 @@
 """Zero-loss operations: the soak (tests/engine/soak.py) on the real engine, with its targets.
 
 Steady clients and long streams go through the edge while the operator adds a client, rotates a key, revokes a
-client, sets a client's limits, changes a route, changes a model's backends and a LiteLLM timeout, and while a
+client, sets a client's limits, changes a route, changes a model's backends, adds a backend on another tailnet
+machine (a stand-in: harness/engine/tailnet.py) and changes a LiteLLM timeout, and while a
 backend and dockerd restart. Edge and key operations and (with the default two replicas) gateway changes must
 fail no request and cut no stream; a backend restart fails no request when the model has another backend;
 after a dockerd restart the API answers again with no manual step; and no stream that was cut ever ends as if
@@ -22,7 +23,7 @@ EDGE_AND_KEY_OPERATIONS = (
     "set a client's limits",
     "change a route",
 )
-GATEWAY_OPERATIONS = ("change a model's backends", "change a LiteLLM timeout")
+GATEWAY_OPERATIONS = ("change a model's backends", "add a backend on another machine", "change a LiteLLM timeout")
 
 
 @pytest.fixture(scope="module")

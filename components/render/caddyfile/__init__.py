@@ -33,6 +33,7 @@ import re
 from policy.gateway_contract import SSO, markers
 
 from ...topology import EDGE_HEALTH_PORT, Topology
+from .forwarders import forwarders
 from .identity import identity_snippet, node_address, sso_snippet
 from .logs import access_log, log_filter
 from .readiness import errors, readiness
@@ -85,6 +86,7 @@ def render_caddyfile(topology: Topology, stack: str) -> str:
         w.close()
     w.line()
     _metrics_listener(w, topology)
+    forwarders(w, topology)
     w.line()
     w.open(topology.site.address)
     if topology.site.listen is not None:
