@@ -628,6 +628,21 @@ MISTAKES = [
         setting="--forward-listen",
     ),
     Mistake(
+        "a node's proxy to other machines left out of a local check",
+        remote_backend(),
+        flags=("--listen", "127.0.0.1:8080", "--forward-listen", "127.0.0.1:9200"),
+        setting="--egress-proxy",
+        modes=("dev-node",),
+    ),
+    Mistake(
+        "the node's proxy on another machine in a local check",
+        remote_backend(),
+        flags=("--listen", "127.0.0.1:8080", "--forward-listen", "127.0.0.1:9200", "--egress-proxy", "10.0.0.5:1055"),
+        says=("--egress-proxy",),
+        unsafe=True,
+        modes=("dev-node",),
+    ),
+    Mistake(
         "a forwarder to another machine on every interface",
         remote_backend(),
         flags=("--listen", "127.0.0.1:8080", "--forward-listen", "0.0.0.0:9200"),

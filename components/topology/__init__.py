@@ -4,6 +4,7 @@ node and who on the tailnet may reach them. One module a part, each with its dat
 - services: networks, services, models and their backends;
 - clients, routes, sso: who may call what, by which path and auth;
 - edge, gateway, node: the containers (containers: what each may use);
+- remote: the edge's forwarders to services on other tailnet machines;
 - tailnet: who the tailnet policy lets in;
 - local_mode: the same model moved onto loopback, for running the real binaries.
 

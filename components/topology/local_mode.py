@@ -141,6 +141,8 @@ def _forwarding(
         if egress is None:
             raise SettingsError("--egress-proxy", "only a tailnet-node stack with services on other machines has one")
         egress = _loopback("--egress-proxy", local.egress)
+    elif egress is not None and local.listen is not None:
+        raise SettingsError("--egress-proxy", "is needed to check locally how the node reaches other machines")
     return forwards, egress
 
 
