@@ -101,6 +101,9 @@ class Plan:
                     "upstream": r.upstream.name if r.upstream else None,
                     # Bearer routes: the clients whose keys the edge accepts there.
                     "clients": [c.name for c in r.clients],
+                    "api": r.is_api,
+                    "capability": r.capability,
+                    "audiences": list(r.audiences),
                 }
                 for r in topology.routes
             ],

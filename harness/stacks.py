@@ -120,3 +120,24 @@ def remote_stack_values(base: str = "dev") -> dict[str, Any]:
     }
     values["models"]["remote-chat"] = {"backend": "llamacpp-gpu-3", "model": "remote-chat"}
     return values
+
+
+# The tailnet apps' stack: the dev-node stack with its browser apps behind tailnet identity instead of
+# SSO (Open WebUI at /* with the login and name in the headers it trusts; the dashboard at /dash/* for
+# another audience), and no oauth2-proxy at all.
+TAILNET_APPS_STACK = "tailnet-apps"
+WEBUI_IDENTITY = {"email": "X-Forwarded-Email", "name": "X-Forwarded-Name"}
+
+
+def tailnet_apps_stack_values() -> dict[str, Any]:
+    values = stack_values("dev-node")
+    del values["services"]["oauth2-proxy"]
+    values.pop("sso", None)
+    routes = [r for r in values["routes"] if r["path"] != "/oauth2/*"]
+    for route in routes:
+        if route["path"] == "/*":
+            route.update(auth=TAILNET, identityHeaders=dict(WEBUI_IDENTITY))
+        elif route["path"] == "/dash/*":
+            route.update(auth=TAILNET, audiences=["group:admins"])
+    values["routes"] = routes
+    return values

@@ -19,7 +19,16 @@ from pulumi_policy import EnforcementLevel
 
 from harness.program_run import ProgramRun, Registered, run_program
 from harness.pulumi_internals import unknown_value
-from harness.stacks import CLIENTS_STACK, ROOT, clients_stack_values, remote_stack_values, stack_values, write_stack
+from harness.stacks import (
+    CLIENTS_STACK,
+    ROOT,
+    TAILNET_APPS_STACK,
+    clients_stack_values,
+    remote_stack_values,
+    stack_values,
+    tailnet_apps_stack_values,
+    write_stack,
+)
 from policy.gateway_contract import CONFIG_FOR_LABEL, ROLE_LABEL, ROOT_EXCEPTION_LABEL, Role, markers
 from tests.policy_run import evaluate_pack, gateway_rules, mandatory
 
@@ -69,9 +78,11 @@ def test_a_new_stack_file_is_checked_and_named(tmp_path, dev_values):
 def runs() -> dict[str, ProgramRun]:
     found = {stack: run_program(stack_values(stack), stack=stack) for stack in ("dev", "dev-node")}
     # Named clients, two bearer routes, a tailnet route (tests/conftest.py).
-    # Models on two other tailnet machines (host-bind).
+    # Models on two other tailnet machines (host-bind); browser apps by tailnet identity (tailnet-node).
     remote = run_program(remote_stack_values("dev"), stack=REMOTE_STACK)
-    return found | {CLIENTS_STACK: run_program(clients_stack_values(), stack=CLIENTS_STACK), REMOTE_STACK: remote}
+    apps = run_program(tailnet_apps_stack_values(), stack=TAILNET_APPS_STACK)
+    clients = run_program(clients_stack_values(), stack=CLIENTS_STACK)
+    return found | {CLIENTS_STACK: clients, REMOTE_STACK: remote, TAILNET_APPS_STACK: apps}
 
 
 @pytest.fixture(scope="module")
@@ -398,6 +409,22 @@ TABLE = [
         _acl_edit('"dst": ["gpu-2"], "ip": ["tcp:8080"]', '"dst": ["tag:server"], "ip": ["tcp:22"]'),
         "gateway-granted-model-ports-only",
         stack=REMOTE_STACK,
+    ),
+    # Browser apps by tailnet identity.
+    row(
+        "a tailnet page checking another route's capability",
+        _caddyfile_edit('`"llm\\.tail0a1b2c\\.ts\\.net/cap/root":', '`"llm\\.tail0a1b2c\\.ts\\.net/cap/dash":'),
+        "tailnet-routes-granted-a-capability",
+        stack=TAILNET_APPS_STACK,
+    ),
+    row(
+        "a tailnet page's capability granted to another audience",
+        _acl_edit(
+            '{"src": ["group:llm-users"], "dst": ["tag:llm-gateway"], "ip": ["tcp:443"], "app"',
+            '{"src": ["group:admins"], "dst": ["tag:llm-gateway"], "ip": ["tcp:443"], "app"',
+        ),
+        "tailnet-routes-granted-a-capability",
+        stack=TAILNET_APPS_STACK,
     ),
     # Exceptions the rules accept.
     row(

@@ -34,7 +34,7 @@ from components.errors import SettingsError
 from components.plan import Plan, build_plan
 from components.settings import Settings
 from components.settings.model import Settings as SettingsModel
-from harness.stacks import ROOT, clients_stack_values, remote_stack_values, stack_values
+from harness.stacks import ROOT, clients_stack_values, remote_stack_values, stack_values, tailnet_apps_stack_values
 from policy.gateway_contract import HOST_BIND, TAILNET_NODE, Role
 from tests.caddy_json import adapt
 
@@ -76,8 +76,8 @@ HOSTILE = [
 class Slot:
     """Where one string setting sits in a stack, how to set it, and the plain value that stands in for it."""
 
-    # dev (host-bind), dev-node, clients (the clients' stack on a tailnet node) or remote (dev with models
-    # on two other tailnet machines)
+    # dev (host-bind), dev-node, clients (the clients' stack on a tailnet node), remote (dev with models
+    # on two other tailnet machines) or apps (dev-node with its pages behind tailnet identity)
     base: str
     setting: str  # as error messages name it
     put: Callable[[dict, str], None]
@@ -134,6 +134,14 @@ def _new_model(values: dict, name: str) -> None:
 def _new_machine(values: dict, name: str) -> None:
     values["machines"][name] = {"address": "100.88.0.7"}
     values["services"]["llamacpp-gpu-2"]["machine"] = name
+
+
+def _identity_field(values: dict, field: str) -> None:
+    _route(values, "/*")["identityHeaders"] = {field: "X-Forwarded-Email"}
+
+
+def _identity_header(values: dict, header: str) -> None:
+    _route(values, "/*")["identityHeaders"]["email"] = header
 
 
 def _new_client(values: dict, name: str) -> None:
@@ -337,6 +345,17 @@ SLOTS: dict[str, Slot] = {
             "tailnet/dev-base.hujson",
             "tailnet/dev-base.hujson",
         ),
+        Slot(
+            "apps", "routes[*].identityHeaders.<key>", _identity_field, "email", "", choices=("login", "email", "name")
+        ),
+        Slot(
+            "apps",
+            "routes[*].identityHeaders.*",
+            _identity_header,
+            "X-Forwarded-Email",
+            "X-Fuzzb0",
+            _header_forms,
+        ),
         Slot("clients", "clients.<key>", _new_client, "ci", STAND_IN, _client_forms),
         Slot("clients", "clients.*.routes[*]", _list_item("clients", "ci", "routes"), "/llm/*", "/llm/*"),
         Slot("clients", "clients.*.models[*]", _list_item("clients", "ci", "models"), "local-chat", "local-chat"),
@@ -383,6 +402,8 @@ def test_every_string_setting_is_fuzzed():
 def _base_values(base: str) -> str:
     if base == "remote":
         return json.dumps(remote_stack_values("dev"))
+    if base == "apps":
+        return json.dumps(tailnet_apps_stack_values())
     values = clients_stack_values() if base == "clients" else stack_values(base)
     return json.dumps(values)
 

@@ -18,6 +18,10 @@ from . import grammar
 from .fields import ExactPath, HeaderName, ModelName, Name, RoutePattern, StrictModel, audience
 from .limits import RateLimitSettings
 
+# What of a tailnet caller's identity a browser route hands its upstream: the login (Tailscale-User-Login,
+# usually an e-mail address, hence `email` too) and the display name (Tailscale-User-Name).
+IdentityField = Literal["login", "email", "name"]
+
 # How an API client may present its key: `Authorization: Bearer` (OpenAI's SDKs), `x-api-key` (Anthropic's),
 # `api-key` (Azure's).
 KeyHeader = Literal["authorization", "x-api-key", "api-key"]
@@ -45,6 +49,20 @@ class RouteSettings(StrictModel):
     # <tailnetHost>/cap/<route>), and who gets it (default: tailnetPolicy.audiences).
     capability: str | None = None
     audiences: tuple[Annotated[str, AfterValidator(audience)], ...] | None = Field(default=None, min_length=1)
+    # For tailnet browser routes (to a web app, without allowPaths): the header the app trusts for each part
+    # of the caller's identity (default: {email: X-Forwarded-Email}).
+    identity_headers: dict[IdentityField, HeaderName] | None = Field(default=None, min_length=1)
+
+    @field_validator("identity_headers")
+    @classmethod
+    def _identity_targets(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is not None:
+            for target in value.values():
+                _not_reserved(target)
+            twice = sorted({t for t in value.values() if [v.lower() for v in value.values()].count(t.lower()) > 1})
+            if twice:
+                raise ValueError(f"{twice[0]!r} would carry two parts of the identity; give each its own header")
+        return value
 
     @field_validator("capability")
     @classmethod
@@ -81,6 +99,7 @@ class RouteSettings(StrictModel):
             ("keyHeaders", self.key_headers, (BEARER,)),
             ("capability", self.capability, (TAILNET,)),
             ("audiences", self.audiences, (TAILNET,)),
+            ("identityHeaders", self.identity_headers, (TAILNET,)),
         ):
             if value is not None and self.auth not in modes:
                 raise ValueError(f"{name} applies only to {' and '.join(modes)} routes")
@@ -155,8 +174,11 @@ class SsoSettings(StrictModel):
     @classmethod
     def _not_reserved(cls, value: dict[str, str]) -> dict[str, str]:
         for target in value.values():
-            if target.lower() in _RESERVED_HEADERS or target.lower().startswith(_RESERVED_PREFIXES):
-                raise ValueError(
-                    f"{target!r} is a header the edge or browsers rely on; copy into X-Forwarded-User etc."
-                )
+            _not_reserved(target)
         return value
+
+
+def _not_reserved(target: str) -> None:
+    """An identity goes into a header of its own, never one the edge, browsers or proxies rely on."""
+    if target.lower() in _RESERVED_HEADERS or target.lower().startswith(_RESERVED_PREFIXES):
+        raise ValueError(f"{target!r} is a header the edge or browsers rely on; use X-Forwarded-User etc.")

@@ -33,6 +33,12 @@ def gateway_policy(access: TailnetAccess) -> GatewayPolicy:
         {"src": member, "accept": [f"{target}:{access.port}"], "deny": closed} for member in access.members
     ]
     tests += [{"src": outsider, "deny": [f"{target}:{access.port}"]} for outsider in access.outsiders]
+    # Each tailnet route's audiences reach the gateway (Tailscale's tests check network access; the
+    # capability itself the edge checks on every request). Groups and autogroups name no one to test as.
+    testable = sorted(
+        {a for _, audiences in access.capabilities for a in audiences if "@" in a or a.startswith("tag:")}
+    )
+    tests += [{"src": audience, "accept": [f"{target}:{access.port}"]} for audience in testable]
     # Other machines serving models: the gateway reaches their model ports and nothing else there.
     tests += [
         {

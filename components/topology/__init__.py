@@ -161,7 +161,7 @@ class Topology:
     def limited(self) -> bool:
         """Some caller has a limit: LiteLLM counts each caller's use (and the edge sends each to one replica)."""
         callers = self.clients or (MASTER_CLIENT,)
-        tailnet = self.tailnet_limits.any and any(r.auth == TAILNET for r in self.routes)
+        tailnet = self.tailnet_limits.any and any(r.auth == TAILNET and r.to_gateway for r in self.routes)
         return tailnet or any(self.limits_of(c).any for c in callers)
 
     def models_of(self, client: Client) -> tuple[str, ...]:

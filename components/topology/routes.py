@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from policy.gateway_contract import (
     API_AUTH,
     BEARER,
+    CLIENT_HEADER,
     GATEWAY_API_PATHS,
     NONE,
     TAILNET,
@@ -27,6 +28,10 @@ from ..settings.routes import RouteSettings
 from .clients import Client
 from .edge import READINESS_PATH
 from .services import Service, known
+
+# What a tailnet browser route hands its app unless it says otherwise: the caller's login, in the header
+# trusted-header sign-in most often reads (Open WebUI's WEBUI_AUTH_TRUSTED_EMAIL_HEADER, oauth2-proxy's).
+DEFAULT_IDENTITY_HEADERS = {"email": "X-Forwarded-Email"}
 
 
 @dataclass(frozen=True)
@@ -47,10 +52,18 @@ class Route:
     audiences: tuple[str, ...] = ()
     # Whether the upstream is LiteLLM, which gets the master key; any other upstream gets no credential.
     to_gateway: bool = False
+    # Tailnet browser routes (a web app, every path): which header gets which part of the caller's identity
+    # (login, email, name), in this order.
+    identity_headers: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def browser(self) -> bool:
+        """A tailnet route to a web app (not LiteLLM, no allowPaths): pages for people, by tailnet identity."""
+        return self.auth == TAILNET and not self.to_gateway and not self.forwarded_paths
 
     @property
     def is_api(self) -> bool:
-        return self.auth in API_AUTH
+        return self.auth in API_AUTH and not self.browser
 
     @property
     def is_catch_all(self) -> bool:
@@ -83,10 +96,17 @@ def build_routes(
                     f"{upstream.name!r} is not on {edge_network!r}, the edge's network; Caddy could not resolve it",
                 )
         to_gateway = upstream is not None and upstream.name == gateway.name
-        if spec.auth in API_AUTH and not to_gateway and spec.allow_paths is None:
+        if spec.auth == BEARER and not to_gateway and spec.allow_paths is None:
             raise SettingsError(
                 f"{where}.allowPaths",
                 f"an API route to {spec.upstream!r} must list the paths it forwards (the default is LiteLLM's API)",
+            )
+        browser = spec.auth == TAILNET and not to_gateway and spec.allow_paths is None
+        if spec.identity_headers is not None and not browser:
+            raise SettingsError(
+                f"{where}.identityHeaders",
+                "applies only to a tailnet route to a web app (not LiteLLM, no allowPaths): an API route names its "
+                f"caller in {CLIENT_HEADER}",
             )
         if spec.auth in API_AUTH and to_gateway and not spec.strip_prefix:
             served = RoutePath(index, None if spec.path == "/*" else spec.path, spec.auth)
@@ -110,7 +130,7 @@ def build_routes(
             raise SettingsError(
                 f"{where}.auth",
                 "'tailnet' needs exposure tailnet-node: only the gateway's own node can vouch for a caller, "
-                "and in host-bind mode nothing trustworthy sets its headers",
+                "and in host-bind mode nothing trustworthy sets its headers (use 'sso' for pages, 'bearer' for APIs)",
             )
         if spec.auth == TAILNET and settings.networks[edge_network].subnet is None:
             raise SettingsError(
@@ -136,6 +156,7 @@ def build_routes(
                 capability=_capability(settings, spec) if spec.auth == TAILNET else None,
                 audiences=(spec.audiences or settings.tailnet_policy.audiences) if spec.auth == TAILNET else (),
                 to_gateway=to_gateway,
+                identity_headers=tuple((spec.identity_headers or DEFAULT_IDENTITY_HEADERS).items()) if browser else (),
             )
         )
     if not any(r.is_api and r.to_gateway for r in routes):

@@ -13,6 +13,11 @@ class RouteDeclaration(TypedDict):
     upstream: str | None
     # Bearer routes: the clients whose keys the edge accepts there.
     clients: list[str]
+    # An API route (keys or tailnet callers to an API); false for browser routes (SSO, tailnet pages).
+    api: bool
+    # Tailnet routes: the capability a caller's grant must carry, and who the policy grants it.
+    capability: str | None
+    audiences: list[str]
 
 
 class ReadinessDeclaration(TypedDict):

@@ -50,6 +50,7 @@ from .gateway_config import metrics_behind_the_master_key
 from .remote_machines import gateway_granted_model_ports_only, litellm_dials_no_machine_itself
 from .secret_values import no_secrets_in_files_or_commands
 from .tailnet import auth_key_safe, node_mode_loopback_only, tailnet_policy_tested_and_scoped
+from .tailnet_routes import tailnet_routes_granted_a_capability
 
 MANDATORY = EnforcementLevel.MANDATORY
 ADVISORY = EnforcementLevel.ADVISORY
@@ -117,6 +118,11 @@ POLICIES = [
         "gateway-granted-model-ports-only",
         "The tailnet policy lets the gateway reach the declared machines on single TCP ports 1024-65535 only.",
         gateway_granted_model_ports_only,
+    ),
+    _stack_policy(
+        "tailnet-routes-granted-a-capability",
+        "Each tailnet route checks its own capability, which the tailnet policy grants to its audiences only.",
+        tailnet_routes_granted_a_capability,
     ),
     _policy("healthcheck-required", "Every container that runs has a healthcheck.", healthcheck),
     _policy(

@@ -56,7 +56,7 @@ def api_routes_accept_declared_clients(args: StackValidationArgs, report: Report
 
 def api_identity_on_the_proxied_request(args: StackValidationArgs, report: ReportViolation) -> None:
     declared = declarations_of(args.resources) or {}
-    api = [r.get("path") for r in declared.get("routes") or [] if r.get("auth") in API_AUTH]
+    api = [r.get("path") for r in declared.get("routes") or [] if r.get("auth") in API_AUTH and r.get("api", True)]
     caddyfile = caddyfile_of(args.resources)
     for edge in edges_in(args.resources):
         for line in caddyfile.splitlines():

@@ -87,7 +87,8 @@ def routes_resolve_as_declared(args: StackValidationArgs, report: ReportViolatio
 
 def api_bypass_forwards_only_the_api(args: StackValidationArgs, report: ReportViolation) -> None:
     declared = declarations_of(args.resources)
-    bearer = [r.get("path") for r in (declared or {}).get("routes") or [] if r.get("auth") in API_AUTH]
+    routes = (declared or {}).get("routes") or []
+    bearer = [r.get("path") for r in routes if r.get("auth") in API_AUTH and r.get("api", True)]
     for edge in edges_in(args.resources):
         for head, body in site_blocks(caddyfile_of(args.resources)):
             parts = head.split()

@@ -66,10 +66,11 @@ def identity_snippet(w: Writer, topology: Topology) -> None:
 
 
 def _identity_headers(topology: Topology) -> list[str]:
-    """Every header a client must not set: the fixed identity and address headers, and whatever the SSO
-    service's answers are copied into."""
+    """Every header a client must not set: the fixed identity and address headers, whatever the SSO
+    service's answers are copied into, and the headers tailnet browser routes tell their apps who is calling in."""
     copied = [dst for _, dst in topology.sso.copy_headers] if topology.sso is not None else []
-    names = [*CLIENT_IDENTITY_HEADERS, *CLIENT_ADDRESS_HEADERS, *copied]
+    told = [header for r in topology.routes for _, header in r.identity_headers]
+    names = [*CLIENT_IDENTITY_HEADERS, *CLIENT_ADDRESS_HEADERS, *copied, *told]
     return list(dict.fromkeys(names))
 
 

@@ -1,4 +1,5 @@
-"""Browser routes: SSO, the SSO service's own endpoints, fixed answers; API routes are api_routes'."""
+"""Browser routes: SSO, the SSO service's own endpoints, fixed answers; API routes are api_routes', tailnet
+browser routes browser_tailnet's."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from policy.gateway_contract import NONE, SSO, markers
 
 from ...topology import Route, Topology
 from .api_routes import api_route
+from .browser_tailnet import browser_tailnet_route
 from .identity import sso_identity
 from .proxy import proxy
 from .writer import Writer
@@ -14,6 +16,9 @@ from .writer import Writer
 def route(w: Writer, route: Route, topology: Topology) -> None:
     if route.is_api:
         api_route(w, route, topology)
+        return
+    if route.browser:
+        browser_tailnet_route(w, route, topology)
         return
     matcher = "" if route.is_catch_all else f" {route.path}"
     if route.respond is not None:
