@@ -54,6 +54,9 @@ class LoopbackStack:
         # node's SOCKS5 proxy they dial through (tailnet-node stacks; the caller runs it).
         self.forward_port = free_ports(2 * len(topology.forwards)) if topology.forwards else None
         self.egress_port = egress_port
+        self._forwards = len(topology.forwards)
+        # Each edge's first forwarder port, by edge name: another edge of the stack gets ports of its own.
+        self.forward_ports: dict[str, int | None] = {}
         self.ports = {name: free_port() for name in sorted(self.values["services"])}
         # The edge's Prometheus metrics listener.
         self.metrics_port = free_port()
@@ -71,6 +74,10 @@ class LoopbackStack:
         """The stack's files for an edge on a free port, with `moved` services at other ports."""
         port = free_port()
         ports = {**self.ports, **self.replica_ports, **(moved or {})}
+        forward_port = self.forward_port
+        if name != "edge" and self._forwards:
+            forward_port = free_ports(2 * self._forwards)
+        self.forward_ports[name] = forward_port
         out = render(
             self.stack,
             self.work / f"rendered-{name}",
@@ -79,7 +86,7 @@ class LoopbackStack:
             port,
             self.node_address,
             self.metrics_port,
-            self.forward_port,
+            forward_port,
             self.egress_port,
         )
         return out, port
@@ -128,10 +135,23 @@ class LoopbackStack:
         self.add(start_caddy(out / markers.CADDYFILE, port, self.logs, self.master_key, client_keys=self.client_keys))
         return f"http://127.0.0.1:{port}"
 
-    def edge(self, name: str, moved: dict[str, int] | None = None, master_key: str | None = None) -> str:
+    def edge(
+        self,
+        name: str,
+        moved: dict[str, int] | None = None,
+        master_key: str | None = None,
+        edit: Callable[[str], str] | None = None,
+    ) -> str:
         """Another edge for the same stack (its own render), with `moved` services elsewhere and, if given,
-        another master key (an empty one: a key missing at run time)."""
+        another master key (an empty one: a key missing at run time) or its Caddyfile changed by `edit` (an
+        edge broken on purpose)."""
         out, port = self.render(name, moved)
+        if edit is not None:
+            caddyfile = out / markers.CADDYFILE
+            original = caddyfile.read_text()
+            caddyfile.write_text(edit(original))
+            if caddyfile.read_text() == original:
+                raise RuntimeError(f"the edit of {name} does not apply to the Caddyfile any more")
         key = self.master_key if master_key is None else master_key
         self.add(start_caddy(out / markers.CADDYFILE, port, self.logs, key, name=name, client_keys=self.client_keys))
         return f"http://127.0.0.1:{port}"

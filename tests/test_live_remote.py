@@ -18,12 +18,11 @@ import pytest
 
 from harness import fakes
 from harness.loopback import LoopbackStack
-from harness.processes import Process, free_port, free_ports, render, start_caddy
+from harness.processes import free_port
 from harness.socks5 import Socks5StandIn
 from harness.stacks import new_project, remote_stack_values
 
 STACK = "remote-node"
-REMOTE_SERVICES = ("llamacpp-gpu-2", "llamacpp-gpu-3")
 SPREAD, REMOTE_ONLY = "local-chat", "remote-chat"
 
 
@@ -135,48 +134,27 @@ def test_the_forwarder_refuses_a_caller_without_the_edge_key(remote, credential)
     )
 
 
-def _mutant_forwarder(remote: RemoteEdge, tmp_path, edit) -> tuple[str, Process]:
-    """The same stack's edge, its Caddyfile broken by `edit`, with its forwarders on ports of its own."""
-    forward_port = free_ports(2 * len(REMOTE_SERVICES))
-    port = free_port()
-    out = render(
-        STACK,
-        tmp_path / "mutant",
-        remote.stack.project,
-        remote.stack.ports,
-        port,
-        metrics_port=free_port(),
-        forward_port=forward_port,
-        egress_port=remote.proxy.port,
-    )
-    caddyfile = out / "Caddyfile"
-    original = caddyfile.read_text()
-    caddyfile.write_text(edit(original))
-    assert caddyfile.read_text() != original, "the mutation does not apply to the Caddyfile any more"
-    process = start_caddy(caddyfile, port, tmp_path, remote.stack.master_key, name="mutant")
-    forwarder = f"http://127.0.0.1:{forward_port}"
+def _mutant_forwarder(remote: RemoteEdge, name: str, edit) -> str:
+    """The first forwarder of another edge of the same stack, its Caddyfile broken by `edit`."""
+    remote.stack.edge(name, edit=edit)
+    forwarder = f"http://127.0.0.1:{remote.stack.forward_ports[name]}"
     # Its first health check of the machine decides when it forwards at all.
     key = {"Authorization": f"Bearer {_edge_key(remote)}"}
     if _until(lambda: httpx.get(f"{forwarder}/v1/models", headers=key, timeout=5).status_code == 200, 15) is None:
-        process.stop()
         raise AssertionError("the mutant's forwarder never forwarded")
-    return forwarder, process
+    return forwarder
 
 
-def test_a_forwarder_that_passes_the_key_on_fails_the_probe(remote, tmp_path):
-    forwarder, process = _mutant_forwarder(remote, tmp_path, lambda text: text.replace("header_up -Authorization", ""))
-    try:
-        assert _credential_passed_on(remote, forwarder) is not None, "the probe no longer guards the key's removal"
-    finally:
-        process.stop()
+def test_a_forwarder_that_passes_the_key_on_fails_the_probe(remote):
+    forwarder = _mutant_forwarder(
+        remote, "mutant-passes-key", lambda text: text.replace("header_up -Authorization", "")
+    )
+    assert _credential_passed_on(remote, forwarder) is not None, "the probe no longer guards the key's removal"
 
 
-def test_a_forwarder_without_its_key_check_fails_the_probe(remote, tmp_path):
-    forwarder, process = _mutant_forwarder(remote, tmp_path, lambda text: text.replace("respond @not_gateway 403", ""))
-    try:
-        assert _forwarder_refuses(remote, forwarder, "none") is not None, "the probe no longer guards the key check"
-    finally:
-        process.stop()
+def test_a_forwarder_without_its_key_check_fails_the_probe(remote):
+    forwarder = _mutant_forwarder(remote, "mutant-no-check", lambda text: text.replace("respond @not_gateway 403", ""))
+    assert _forwarder_refuses(remote, forwarder, "none") is not None, "the probe no longer guards the key check"
 
 
 def _edge_key(remote: RemoteEdge) -> str:

@@ -15,7 +15,6 @@ import pytest
 
 from harness import fakes
 from harness.loopback import LoopbackStack
-from harness.processes import Process, free_port, render, start_caddy
 from harness.stacks import NODE_ADDRESS, TAILNET_APPS_STACK, WEBUI_IDENTITY, new_project, tailnet_apps_stack_values
 
 WEBUI_CAPABILITY = "llm.tail0a1b2c.ts.net/cap/root"
@@ -167,26 +166,7 @@ def test_the_api_still_takes_keys_beside_tailnet_pages(apps):
 # ---- tests of these tests: edges broken on purpose must fail the probes above ---------------------------
 
 
-def _mutant(apps: AppsEdge, tmp_path, edit) -> tuple[str, Process]:
-    """The same stack's edge, its Caddyfile broken by `edit`, on a port of its own."""
-    port = free_port()
-    out = render(
-        TAILNET_APPS_STACK,
-        tmp_path / "mutant",
-        apps.stack.project,
-        apps.stack.ports,
-        port,
-        NODE_ADDRESS,
-        free_port(),
-    )
-    caddyfile = out / "Caddyfile"
-    original = caddyfile.read_text()
-    caddyfile.write_text(edit(original))
-    assert caddyfile.read_text() != original, "the mutation does not apply to the Caddyfile any more"
-    return f"http://127.0.0.1:{port}", start_caddy(caddyfile, port, tmp_path, apps.stack.master_key, name="mutant")
-
-
-def test_identity_set_before_the_proxy_fails_the_hop_by_hop_probe(apps, tmp_path):
+def test_identity_set_before_the_proxy_fails_the_hop_by_hop_probe(apps):
     """request_header runs before the proxy drops the headers `Connection` names: the naive way."""
     set_up = "\t\t\t\theader_up X-Forwarded-Email {vars.tailnet_email}\n"
 
@@ -197,24 +177,17 @@ def test_identity_set_before_the_proxy_fails_the_hop_by_hop_probe(apps, tmp_path
             1,
         )
 
-    base, process = _mutant(apps, tmp_path, edit)
-    try:
-        headers = [*_serve(), ("Connection", "X-Forwarded-Email")]
-        received = _reached(apps, _get(f"{base}/", headers))
-        assert received is not None and received.get("x-forwarded-email") != LOGIN, (
-            "the probe no longer tells an identity a Connection header can remove"
-        )
-    finally:
-        process.stop()
+    base = apps.stack.edge("mutant-set-early", edit=edit)
+    received = _reached(apps, _get(f"{base}/", [*_serve(), ("Connection", "X-Forwarded-Email")]))
+    assert received is not None and received.get("x-forwarded-email") != LOGIN, (
+        "the probe no longer tells an identity a Connection header can remove"
+    )
 
 
-def test_a_page_that_forgets_the_person_check_fails_the_tagged_device_probe(apps, tmp_path):
+def test_a_page_that_forgets_the_person_check_fails_the_tagged_device_probe(apps):
     # The last one is Open WebUI's (/*): Caddy's order puts the catch-all last.
     person = "\t\t\t\theader Tailscale-User-Login *\n"
-    base, process = _mutant(apps, tmp_path, lambda text: "".join(text.rsplit(person, 1)))
-    try:
-        assert _get(f"{base}/", _serve(login=None)).status_code != 403, (
-            "the probe no longer tells a page that lets tagged devices in"
-        )
-    finally:
-        process.stop()
+    base = apps.stack.edge("mutant-no-person", edit=lambda text: "".join(text.rsplit(person, 1)))
+    assert _get(f"{base}/", _serve(login=None)).status_code != 403, (
+        "the probe no longer tells a page that lets tagged devices in"
+    )
