@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,16 @@ class LiteLLMBuild:
 
 
 THIS_BUILD = LiteLLMBuild(BIN_DIR)
+
+
+def seconds_until(check: Callable[[], bool], timeout_s: float, every_s: float = 0.25) -> float | None:
+    """Seconds (to 0.01) until check() holds, asked every `every_s`; None if it did not within timeout_s."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if check():
+            return round(time.monotonic() - started, 2)
+        time.sleep(every_s)
+    return None
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ import pytest
 
 from harness import fakes
 from harness.loopback import LoopbackStack
-from harness.processes import free_port
+from harness.processes import free_port, seconds_until
 from harness.socks5 import Socks5StandIn
 from harness.stacks import new_project, remote_stack_values
 
@@ -60,7 +60,7 @@ def remote(tmp_path_factory) -> Iterator[RemoteEdge]:
         edge = RemoteEdge(stack, stack.start(), proxy, servers)
         # The edge's first health check of each machine decides whether it is used (Caddy starts a dial
         # address it has not checked yet as unhealthy).
-        assert _until(lambda: _readiness(edge)["ready"] is True, 20) is not None, "the stack never became ready"
+        assert seconds_until(lambda: _readiness(edge)["ready"] is True, 20) is not None, "the stack never became ready"
         yield edge
     finally:
         stack.stop()
@@ -140,7 +140,10 @@ def _mutant_forwarder(remote: RemoteEdge, name: str, edit) -> str:
     forwarder = f"http://127.0.0.1:{remote.stack.forward_ports[name]}"
     # Its first health check of the machine decides when it forwards at all.
     key = {"Authorization": f"Bearer {_edge_key(remote)}"}
-    if _until(lambda: httpx.get(f"{forwarder}/v1/models", headers=key, timeout=5).status_code == 200, 15) is None:
+    if (
+        seconds_until(lambda: httpx.get(f"{forwarder}/v1/models", headers=key, timeout=5).status_code == 200, 15)
+        is None
+    ):
         raise AssertionError("the mutant's forwarder never forwarded")
     return forwarder
 
@@ -188,12 +191,12 @@ def test_a_machine_that_drops_costs_no_failed_request_and_comes_back_on_its_own(
         threads = [threading.Thread(target=steady, args=(dropped + 8,)) for _ in range(3)]
         for thread in threads:
             thread.start()
-        noticed = _until(lambda: _readiness(remote)["backends"].count("failing") == 1, 20)
+        noticed = seconds_until(lambda: _readiness(remote)["backends"].count("failing") == 1, 20)
         for thread in threads:
             thread.join(timeout=60)
     finally:
         remote.proxy.rejoin(gpu2)
-    back = _until(lambda: _readiness(remote)["ready"] is True, 20)
+    back = seconds_until(lambda: _readiness(remote)["ready"] is True, 20)
     statuses = [status for status, _ in results]
     print(
         f"\nmachine dropped (tailnet-node): {len(results)} requests, {len(statuses) - statuses.count(200)} failed, "
@@ -203,12 +206,3 @@ def test_a_machine_that_drops_costs_no_failed_request_and_comes_back_on_its_own(
     assert statuses and set(statuses) == {200}, f"requests failed while a remote machine was gone: {statuses}"
     assert noticed is not None, "the readiness report never showed the dropped machine failing"
     assert back is not None, "the readiness report stayed failing after the machine came back"
-
-
-def _until(check, timeout_s: float) -> float | None:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if check():
-            return round(time.monotonic() - started, 2)
-        time.sleep(0.25)
-    return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -23,6 +23,7 @@ from harness.engine.provider import Engine
 from harness.engine.soak import fake_backend
 from harness.engine.tailnet import OTHER_PORTS, StandInTailnet, can_stand_in
 from harness.keys import new_key
+from harness.processes import seconds_until
 from harness.program_run import run_program
 from harness.stacks import REMOTE_PORT, ROOT, remote_stack_values
 from tests.engine.conftest import cannot_run
@@ -40,7 +41,6 @@ class Remote:
     tailnet: StandInTailnet
     edge: Edge
     key: str
-    figures: dict[str, float] = field(default_factory=dict)
 
     def chat(self, model: str, client: httpx.Client | None = None, timeout: float = 60) -> httpx.Response:
         body = {"model": model, "messages": [{"role": "user", "content": "ping"}]}
@@ -86,7 +86,9 @@ def remote(docker_client, stand_in_images, dev_certs, tmp_path_factory):
             fake_backend(docker_client, engine, local)
         address, port = engine.published("tailnet-edge", 8443)
         deployed = Remote(engine, topology, tailnet, Edge(DEV_HOST, address, port, str(dev_certs["cert"])), key)
-        assert _until(lambda: deployed.readiness()["ready"] is True, 30) is not None, "the stack never became ready"
+        assert seconds_until(lambda: deployed.readiness()["ready"] is True, 30) is not None, (
+            "the stack never became ready"
+        )
         yield deployed
     finally:
         engine.teardown()
@@ -182,16 +184,6 @@ def test_readiness_reports_remote_backends(remote):
     )
 
 
-def _until(check, timeout_s: float, every_s: float = 0.25) -> float | None:
-    """Seconds until check() holds, or None if it did not within timeout_s."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if check():
-            return round(time.monotonic() - started, 2)
-        time.sleep(every_s)
-    return None
-
-
 @dataclass
 class Outage:
     """A fault of the spread model's remote machine under steady load through the edge, and its recovery."""
@@ -235,13 +227,13 @@ def _outage(remote: Remote, fault, recover, out_s: float = 12) -> Outage:
         assert _served_chats(remote, SPREAD_MACHINE) > 0, "the spread model never used the remote machine"
         began = time.monotonic()
         fault()
-        reported = _until(lambda: remote.readiness()["backends"][index] == "failing", 30)
+        reported = seconds_until(lambda: remote.readiness()["backends"][index] == "failing", 30)
         time.sleep(max(0.0, out_s - (time.monotonic() - began)))
         recover()
         recovered = time.monotonic()
         at_recovery = _served_chats(remote, SPREAD_MACHINE)
-        used_again = _until(lambda: _served_chats(remote, SPREAD_MACHINE) > at_recovery, 90)
-        ready_again = _until(lambda: remote.readiness()["ready"] is True, 30)
+        used_again = seconds_until(lambda: _served_chats(remote, SPREAD_MACHINE) > at_recovery, 90)
+        ready_again = seconds_until(lambda: remote.readiness()["ready"] is True, 30)
     finally:
         stop.set()
         for thread in threads:

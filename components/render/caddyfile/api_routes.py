@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
-
 from policy.gateway_contract import BEARER, CLIENT_HEADER, EDGE_KEY_FILE, markers
 
 from ...topology import TAILNET_CLIENT_PREFIX, Client, Route, Topology
+from .identity import granted
 from .proxy import load_key, proxy
 from .writer import Writer, header_any_of, json_error
 
@@ -196,7 +195,7 @@ def _name_tailnet_caller(w: Writer, route: Route) -> None:
     w.line(f"# A caller the tailnet policy granted {route.capability}, as the node's serve says (it sets the")
     w.line("# header itself; a client's copy is dropped unless the request comes from the node). A user's")
     w.line("# device carries its login; a tagged device has none.")
-    pattern = '"' + re.escape(route.capability) + '":\\s*\\['
+    pattern = granted(route.capability)
     w.line(f"@{TAILNET_CALLER} header_regexp Tailscale-App-Capabilities `{pattern}`")
     w.line(f"vars @{TAILNET_CALLER} {CLIENT_VAR} {TAILNET_CLIENT_PREFIX}tagged-device")
     w.open("@tailnet_user")

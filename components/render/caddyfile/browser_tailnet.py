@@ -3,11 +3,10 @@ told to the app in the headers it trusts; no second sign-in."""
 
 from __future__ import annotations
 
-import re
-
 from policy.gateway_contract import markers
 
 from ...topology import Route, Topology
+from .identity import granted
 from .proxy import proxy
 from .writer import Writer
 
@@ -49,7 +48,7 @@ def browser_tailnet_route(w: Writer, route: Route, topology: Topology) -> None:
     w.open(directive)
     w.open("route")
     w.line(f"import {markers.IDENTITY_SNIPPET}")
-    pattern = '"' + re.escape(route.capability) + '":\\s*\\['
+    pattern = granted(route.capability)
     w.open(f"@{TAILNET_CALLER}")
     w.line(f"header_regexp Tailscale-App-Capabilities `{pattern}`")
     w.line("header Tailscale-User-Login *")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from policy.gateway_contract import CLIENT_HEADER, markers
 
 from ...topology import Topology
@@ -72,6 +74,12 @@ def _identity_headers(topology: Topology) -> list[str]:
     told = [header for r in topology.routes for _, header in r.identity_headers]
     names = [*CLIENT_IDENTITY_HEADERS, *CLIENT_ADDRESS_HEADERS, *copied, *told]
     return list(dict.fromkeys(names))
+
+
+def granted(capability: str) -> str:
+    """The header_regexp pattern for a caller whose grants (serve's Tailscale-App-Capabilities, JSON as Go
+    writes it) hold `capability`."""
+    return '"' + re.escape(capability) + '":\\s*\\['
 
 
 def node_address(topology: Topology) -> str | None:
