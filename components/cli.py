@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
+from urllib.parse import urlsplit
 
 from policy.gateway_contract import MASTER_KEY_ENV
 
@@ -78,6 +79,22 @@ def _seconds(text: str) -> float:
     if not 0 < value <= 86400:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and 86400")
     return value
+
+
+def _metrics_url(text: str) -> str:
+    """A replica's metrics URL: usage sends it the master key, so only one on this host's loopback."""
+    url = urlsplit(text)
+    host = url.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if url.scheme not in ("http", "https") or not loopback:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: usage sends the master key to it, so it must be a replica on this host's loopback "
+            "(http://127.0.0.1:PORT/metrics/)"
+        )
+    return text
 
 
 def _loopback_address(text: str) -> str:
@@ -153,6 +170,12 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument("client", help="the client's name (on a stack without clients: master)")
     config.add_argument("--format", choices=FORMATS, default="json", help="json, env, continue or aider")
     config.add_argument(
+        "--out",
+        metavar="FILE",
+        type=Path,
+        help="write it to FILE, readable by you alone (0600), instead of printing it: it holds the key",
+    )
+    config.add_argument(
         "--outputs",
         metavar="FILE",
         help="`pulumi stack output --json --show-secrets` saved to FILE (- for stdin); default: run it",
@@ -165,7 +188,8 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="URL",
-        help="a replica's metrics URL instead (repeatable), e.g. http://127.0.0.1:11435/metrics/",
+        type=_metrics_url,
+        help="a replica's metrics URL on this host instead (repeatable), e.g. http://127.0.0.1:11435/metrics/",
     )
     usage.add_argument(
         "--period",
@@ -258,7 +282,16 @@ def _usage(args: argparse.Namespace) -> int:
 
 def _client_config(args: argparse.Namespace) -> int:
     access = client_access(read_outputs(args.outputs), args.client)
-    sys.stdout.write(render_client_config(access, args.format))
+    text = render_client_config(access, args.format)
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    # Created 0600, and made 0600 if it was there already: the file holds the client's key.
+    descriptor = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        os.fchmod(file.fileno(), 0o600)
+        file.write(text)
+    print(f"wrote {args.out} (0600)", file=sys.stderr)
     return 0
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import SettingsError
 from .settings.messages import did_you_mean
@@ -74,20 +75,38 @@ def read_outputs(source: str | None) -> dict[str, Any]:
     return outputs
 
 
+class _ClientOutput(BaseModel):
+    """One client's stack output, as the program exports it."""
+
+    model_config = ConfigDict(strict=True)
+    key: str = Field(min_length=1)
+    baseUrls: dict[str, str] = Field(min_length=1)  # noqa: N815 (the output's own name)
+    models: list[str]
+
+
+def _client_output(outputs: Mapping[str, Any], name: str) -> _ClientOutput | None:
+    output = client_output(name)
+    if output not in outputs:
+        return None
+    try:
+        return _ClientOutput.model_validate(outputs[output])
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in (output, *first["loc"]))
+        raise SettingsError(f"--outputs {where}", f"{first['msg'].lower()} (is this the stack's own output?)") from None
+
+
 def client_access(outputs: Mapping[str, Any], name: str) -> ClientAccess:
-    data = outputs.get(client_output(name))
-    if isinstance(data, dict):
-        return ClientAccess(
-            name=name, key=str(data["key"]), base_urls=dict(data["baseUrls"]), models=tuple(data["models"])
-        )
+    data = _client_output(outputs, name)
+    if data is not None:
+        return ClientAccess(name=name, key=data.key, base_urls=dict(data.baseUrls), models=tuple(data.models))
     known = [k.removeprefix("client-") for k in outputs if k.startswith("client-")]
     if name == "master" and not known and "masterKey" in outputs:
-        return ClientAccess(
-            name=name,
-            key=str(outputs["masterKey"]),
-            base_urls=dict(outputs.get("apiRoutes") or {"/": outputs["apiBaseUrl"]}),
-            models=tuple(outputs.get("models") or ()),
-        )
+        routes = outputs.get("apiRoutes") or {"/": outputs.get("apiBaseUrl")}
+        master = {"key": outputs["masterKey"], "baseUrls": routes, "models": outputs.get("models") or []}
+        data = _client_output({client_output(name): master}, name)
+        assert data is not None
+        return ClientAccess(name=name, key=data.key, base_urls=dict(data.baseUrls), models=tuple(data.models))
     if not known:
         raise SettingsError(f"client {name}", "the stack has no clients: its one client is 'master'")
     raise SettingsError(f"client {name}", f"is not a client of this stack{did_you_mean(name, known)}")

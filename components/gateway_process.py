@@ -11,6 +11,7 @@ from CONFIG_FILE_PATH when a server other than its own CLI imports the app.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -32,15 +33,25 @@ GATEWAY_ENV = {
     # backend takes over as fast.
     "INITIAL_RETRY_DELAY": "0.1",
     "JITTER": "0.1",
+    # Token limits count the tokens the backend reported, after each call (as the README promises), not an
+    # estimate reserved before it: LiteLLM 1.98's reservation holds at least a quarter of a minute's budget
+    # for a call without max_tokens, and refuses a client that still has room.
+    "LITELLM_TPM_TOKEN_RESERVATION_ENABLED": "false",
 }
+
+
+# The launcher next to LiteLLM's config (components/render/templates/gateway_start.py): it ends a replica told
+# to stop before it has served at once, instead of after the drain bound.
+LAUNCHER_FILE = "gateway_start.py"
 
 
 @dataclass(frozen=True)
 class GatewayProcess:
-    """How to start LiteLLM: an entrypoint (None: the image's own, which runs `litellm "$@"`), its
-    arguments, and the environment it needs besides its two keys."""
+    """How to start LiteLLM: the launcher with the port it watches, then the server's own command (the
+    interpreter LiteLLM runs under as `python3`, or LiteLLM's own `litellm` script) and its arguments, and the
+    environment it needs besides its two keys."""
 
-    entrypoint: tuple[str, ...] | None
+    entrypoint: tuple[str, ...]
     args: tuple[str, ...]
     env: Mapping[str, str]
 
@@ -51,16 +62,18 @@ class GatewayProcess:
 
     def local_argv(self, python: str, litellm: str) -> list[str]:
         """The same start outside a container: this interpreter for `python3`, this `litellm` script."""
-        entrypoint = [litellm] if self.entrypoint is None else [python, *self.entrypoint[1:]]
-        return [*entrypoint, *self.args]
+        local = {"python3": python, "litellm": litellm}
+        return [local.get(word, word) for word in self.entrypoint] + list(self.args)
 
 
 def gateway_process(server: Server, workers: int, config_path: str, host: str, port: int) -> GatewayProcess:
+    launcher = ("python3", posixpath.join(posixpath.dirname(config_path), LAUNCHER_FILE), str(port))
     if server == "granian":
         # The official image puts its venv (LiteLLM, and granian from the `proxy` extra) first on PATH
         # (docker/Dockerfile.non_root), so its python3 is LiteLLM's interpreter (tests/test_pins.py).
         args = ("--interface", "asgi", "--host", host, "--port", str(port), "--workers", str(workers), APP)
-        return GatewayProcess(("python3", "-m", "granian"), args, {**GATEWAY_ENV, "CONFIG_FILE_PATH": config_path})
+        entrypoint = (*launcher, "python3", "-m", "granian")
+        return GatewayProcess(entrypoint, args, {**GATEWAY_ENV, "CONFIG_FILE_PATH": config_path})
     flags = ("--run_gunicorn",) if server == "gunicorn" else ()
     args = ("--config", config_path, "--host", host, "--port", str(port), "--num_workers", str(workers), *flags)
-    return GatewayProcess(None, args, dict(GATEWAY_ENV))
+    return GatewayProcess((*launcher, "litellm"), args, dict(GATEWAY_ENV))

@@ -15,6 +15,7 @@ from pathlib import Path
 from policy.gateway_contract import Declarations, markers
 
 from .errors import SettingsError
+from .gateway_process import LAUNCHER_FILE
 from .render.caddyfile import config_id, render_caddyfile
 from .render.gateway_auth import (
     GATEWAY_AUTH_FILE,
@@ -24,6 +25,7 @@ from .render.gateway_auth import (
     render_gateway_clients,
     render_gateway_limits,
 )
+from .render.gateway_start import render_gateway_start
 from .render.litellm_config import render_litellm_config
 from .render.tailscale_serve import render_serve_config
 from .settings import Settings, grammar
@@ -40,6 +42,8 @@ class RenderedFiles:
     litellm_config: str
     # LiteLLM's custom auth (who is calling, which models they may use), read from beside its config.
     gateway_auth: str
+    # The launcher each replica starts under (it stops a replica still starting at once).
+    gateway_start: str
     # The clients the custom auth knows and their models; LiteLLM reads it again when it changes.
     gateway_clients: str
     # Each caller's limits; LiteLLM reads it again when it changes.
@@ -57,6 +61,7 @@ class RenderedFiles:
             markers.CADDYFILE: self.caddyfile,
             "litellm.yaml": self.litellm_config,
             GATEWAY_AUTH_FILE: self.gateway_auth,
+            LAUNCHER_FILE: self.gateway_start,
             GATEWAY_CLIENTS_FILE: self.gateway_clients,
             GATEWAY_LIMITS_FILE: self.gateway_limits,
             "tailnet-policy.hujson": self.tailnet_policy,
@@ -152,6 +157,7 @@ def build_plan(
         caddyfile=render_caddyfile(topology, stack),
         litellm_config=render_litellm_config(topology, stack),
         gateway_auth=render_gateway_auth(topology, stack),
+        gateway_start=render_gateway_start(),
         gateway_clients=render_gateway_clients(topology),
         gateway_limits=render_gateway_limits(topology),
         tailnet_policy=policy,

@@ -81,6 +81,7 @@ class GatewayStack(pulumi.ComponentResource):
             topology.gateway,
             plan.files.litellm_config,
             plan.files.gateway_auth,
+            plan.files.gateway_start,
             {GATEWAY_CLIENTS_FILE: plan.files.gateway_clients, GATEWAY_LIMITS_FILE: plan.files.gateway_limits},
             self.master_key,
             self.edge_key,

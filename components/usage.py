@@ -103,12 +103,19 @@ class UsageError(RuntimeError):
     """The metrics could not be read."""
 
 
+def printable(label: str) -> str:
+    """A label as text a terminal shows and never obeys: control characters (escape sequences) written as
+    Python escapes; the JSON output escapes them by itself."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in label)
+
+
 def render_usage(usage: dict[Key, Usage], output: str, period: str) -> str:
     rows = [usage[key] for key in sorted(usage)]
     if output == "json":
         return json.dumps({"period": period, "usage": [asdict(row) for row in rows]}, indent=2) + "\n"
     header = ("caller", "model", "requests", "input tokens", "output tokens", "errors", "limited")
-    table = [header, *((r.caller, r.model, *(str(getattr(r, name)) for name in _COUNTED)) for r in rows)]
+    named = ((printable(r.caller), printable(r.model), *(str(getattr(r, name)) for name in _COUNTED)) for r in rows)
+    table = [header, *named]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = [f"usage {period}"]
     for line in table:

@@ -7,7 +7,8 @@ Whatever answers for the other services (stub backends, SSO, echoes) the caller 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from components.gateway_process import Server
@@ -24,6 +25,7 @@ from .processes import (
     free_ports,
     render,
     start_caddy,
+    start_fake_backend,
     start_litellm,
 )
 from .stacks import ROOT, stack_values
@@ -99,7 +101,6 @@ class LoopbackStack:
     def start(
         self,
         build: LiteLLMBuild = THIS_BUILD,
-        group: bool = False,
         server: Server | None = None,
         workers: int | None = None,
         config_edit: Callable[[Path, dict[str, int]], None] | None = None,
@@ -125,7 +126,6 @@ class LoopbackStack:
                         workers or self.gateway.workers,
                         server or self.gateway.server,
                         name="litellm" if index == 0 else f"litellm-{index + 1}",
-                        group=group,
                         build=build,
                         ready_within_s=180 if build is not THIS_BUILD else 90,
                     )
@@ -162,4 +162,19 @@ class LoopbackStack:
 
     def stop(self) -> None:
         for process in reversed(self.processes):
+            process.stop()
+
+
+@contextlib.contextmanager
+def running_with_stub_backends(stack: LoopbackStack, backends: Iterable[str], replicas: int = 1) -> Iterator[str]:
+    """The stub backend of each named service on its port, then the stack (`replicas` LiteLLMs and the edge);
+    the edge's URL. Everything started here is stopped afterwards."""
+    started: list[Process] = []
+    try:
+        for name in backends:
+            started.append(start_fake_backend(stack.ports[name], name, stack.logs))
+        yield stack.start(replicas=replicas)
+    finally:
+        stack.stop()
+        for process in started:
             process.stop()

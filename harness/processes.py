@@ -102,7 +102,7 @@ class Process:
     def __init__(
         self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None, cwd=None, group=False
     ):
-        self.name = name
+        self.name, self.group = name, group
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - open for the process's life, closed by stop()
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
@@ -151,7 +151,12 @@ class Process:
             try:
                 self.popen.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.popen.kill()
+                # Past the bound: end it, and in a group of its own every process it started (nothing outlives
+                # the test).
+                if self.group:
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                else:
+                    self.popen.kill()
                 self.popen.wait(timeout=10)
         self._log.close()
 
@@ -237,7 +242,6 @@ def start_litellm(
     server: Server = "granian",
     name: str = "litellm",
     edge_key: str = EDGE_KEY,
-    group: bool = False,
     build: LiteLLMBuild = THIS_BUILD,
     ready_within_s: float = 90,
 ) -> Process:
@@ -249,7 +253,8 @@ def start_litellm(
         process.local_argv(build.python, build.litellm),
         log_dir,
         env={**process.local_environment(key, edge_key), "HOME": str(log_dir)},
-        group=group,
+        # Always a group of its own: the launcher, the server and its workers end together.
+        group=True,
     )
     try:
         proc.wait_http(

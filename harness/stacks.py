@@ -79,13 +79,15 @@ def clients_stack_values(base: str = "dev-node") -> dict[str, Any]:
 
 
 # The limits' stack: the clients' stack on a tailnet node with a client per limit (laptop: requests a
-# minute; ci: tokens a minute; streamer: streams at once; hostile: requests a minute, for the hostile
-# client's tricks), two without limits (free, meter), and each tailnet login limited to requests a minute.
+# minute; ci: tokens a minute; streamer: streams at once; hostile and breaker: requests a minute, for the
+# hostile client's tricks; writer: a realistic token budget), three without limits (free, meter, bystander),
+# and each tailnet caller limited to requests a minute.
 LIMITS_STACK = "limits"
 LIMITED_REQUESTS = 3
 LIMITED_TOKENS = 60
 LIMITED_STREAMS = 2
 TAILNET_REQUESTS = 2
+WRITER_TOKENS = 2000
 
 
 def limits_stack_values() -> dict[str, Any]:
@@ -94,10 +96,13 @@ def limits_stack_values() -> dict[str, Any]:
     values["clients"] = {
         "laptop": by_requests,
         "hostile": by_requests,
+        "breaker": by_requests,
+        "writer": {"limits": {"tokensPerMinute": WRITER_TOKENS}},
         "ci": {"routes": ["/llm/*"], "models": ["local-chat"], "limits": {"tokensPerMinute": LIMITED_TOKENS}},
         "streamer": {"limits": {"concurrent": LIMITED_STREAMS}},
         "free": {},
         "meter": {},
+        "bystander": {},
     }
     values["limits"] = {"tailnet": {"requestsPerMinute": TAILNET_REQUESTS}}
     return values

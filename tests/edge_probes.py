@@ -41,6 +41,40 @@ def raw_get(base_url: str, raw_path: str, headers: dict[str, str] | None = None)
         conn.close()
 
 
+def raw_request(
+    port: int, method: str, path: str, headers: list[str], body: bytes, timeout_s: float = 60
+) -> tuple[int, float]:
+    """Send a request as bytes, framing and all (a broken body stays broken), to the edge on loopback; the
+    status it answered (0: none) and how long the answer took."""
+    import socket
+
+    head = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Content-Type: application/json", *headers]
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as conn:
+        conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+        if "Content-Length" in " ".join(headers):
+            conn.shutdown(socket.SHUT_WR)  # the body ends early: the client is gone
+        answer = b""
+        try:
+            while b"\r\n" not in answer:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        except TimeoutError:
+            pass
+    status_line = answer.split(b"\r\n", 1)[0].split()
+    status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else 0
+    return status, time.monotonic() - started
+
+
+def refused_by_allow_list(response: httpx.Response) -> bool:
+    """The edge's own 404 for a path outside an API route's allow-list (not an upstream's answer)."""
+    if response.status_code != 404 or not response.headers.get("content-type", "").startswith("application/json"):
+        return False
+    return bool(response.json().get("error", {}).get("type") == "not_found")
+
+
 def received_headers(response: httpx.Response) -> dict[str, str]:
     """The headers a header-echo upstream saw, with lower-case names."""
     return {k.lower(): v for k, v in response.json()["headers"].items()}

@@ -227,10 +227,22 @@ def test_a_caller_with_the_capability_from_the_node_gets_in_without_a_key(node_e
     assert seen.get("authorization") == f"Bearer {EDGE_KEY}", "LiteLLM would not accept the call"
 
 
-def test_a_tagged_device_with_the_capability_is_named_as_one(node_edge):
-    response = _from_node(f"{node_edge.echo_base_url}/tsllm/v1/models", _serve_headers(login=None))
-    assert response.status_code == 200, f"a granted tagged device was refused: {response.status_code}"
-    assert _last_echo(node_edge).get("x-gateway-client") == "tailnet:tagged-device", "a tagged device had a name"
+def test_each_tagged_device_with_the_capability_is_named_by_its_own_address(node_edge):
+    """serve sets no login for a tagged device, but says its address in X-Forwarded-For: each device is its own
+    caller (its own limits), never one shared `tagged-device` budget."""
+    names = []
+    for address in ("100.101.102.103", "100.101.102.104"):
+        headers = _serve_headers(login=None) | {"X-Forwarded-For": address}
+        response = _from_node(f"{node_edge.echo_base_url}/tsllm/v1/models", headers)
+        assert response.status_code == 200, f"a granted tagged device was refused: {response.status_code}"
+        names.append(_last_echo(node_edge).get("x-gateway-client"))
+    assert names == ["tailnet:device:100.101.102.103", "tailnet:device:100.101.102.104"], (
+        f"tagged devices would share one budget: {names}"
+    )
+    refused = _from_node(f"{node_edge.base_url}/tsllm/v1/models", _serve_headers(login=None))
+    assert refused.status_code == 401, (
+        f"a tagged device with no address was let in under no name: {refused.status_code}"
+    )
 
 
 @pytest.mark.parametrize(

@@ -354,3 +354,28 @@ def test_client_address_headers_are_dropped_or_overwritten(local_edge, route):
     forged = {name: seen[name.lower()] for name in ADDRESS_HEADERS if "6.6.6.6" in seen.get(name.lower(), "")}
     assert not forged, f"{route}: the upstream would take the client's word for its address: {forged}"
     assert seen.get("x-forwarded-for") == "127.0.0.1", f"{route}: X-Forwarded-For is not the real peer"
+
+
+# LiteLLM's own control headers (its source reads these from a request): how often to retry, how long to
+# wait, which tags and spend metadata to log, which model to route to.
+LITELLM_CONTROL = {
+    "X-Litellm-Num-Retries": "50",
+    "X-Litellm-Timeout": "0.001",
+    "X-Litellm-Stream-Timeout": "100000",
+    "X-Litellm-Tags": "fuzz-tag",
+    "X-Litellm-Model": "local-embed",
+    "X-Litellm-Model-Group": "local-embed",
+    "X-Litellm-Spend-Logs-Metadata": '{"a": 1}',
+    "X-Litellm-Keepalive-Seconds": "100000",
+    "X-Litellm-Team-Id": "admins",
+    "Litellm-Trace-Id": "fuzz-trace",
+    "Litellm-Disable-Message-Redaction": "true",
+}
+
+
+def test_no_client_sets_litellms_control_headers(clients_edge):
+    headers = _bearer(clients_edge.client_keys["ci"]) + list(LITELLM_CONTROL.items())
+    httpx.get(f"{clients_edge.echo_base_url}/llm/v1/models", headers=headers, timeout=30)
+    _, _, seen, _ = _last(clients_edge.echo)
+    reached = sorted(name for name in seen if name.startswith(("x-litellm", "litellm")))
+    assert not reached, f"a client's LiteLLM control headers reached LiteLLM: {reached}"

@@ -22,8 +22,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from harness.keys import new_key
-from harness.loopback import LoopbackStack
-from harness.processes import EDGE_KEY, Process, start_fake_backend
+from harness.loopback import LoopbackStack, running_with_stub_backends
+from harness.processes import EDGE_KEY
 from harness.stacks import (
     LIMITED_REQUESTS,
     LIMITED_STREAMS,
@@ -32,10 +32,13 @@ from harness.stacks import (
     NODE_ADDRESS,
     ROOT,
     TAILNET_REQUESTS,
+    WRITER_TOKENS,
     limits_stack_values,
     new_project,
 )
-from policy.gateway_contract import MASTER_KEY_ENV
+from policy.gateway_contract import CLIENT_HEADER, LITELLM_KEY_HEADERS, MASTER_KEY_ENV
+from tests.edge_probes import raw_request, refused_by_allow_list
+from tests.litellm_metrics import counter_sum, series
 
 CAPABILITY = "llm.tail0a1b2c.ts.net/cap/tsllm"
 DASHBOARD = ROOT / "dashboards" / "tailnet-llm-gateway.json"
@@ -50,6 +53,7 @@ class LimitsEdge:
     metrics_urls: list[str]
     edge_metrics_url: str
     project: Path
+    gateway_ports: list[int]
 
     def chat(self, client: str, content: str = "ping", **extra) -> httpx.Response:
         body = {"model": "local-chat", "messages": [{"role": "user", "content": content}]} | extra
@@ -68,32 +72,28 @@ def limits_edge(tmp_path_factory) -> Iterator[LimitsEdge]:
     project = new_project(work / "project", LIMITS_STACK, values)
     keys = {name: new_key() for name in values["clients"]}
     stack = LoopbackStack(LIMITS_STACK, work, project, client_keys=keys, node_address=NODE_ADDRESS)
-    backends: list[Process] = []
-    try:
-        for name in ("llamacpp", "llamacpp-b", "llamacpp-embed"):
-            backends.append(start_fake_backend(stack.ports[name], name, stack.logs))
-        base_url = stack.start(replicas=2)
+    with running_with_stub_backends(stack, ("llamacpp", "llamacpp-b", "llamacpp-embed"), replicas=2) as base_url:
         yield LimitsEdge(
             base_url=base_url,
             keys=keys,
             master_key=stack.master_key,
             metrics_urls=[f"http://127.0.0.1:{port}/metrics/" for port in stack.gateway_ports],
+            gateway_ports=list(stack.gateway_ports),
             edge_metrics_url=f"http://127.0.0.1:{stack.metrics_port}/metrics",
             project=project,
         )
-    finally:
-        stack.stop()
-        for process in backends:
-            process.stop()
 
 
-def _from_node(url: str, login: str, body: dict | None = None, node: str = NODE_ADDRESS) -> httpx.Response:
+def _from_node(
+    url: str, login: str | None, body: dict | None = None, node: str = NODE_ADDRESS, device: str | None = None
+) -> httpx.Response:
     """A granted tailnet caller as the gateway's node forwards it: from its address, with serve's headers
-    (a POST of `body`, or a GET)."""
-    headers = {
-        "Tailscale-App-Capabilities": json.dumps({CAPABILITY: [{}]}, separators=(",", ":")),
-        "Tailscale-User-Login": login,
-    }
+    (a POST of `body`, or a GET). A tagged device (`login` None) comes with its address, as serve says it."""
+    headers = {"Tailscale-App-Capabilities": json.dumps({CAPABILITY: [{}]}, separators=(",", ":"))}
+    if login is not None:
+        headers["Tailscale-User-Login"] = login
+    if device is not None:
+        headers["X-Forwarded-For"] = device
     with httpx.Client(transport=httpx.HTTPTransport(local_address=node), timeout=60) as client:
         return client.get(url, headers=headers) if body is None else client.post(url, json=body, headers=headers)
 
@@ -172,19 +172,131 @@ def test_a_tailnet_login_is_limited_by_login(limits_edge):
     )
 
 
+def test_each_tagged_device_is_limited_on_its_own(limits_edge):
+    url = f"{limits_edge.base_url}/tsllm/v1/chat/completions"
+    body = {"model": "local-chat", "messages": [{"role": "user", "content": "ping"}]}
+    for index in range(TAILNET_REQUESTS):
+        response = _from_node(url, None, body, device="100.70.0.1")
+        assert response.status_code == 200, f"a tagged device's request {index + 1} was refused: {response.text}"
+    _assert_limited(_from_node(url, None, body, device="100.70.0.1"), "requests", "a tagged device")
+    other = _from_node(url, None, body, device="100.70.0.2")
+    assert other.status_code == 200, f"tagged devices share one budget: {other.status_code} {other.text}"
+
+
+def test_a_token_limit_counts_what_the_backend_reported_not_an_estimate_reserved_before(limits_edge):
+    """A realistic prompt without max_tokens: after a call that reported 1,800 of a 2,000-token minute, the
+    next call still goes through (LiteLLM's reservation would hold back at least a quarter of the budget)."""
+    context = "You are a careful assistant. " * 60  # about 360 tokens of system prompt, as clients send
+    used = WRITER_TOKENS * 9 // 10
+
+    def ask(usage: str) -> httpx.Response:
+        messages = [{"role": "system", "content": context}, {"role": "user", "content": usage}]
+        headers = {"Authorization": f"Bearer {limits_edge.keys['writer']}"}
+        body = {"model": "local-chat", "messages": messages}
+        return httpx.post(f"{limits_edge.base_url}/llm/v1/chat/completions", json=body, headers=headers, timeout=60)
+
+    first = ask(f"usage {used // 2} {used - used // 2}")
+    assert first.status_code == 200, f"the first call was refused: {first.text}"
+    second = ask("usage 200 100")  # the call that uses the minute up: its size was not known before
+    assert second.status_code == 200, (
+        f"a client with {WRITER_TOKENS - used} of {WRITER_TOKENS} tokens left was refused early: {second.text}"
+    )
+    _assert_limited(ask("usage 1 1"), "tokens", "writer")
+
+
+# ---- one client's broken request costs no other client anything -----------------------------------------
+
+# Bodies a client can break: a chunk length that is not hex, a body that ends before its Content-Length.
+BROKEN_BODIES = {
+    "bad-chunking": ("Transfer-Encoding: chunked", b'5\r\n{"mod\r\nZZ\r\n'),
+    "early-close": ("Content-Length: 400", b'{"model": "local-chat", "mess'),
+}
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+@pytest.mark.parametrize("body", BROKEN_BODIES)
+def test_a_broken_request_body_costs_other_clients_no_time_and_its_sender_no_extra_limit(limits_edge, body, method):
+    """The edge must not count a client's broken body as a replica failing: that marked every replica down,
+    made other clients wait 30 s, and moved the sender to a replica with a fresh count of its limit."""
+    framing, payload = BROKEN_BODIES[body]
+    port = int(limits_edge.base_url.rsplit(":", 1)[1])
+    key = limits_edge.keys["free"]
+    with ThreadPoolExecutor(4) as pool:
+        broken = [
+            pool.submit(
+                raw_request,
+                port,
+                method,
+                "/llm/v1/chat/completions",
+                [f"Authorization: Bearer {key}", framing],
+                payload,
+            )
+            for _ in range(3)
+        ]
+        time.sleep(0.3)
+        worst = 0.0
+        for _ in range(6):
+            started = time.monotonic()
+            assert limits_edge.chat("bystander").status_code == 200, "another client's request failed"
+            worst = max(worst, time.monotonic() - started)
+        answers = [b.result() for b in broken]
+    assert worst < 5, f"one client's broken body ({body}, {method}) made another client wait {worst:.1f} s"
+    for status, seconds in answers:
+        assert seconds < 5 and status not in (502, 503, 504), (
+            f"a broken body ({body}, {method}) was tried on the replicas for {seconds:.1f} s and answered {status}"
+        )
+    for _ in range(3):
+        raw_request(
+            port,
+            "PUT",
+            "/llm/v1/chat/completions",
+            [f"Authorization: Bearer {limits_edge.keys['breaker']}", framing],
+            payload,
+        )
+    codes = [limits_edge.chat("breaker").status_code for _ in range(LIMITED_REQUESTS * 2)]
+    assert codes.count(200) <= LIMITED_REQUESTS, (
+        f"after broken bodies, a client limited to {LIMITED_REQUESTS} requests got {codes.count(200)} through: {codes}"
+    )
+
+
+def test_a_body_over_the_edges_bound_is_refused_before_any_replica(limits_edge):
+    port = int(limits_edge.base_url.rsplit(":", 1)[1])
+    key = limits_edge.keys["free"]
+    status, _ = raw_request(
+        port, "POST", "/llm/v1/chat/completions", [f"Authorization: Bearer {key}", "Content-Length: 40000000"], b"{}"
+    )
+    assert status == 413, f"a declared 40 MB body was not refused at the edge: {status}"
+
+
+# ---- no second key chooses who the caller is -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("header", [h for h in LITELLM_KEY_HEADERS if h != "Authorization"])
+def test_the_master_key_in_another_key_header_lifts_no_clients_limits(limits_edge, header):
+    """LiteLLM takes x-litellm-api-key (and others) over Authorization: a client's key plus the master key there
+    must not make the client the admin (ci may use local-chat only)."""
+    headers = {"Authorization": f"Bearer {limits_edge.keys['ci']}", header: limits_edge.master_key}
+    body = {"model": "local-embed", "messages": [{"role": "user", "content": "ping"}]}
+    response = httpx.post(f"{limits_edge.base_url}/llm/v1/chat/completions", json=body, headers=headers, timeout=60)
+    assert response.status_code in (401, 403), (
+        f"{header} with the master key lifted ci's model list: {response.status_code}"
+    )
+
+
+@pytest.mark.parametrize("header", [h for h in LITELLM_KEY_HEADERS if h != "Authorization"])
+def test_litellm_refuses_a_forwarded_request_whose_key_headers_disagree(limits_edge, header):
+    """Behind the edge too: the edge's key in Authorization and the master key in another header is refused."""
+    headers = {"Authorization": f"Bearer {EDGE_KEY}", CLIENT_HEADER: "ci", header: limits_edge.master_key}
+    url = f"http://127.0.0.1:{limits_edge.gateway_ports[0]}/v1/models"
+    response = httpx.get(url, headers=headers, timeout=30)
+    assert response.status_code == 401, (
+        f"LiteLLM took the master key from {header} over the edge's: {response.status_code}"
+    )
+
+
 # ---- metrics and usage ---------------------------------------------------------------------------------
 
 METER_CALLS = ((7, 11), (5, 13), (9, 2))
-
-
-def _sum(text: str, family: str, **labels: str) -> float:
-    return sum(
-        sample.value
-        for metric in text_string_to_metric_families(text)
-        if metric.name == family
-        for sample in metric.samples
-        if sample.name == f"{family}_total" and all(sample.labels.get(k) == v for k, v in labels.items())
-    )
 
 
 @pytest.fixture(scope="module")
@@ -198,20 +310,62 @@ def metered(limits_edge) -> LimitsEdge:
 def test_token_counts_in_the_metrics_equal_what_the_backends_reported_per_client(metered):
     text = metered.metrics()
     prompt, completion = (sum(call[i] for call in METER_CALLS) for i in (0, 1))
-    seen_in, seen_out = (_sum(text, f"litellm_{kind}_tokens_metric", user="meter") for kind in ("input", "output"))
+    seen_in, seen_out = (
+        counter_sum(text, f"litellm_{kind}_tokens_metric", user="meter") for kind in ("input", "output")
+    )
     assert (seen_in, seen_out) == (prompt, completion), (
         f"the metrics count meter's tokens as {seen_in}/{seen_out}, the backends reported {prompt}/{completion}"
     )
-    requests = _sum(text, "litellm_proxy_total_requests_metric", user="meter")
+    requests = counter_sum(text, "litellm_proxy_total_requests_metric", user="meter")
     assert requests == len(METER_CALLS), f"the metrics count {requests} requests of meter's {len(METER_CALLS)}"
 
 
-def test_no_key_is_ever_a_metric_label(metered):
+def test_no_key_is_ever_a_metric_label_wherever_a_client_puts_it(metered):
+    """Keys placed in everything a client writes that LiteLLM might label (the model, the body's user, the
+    User-Agent, tags) never show in the metrics."""
+    keys = {"edge": EDGE_KEY, "master": metered.master_key, **metered.keys}
+    for key in keys.values():
+        tags = {"metadata": {"tags": [key]}, "tags": [key]}
+        metered.chat("free", user=key, **tags)
+        metered.chat("free", model=key)
+        headers = {"Authorization": f"Bearer {metered.keys['free']}", "User-Agent": key}
+        body = {"model": "local-chat", "messages": [{"role": "user", "content": "ping"}]}
+        httpx.post(f"{metered.base_url}/llm/v1/chat/completions", json=body, headers=headers, timeout=60)
     text = metered.metrics()
-    for name, key in {"edge": EDGE_KEY, "master": metered.master_key, **metered.keys}.items():
+    for name, key in keys.items():
         assert key not in text, f"the {name} key is in LiteLLM's metrics: anyone reading them could use it"
-    assert _sum(text, "litellm_proxy_total_requests_metric", hashed_api_key="meter") > 0, (
+    assert counter_sum(text, "litellm_proxy_total_requests_metric", hashed_api_key="meter") > 0, (
         "the caller's name is not where the key used to be: the check above proves nothing"
+    )
+
+
+def test_clients_cannot_grow_the_metrics(limits_edge):
+    """Made-up model names, User-Agents and body `user` values, also from a client already at its limit, add no
+    series: each would otherwise be a label, and /metrics would grow without bound. A first round makes every
+    series an honest request has (both backends, the limit's 429); a second round with new values must add none."""
+
+    def made_up_round(prefix: str) -> None:
+        for index in range(40):
+            client = "free" if index % 2 else "hostile"
+            word = f"{prefix}-{index}"
+            headers = {"Authorization": f"Bearer {limits_edge.keys[client]}", "User-Agent": word}
+            for body in (
+                {"model": word, "messages": [{"role": "user", "content": "ping"}]},
+                {"model": "local-chat", "user": word, "messages": [{"role": "user", "content": "ping"}]},
+                # LiteLLM refuses a body that sets api_base before any auth runs, and counted it under its model.
+                {"model": word, "api_base": "http://127.0.0.1:9/v1", "messages": [{"role": "user", "content": "ping"}]},
+            ):
+                httpx.post(f"{limits_edge.base_url}/llm/v1/chat/completions", json=body, headers=headers, timeout=60)
+
+    made_up_round("made-up-a")
+    before = series(limits_edge.metrics())
+    made_up_round("made-up-b")
+    text = limits_edge.metrics()
+    grown = series(text) - before
+    odd = [line[:200] for line in text.splitlines() if "made-up-" in line and not line.startswith("#")]
+    assert "made-up-" not in text, f"a client's made-up string became a metric label: {odd[:6]}"
+    assert len(grown) < 5, (
+        f"40 made-up values added {len(grown)} series: clients can grow the metrics: {sorted(grown)[:2]}"
     )
 
 
@@ -234,7 +388,9 @@ def test_usage_prints_per_client_and_model_what_the_backends_reported(metered):
         f"usage says meter used {meter}, the backends reported {reported}"
     )
     assert meter["requests"] == len(METER_CALLS) and meter["errors"] == 0, f"usage miscounts meter's requests: {meter}"
-    assert _sum(text, "litellm_input_tokens_metric", user="meter") == reported[0], "usage and the metrics disagree"
+    assert counter_sum(text, "litellm_input_tokens_metric", user="meter") == reported[0], (
+        "usage and the metrics disagree"
+    )
     table = _usage(metered)
     assert table.returncode == 0 and re.search(r"^meter\s+local-chat\s+\d+", table.stdout, re.M), (
         f"the table has no row for meter and local-chat:\n{table.stdout}"
@@ -304,20 +460,29 @@ METRICS_PATHS = (
 )
 
 
+# Paths under an API route reach LiteLLM's side of the edge; the others take the catch-all route.
+API_METRICS_PATHS = tuple(
+    path for path in METRICS_PATHS if path.startswith(("/llm/", "/mcp/", "/tsllm/")) and "%2e" not in path
+)
+
+
 @pytest.mark.parametrize("path", METRICS_PATHS)
 def test_metrics_are_not_reachable_through_the_edge_with_or_without_a_key(clients_edge, path):
     keys = {"no key": None, "a client's key": clients_edge.key, "the master key": clients_edge.master_key}
     for who, key in keys.items():
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        # The master key also in LiteLLM's own key header, which it prefers over Authorization.
+        headers = {"Authorization": f"Bearer {key}", "X-Litellm-Api-Key": clients_edge.master_key} if key else {}
         url = httpx.URL(clients_edge.base_url).copy_with(raw_path=path.encode())
         response = httpx.get(url, headers=headers, timeout=30)
         assert "# TYPE" not in response.text and "litellm_" not in response.text, (
             f"{path} with {who} served metrics through the edge ({clients_edge.base}): anyone on the tailnet "
             "could read every client's usage"
         )
-        # `/llm/%2e%2e/metrics` is not under /llm/ for Caddy: it takes the catch-all SSO route (no SSO runs here).
-        if path.startswith(("/llm", "/mcp")) and "%2e" not in path:
-            assert response.status_code in (401, 404), f"{path} with {who}: {response.status_code}"
+        has_route = clients_edge.node_address is not None or not path.startswith("/tsllm")
+        if path in API_METRICS_PATHS and key is not None and has_route:
+            assert refused_by_allow_list(response), (
+                f"{path} with {who} passed the edge's own allow-list: {response.status_code} {response.text}"
+            )
     if clients_edge.node_address is not None and path.startswith("/tsllm"):
         response = _from_node(f"{clients_edge.base_url}{path}", "alice@example.com", node=clients_edge.node_address)
         assert response.status_code == 404 and "# TYPE" not in response.text, (

@@ -16,7 +16,7 @@ import pytest
 from harness.processes import free_port, render, start_caddy
 from harness.stacks import ROOT, stack_values, write_stack
 from policy.gateway_contract import markers
-from tests.edge_probes import assert_identity_not_spoofable
+from tests.edge_probes import assert_identity_not_spoofable, refused_by_allow_list
 
 
 @pytest.fixture
@@ -91,3 +91,15 @@ def test_the_edge_compares_keys_exactly_whatever_they_hold(mutant_edge, local_ed
     for near in sorted(near_misses):
         response = httpx.get(f"{base}/llm/v1/models", headers={"Authorization": f"Bearer {near}"}, timeout=30)
         assert response.status_code == 401, f"the near-miss key {near!r} passed for {key!r}"
+
+
+def test_an_edge_without_its_api_allow_list_fails_the_metrics_probe(mutant_edge, local_edge):
+    """The probe of /llm/metrics must tell the edge's allow-list from LiteLLM's own refusal: with the allow-list
+    gone, the master key in LiteLLM's preferred header is the only thing left between a client and the metrics."""
+    not_api = markers.NOT_API
+    allow_list = re.compile(rf"\n\t*(?:@{not_api} |header @{not_api} |respond @{not_api} )[^\n]*")
+    base = mutant_edge(edit=lambda text: allow_list.sub("", text))
+    headers = {"Authorization": f"Bearer {local_edge.key}", "X-Litellm-Api-Key": local_edge.key}
+    response = httpx.get(f"{base}/llm/metrics", headers=headers, timeout=30)
+    assert response.status_code != 404, "the mutant is not the intended break"
+    assert not refused_by_allow_list(response), "the metrics probe would pass an edge without its allow-list"

@@ -70,6 +70,12 @@ def _get(url: str, headers: list[tuple[str, str]], source: str | None = NODE_ADD
         return client.get(url, headers=headers)
 
 
+def _send(method: str, url: str, headers: list[tuple[str, str]], source: str | None = NODE_ADDRESS) -> httpx.Response:
+    transport = httpx.HTTPTransport(local_address=source) if source else None
+    with httpx.Client(transport=transport, timeout=30) as client:
+        return client.request(method, url, headers=headers, content=b'{"title": "x"}')
+
+
 def _reached(apps: AppsEdge, response: httpx.Response) -> dict[str, str] | None:
     """The headers Open WebUI received for this answer (None: the request never reached it)."""
     if response.status_code != 200 or response.json().get("upstream") != "open-webui":
@@ -190,4 +196,39 @@ def test_a_page_that_forgets_the_person_check_fails_the_tagged_device_probe(apps
     base = apps.stack.edge("mutant-no-person", edit=lambda text: "".join(text.rsplit(person, 1)))
     assert _get(f"{base}/", _serve(login=None)).status_code != 403, (
         "the probe no longer tells a page that lets tagged devices in"
+    )
+
+
+# How another site's page shows in a browser's request: its origin, an opaque one (sandboxed frames, file
+# pages), or only the fetch metadata.
+CROSS_SITE = {
+    "other-origin": [("Origin", "https://evil.example")],
+    "null-origin": [("Origin", "null")],
+    "fetch-site-cross": [("Sec-Fetch-Site", "cross-site")],
+    "fetch-site-same-site": [("Sec-Fetch-Site", "same-site"), ("Origin", "https://other.tail0a1b2c.ts.net")],
+}
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+@pytest.mark.parametrize("page", CROSS_SITE)
+def test_another_sites_page_changes_nothing_through_a_granted_persons_browser(apps, page, method):
+    before = len(apps.webui.httpd.requests)
+    response = _send(method, f"{apps.base_url}/api/chats/new", _serve() + CROSS_SITE[page])
+    assert response.status_code == 403 and "<h1>Forbidden</h1>" in response.text, (
+        f"a {method} from {page} got {response.status_code}: any site could act as the signed-in person"
+    )
+    assert len(apps.webui.httpd.requests) == before, f"a {method} from {page} still reached the app"
+
+
+@pytest.mark.parametrize("method", ["POST", "DELETE"])
+def test_the_apps_own_pages_still_change_things(apps, method):
+    own = [("Origin", apps.base_url), ("Sec-Fetch-Site", "same-origin")]
+    response = _send(method, f"{apps.base_url}/api/chats/new", _serve() + own)
+    assert _reached(apps, response) is not None, f"the app's own {method} was refused: {response.status_code}"
+
+
+def test_a_link_from_another_site_still_opens_the_app(apps):
+    response = _get(f"{apps.base_url}/chats/1", _serve() + [("Sec-Fetch-Site", "cross-site")])
+    assert _reached(apps, response) is not None, (
+        f"following a link from another site was refused: {response.status_code}"
     )

@@ -313,6 +313,14 @@ TABLE = [
         stack="dev-node",
     ),
     row(
+        "a grant that opens the node's SOCKS5 proxy to its audience",
+        _acl_edit(
+            '"dst": ["tag:llm-gateway"], "ip": ["tcp:443"]', '"dst": ["tag:llm-gateway"], "ip": ["tcp:443", "tcp:1055"]'
+        ),
+        "tailnet-node-serves-https-only",
+        stack="dev-node",
+    ),
+    row(
         "a reusable, unapproved node key",
         lambda run: _of_type(run, "tailscale:index/tailnetKey:TailnetKey").update(reusable=True, preauthorized=False),
         "tailnet-node-auth-key-safe",

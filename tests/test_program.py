@@ -12,6 +12,7 @@ import pytest
 from components.images import CADDY_IMAGE, LITELLM_IMAGE
 from components.render.caddyfile import config_id, render_caddyfile
 from components.render.gateway_auth import render_gateway_auth, render_gateway_clients, render_gateway_limits
+from components.render.gateway_start import render_gateway_start
 from components.render.litellm_config import render_litellm_config
 from components.settings import Settings
 from components.topology import EDGE_CONTAINER, build_topology
@@ -154,6 +155,7 @@ def test_uploaded_files_are_exactly_the_renderers_output(dev_run):
     assert dev_run.rendered_files(Role.GATEWAY) == {
         "config.yaml": render_litellm_config(topology, "dev"),
         "gateway_auth.py": render_gateway_auth(topology, "dev"),
+        "gateway_start.py": render_gateway_start(),
         "clients.json": render_gateway_clients(topology),
         "limits.json": render_gateway_limits(topology),
     }, "LiteLLM would run something other than what `render` shows"
@@ -216,7 +218,9 @@ def test_the_edge_reloads_its_caddyfile_in_place_and_up_waits_for_it(dev_run):
 def test_gateway_runs_one_granian_worker_by_default(dev_run):
     inputs = dev_run.containers["model-gateway"].inputs
     command = inputs["command"]
-    assert inputs["entrypoints"] == ["python3", "-m", "granian"], "LiteLLM would run under another server"
+    assert inputs["entrypoints"] == ["python3", "/etc/litellm/gateway_start.py", "11435", "python3", "-m", "granian"], (
+        "LiteLLM would run under another server, or without the launcher that stops it while it starts"
+    )
     assert command[command.index("--workers") + 1] == "1", (
         "a second worker holds a second LiteLLM (about 300 MiB) and uvicorn's start-up could loop on 2 cores"
     )

@@ -9,11 +9,13 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
+import json5
 import pytest
 import yaml
 
 from components.addresses import HostPort
 from components.errors import SettingsError
+from components.plan import build_plan
 from components.render.caddyfile import render_caddyfile
 from components.render.litellm_config import litellm_config
 from components.settings import Settings
@@ -98,7 +100,7 @@ def _dialer_blocks(caddyfile: str, topology: Topology) -> list[str]:
 def test_the_edge_dials_other_machines_through_the_nodes_proxy_in_tailnet_node_mode():
     topology = _topology("dev-node")
     blocks = _dialer_blocks(render_caddyfile(topology, "remote"), topology)
-    assert all("network_proxy url socks5://tailnet-node:1055" in b for b in blocks), (
+    assert all("network_proxy url socks5://tailnet-egress-proxy:1055" in b for b in blocks), (
         "in userspace networking no container routes into the tailnet: the edge could not reach the machine"
     )
 
@@ -119,8 +121,8 @@ def _node_env(values: dict) -> list[str]:
 
 
 def test_the_node_runs_a_socks5_proxy_only_when_a_service_is_on_another_machine():
-    assert "TS_SOCKS5_SERVER=:1055" in _node_env(remote_stack_values("dev-node")), (
-        "the edge's dialers would find no proxy at the node"
+    assert "TS_SOCKS5_SERVER=tailnet-egress-proxy:1055" in _node_env(remote_stack_values("dev-node")), (
+        "the edge's dialers would find no proxy at the node, or it would listen where other containers reach it"
     )
     assert not any(e.startswith("TS_SOCKS5_SERVER=") for e in _node_env(stack_values("dev-node"))), (
         "a node without remote services would offer every container of its network a way into the tailnet"
@@ -193,3 +195,33 @@ def test_caddy_accepts_the_forwarders(stack, tmp_path):
 def test_the_rendered_config_names_no_key_value():
     text = yaml.safe_dump(litellm_config(_topology("dev")))
     assert EDGE_KEY_REFERENCE in text and "sk-" not in text, "a key value would be written into LiteLLM's config"
+
+
+def test_only_the_node_and_the_edge_share_the_network_of_the_nodes_socks5_proxy():
+    """The proxy has no authentication and dials from the node's own address, which the edge believes: a
+    container that reached it could pose as any tailnet login. So its network holds the two alone, is
+    internal (no route out) and takes no other compose project's containers."""
+    run = run_program(remote_stack_values("dev-node"), stack="dev-node")
+    on_egress = sorted(
+        container.inputs["name"]
+        for container in run.containers.values()
+        for attachment in container.inputs.get("networksAdvanced") or []
+        if attachment["name"] == "tailnet-egress"
+    )
+    assert on_egress == ["tailnet-edge", "tailnet-node"], f"the SOCKS5 proxy's network holds {on_egress}"
+    (network,) = [r for r in run.resources if r.type == "docker:index/network:Network" and r.name == "tailnet-egress"]
+    assert network.inputs.get("internal") is True and network.inputs.get("attachable") is False, (
+        f"the SOCKS5 proxy's network is open to other containers: {network.inputs}"
+    )
+    node = next(c for c in run.containers.values() if c.inputs["name"] == "tailnet-node")
+    (egress,) = [a for a in node.inputs["networksAdvanced"] if a["name"] == "tailnet-egress"]
+    assert egress.get("aliases") == ["tailnet-egress-proxy"], "the name the proxy listens on is not the node's there"
+
+
+def test_the_policy_tests_that_no_member_reaches_the_nodes_socks5_port():
+    plan = build_plan(Settings.from_mapping(stack_values("dev-node")), "dev-node", ROOT)
+    policy = json5.loads(plan.files.tailnet_policy)
+    members = [t for t in policy["tests"] if "tag:llm-gateway:443" in t.get("accept", [])]
+    assert members and all("tag:llm-gateway:1055" in t.get("deny", []) for t in members), (
+        f"nothing checks that a tailnet device cannot reach the node's SOCKS5 proxy: {members}"
+    )

@@ -22,6 +22,7 @@ def test_render_writes_every_file_of_a_host_bind_stack(tmp_path):
         "Caddyfile",
         "clients.json",
         "gateway_auth.py",
+        "gateway_start.py",
         "limits.json",
         "litellm.yaml",
         "tailnet-policy.hujson",

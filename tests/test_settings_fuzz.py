@@ -356,6 +356,15 @@ SLOTS: dict[str, Slot] = {
             "X-Fuzzb0",
             _header_forms,
         ),
+        # A reason for the settings' readers: it reaches no rendered file.
+        Slot(
+            "apps",
+            "routes[*].allowCrossSite",
+            _on_route("/*", "allowCrossSite"),
+            "a partner site posts forms here",
+            f"{STAND_IN} posts forms here",
+            lambda value: [],
+        ),
         Slot("clients", "clients.<key>", _new_client, "ci", STAND_IN, _client_forms),
         Slot("clients", "clients.*.routes[*]", _list_item("clients", "ci", "routes"), "/llm/*", "/llm/*"),
         Slot("clients", "clients.*.models[*]", _list_item("clients", "ci", "models"), "local-chat", "local-chat"),
@@ -440,6 +449,10 @@ def _module(text: str, pairs: list[tuple[str, str]]) -> str:
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             node.value = _swap(node.value, pairs)
+    # A sorted tuple of names (the models) is sorted again after the swap: a name changes its place in it.
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Tuple) and all(isinstance(e, ast.Constant) for e in node.elts):
+            node.elts.sort(key=lambda e: str(e.value) if isinstance(e, ast.Constant) else "")
     return ast.dump(tree)
 
 

@@ -697,6 +697,38 @@ MISTAKES = [
         modes=("dev-node",),
     ),
     Mistake(
+        "two tailnet routes whose default capabilities meet",
+        lambda values: [
+            route("/dash/*", path="/team/admin/*", auth="tailnet")(values),
+            values["routes"].append(
+                {"path": "/team-admin/*", "upstream": "dashboard", "stripPrefix": True, "auth": "tailnet"}
+            ),
+        ],
+        setting="routes[5].capability",
+        says=("/team/admin/*",),
+        modes=("dev-node",),
+    ),
+    Mistake(
+        "cross-site requests allowed on an API route",
+        route("/llm/*", auth="tailnet", allowCrossSite="our own tools post here"),
+        setting="routes[2].allowCrossSite",
+        says=("web app",),
+        modes=("dev-node",),
+    ),
+    Mistake(
+        "cross-site requests allowed on an SSO route",
+        route("/*", allowCrossSite="our own tools post here"),
+        setting="routes[4]",
+        says=("allowCrossSite",),
+        modes=("dev-node",),
+    ),
+    Mistake(
+        "cross-site requests allowed with no reason",
+        route("/*", auth="tailnet", allowCrossSite=""),
+        setting="routes[4].allowCrossSite",
+        modes=("dev-node",),
+    ),
+    Mistake(
         "unwritable output directory",
         flags=("--out", "/proc/tailnet-llm-gateway"),
         setting="--out /proc/tailnet-llm-gateway",

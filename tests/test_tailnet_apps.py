@@ -103,3 +103,13 @@ def test_caddy_accepts_the_tailnet_pages(apps, tmp_path):
 def test_the_pack_passes_the_tailnet_apps_stack():
     violations, _ = evaluate_pack(run_program(tailnet_apps_stack_values(), stack=TAILNET_APPS_STACK), stack="apps")
     assert not mandatory(violations), [v.describe("tailnet-apps") for v in mandatory(violations)]
+
+
+def test_every_page_refuses_cross_site_writes_unless_its_settings_say_why(apps):
+    caddyfile = render_caddyfile(apps, TAILNET_APPS_STACK)
+    assert caddyfile.count("@cross_site_write expression") == 2, "a page route takes state-changing cross-site requests"
+    values = tailnet_apps_stack_values()
+    webui = next(r for r in values["routes"] if r["path"] == "/*")
+    webui["allowCrossSite"] = "the dashboard's partner site posts reports here"
+    opted = render_caddyfile(build_topology(Settings.from_mapping(values)), TAILNET_APPS_STACK)
+    assert opted.count("@cross_site_write expression") == 1, "allowCrossSite did not open exactly its own route"

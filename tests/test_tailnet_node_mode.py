@@ -32,9 +32,9 @@ def node_run() -> ProgramRun:
 def test_serve_config_serves_https_for_the_node_and_proxies_to_caddy(node_topology):
     config = json.loads(render_serve_config(node_topology))
     assert config["TCP"] == {"443": {"HTTPS": True}}, "the node would not terminate TLS on 443"
-    assert config["Web"] == {"${TS_CERT_DOMAIN}:443": {"Handlers": {"/": {"Proxy": "http://tailnet-edge:8081"}}}}, (
-        "the node would not proxy to Caddy on the edge network"
-    )
+    assert config["Web"] == {
+        "${TS_CERT_DOMAIN}:443": {"Handlers": {"/": {"Proxy": "http://tailnet-edge-site:8081"}}}
+    }, "the node would not proxy to Caddy on the edge network"
     assert config["AllowFunnel"] == {"${TS_CERT_DOMAIN}:443": False}, "the gateway could be on the public internet"
 
 

@@ -9,7 +9,7 @@ import pulumi_docker as docker
 
 from policy.gateway_contract import EDGE_KEY_ENV, MASTER_KEY_ENV
 
-from ..gateway_process import gateway_process
+from ..gateway_process import LAUNCHER_FILE, gateway_process
 from ..render.gateway_auth import GATEWAY_AUTH_FILE
 from ..topology import Gateway
 from ..topology.gateway import ROLE
@@ -61,7 +61,7 @@ class ModelGateway(pulumi.ComponentResource):
     - a change to the config, image, healthcheck or tmpfs replaces the replicas one at a time: each is
       stopped with SIGTERM and the drain bound to finish its requests and streams (LiteLLM's server
       stops taking new ones at once), replaced, and healthy before the next is touched, so the others
-      answer meanwhile;
+      answer meanwhile; a replica stopped before it has answered once stops at once (its launcher);
     - hardened as `hardening.py` says; healthcheck on `/health/liveliness`.
     """
 
@@ -74,6 +74,7 @@ class ModelGateway(pulumi.ComponentResource):
         gateway: Gateway,
         config_yaml: str,
         gateway_auth: str,
+        launcher: str,
         tables: Mapping[str, str],
         master_key: pulumi.Input[str],
         edge_key: pulumi.Input[str],
@@ -90,7 +91,8 @@ class ModelGateway(pulumi.ComponentResource):
             f"{service.name}-config",
             CONFIG_DIR,
             # The custom auth module sits next to the config: LiteLLM imports it from there.
-            {CONFIG_FILE: config_yaml, GATEWAY_AUTH_FILE: gateway_auth},
+            # The launcher too: the official image has no such file.
+            {CONFIG_FILE: config_yaml, GATEWAY_AUTH_FILE: gateway_auth, LAUNCHER_FILE: launcher},
             ROLE,
             image.ref,
             image.image,
@@ -112,8 +114,8 @@ class ModelGateway(pulumi.ComponentResource):
                     f"{name}" if index == 0 else f"{name}-{index + 1}",
                     name=replica,
                     image=image.ref,
-                    # None: the image's entrypoint, which runs `litellm "$@"`.
-                    entrypoints=list(process.entrypoint) if process.entrypoint is not None else None,
+                    # The launcher, then the server (granian, or the image's own `litellm`).
+                    entrypoints=list(process.entrypoint),
                     command=list(process.args),
                     envs=envs,
                     ports=[docker.ContainerPortArgs(internal=service.port, external=bind.port, ip=bind.host)],

@@ -64,8 +64,10 @@ class GatewayNetworks(pulumi.ComponentResource):
                 name=network.name,
                 driver="bridge",
                 ipam_configs=ipam,
-                # Other compose projects (llama.cpp, oauth2-proxy, ...) join these networks.
-                attachable=True,
+                # Other compose projects (llama.cpp, oauth2-proxy, ...) join these networks; not the node's
+                # SOCKS5 network, which has no route out and holds the node and the edge alone.
+                attachable=not network.internal,
+                internal=network.internal,
                 opts=pulumi.ResourceOptions(
                     parent=self,
                     retain_on_delete=True,

@@ -10,7 +10,7 @@ import pulumi_docker as docker
 from policy.gateway_contract import EDGE_KEY_FILE, HOST_BIND
 
 from ..render.caddyfile import CONFIG_ID_PATH
-from ..topology import CERT_MOUNT, EDGE_CONTAINER, EDGE_HEALTH_PORT, EDGE_HTTPS_PORT, Edge, Site
+from ..topology import CERT_MOUNT, EDGE_CONTAINER, EDGE_HEALTH_PORT, EDGE_HTTPS_PORT, EDGE_SITE_ALIAS, Edge, Site
 from ..topology.edge import ROLE
 from .hardening import (
     Health,
@@ -44,8 +44,9 @@ class ReverseProxy(pulumi.ComponentResource):
     - host-bind: port 443 is published on the tailnet IP and nowhere else (never 0.0.0.0, `::` or
       empty), with the Tailscale cert directory mounted read-only; tailnet-node: no port is
       published at all, and the gateway's Tailscale node reaches Caddy over the edge network;
-    - Caddy is on the edge network only: a second network would make Docker DNS hand out the other
-      network's addresses for the same names;
+    - Caddy is on the edge network, and (with models on other machines in tailnet-node mode) on the node's
+      SOCKS5 network, which only the two share; the node reaches Caddy by an alias of the edge network
+      alone, so its requests always come from its pinned address there;
     - the Caddyfile is the renderer's output byte for byte, mounted read-only from a volume its config
       writer fills; a new Caddyfile is loaded in place (`caddy run --watch`, a graceful reload: requests
       and streams in flight finish under the old config), and `pulumi up` succeeds only once the running
@@ -116,7 +117,11 @@ class ReverseProxy(pulumi.ComponentResource):
             envs=envs,
             ports=ports,
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=networks.names[edge.network], aliases=[EDGE_CONTAINER])
+                docker.ContainerNetworksAdvancedArgs(
+                    name=networks.names[edge.network], aliases=[EDGE_CONTAINER, EDGE_SITE_ALIAS]
+                ),
+                # The node's SOCKS5 network, which it shares with the node alone.
+                *([docker.ContainerNetworksAdvancedArgs(name=networks.names[n]) for n in [edge.egress_network] if n]),
             ],
             volumes=volumes,
             **hardened_container_args(

@@ -40,9 +40,10 @@ class TailnetNode(pulumi.ComponentResource):
     - on the edge network it has the fixed address the Caddyfile trusts for Tailscale's identity and
       capability headers (the top address of the pinned subnet, which Docker never hands out first);
     - userspace networking: no TUN device and no capabilities; hardened as `hardening.py` says;
-    - with services on other tailnet machines, a SOCKS5 proxy into the tailnet on its container network,
-      through which the edge reaches them. Any container on that network could use it, as any container
-      of a host-bind host reaches the tailnet through the host's routing; the tailnet policy grants the
+    - with services on other tailnet machines, a SOCKS5 proxy into the tailnet, through which the edge
+      reaches them. It listens only on the node's address on a network of its own (internal, not
+      attachable) that the node and the edge alone join: a dial through it leaves from the node's pinned
+      address, which the edge believes, so no other container may reach it. The tailnet policy grants the
       node only those machines' model ports.
     """
 
@@ -85,11 +86,18 @@ class TailnetNode(pulumi.ComponentResource):
             "TS_ENABLE_HEALTH_CHECK": "true",
             "TS_LOCAL_ADDR_PORT": HEALTH_ADDR,
         }
-        if node.socks5_port is not None:
+        if node.socks5 is not None:
             # The edge dials services on other tailnet machines through this (userspace networking gives
-            # containers no route into the tailnet); it listens on the node's container network only.
-            settings_env["TS_SOCKS5_SERVER"] = f":{node.socks5_port}"
+            # containers no route into the tailnet). It listens on the node's address on the network it shares
+            # with the edge alone (the name resolves there only), never on the edge network or loopback.
+            settings_env["TS_SOCKS5_SERVER"] = str(node.socks5)
         envs = secret_environment({"TS_AUTHKEY": self.auth_key.key}, settings_env)
+        # On the SOCKS5 proxy's own network, under the name it listens on.
+        egress = (
+            [docker.ContainerNetworksAdvancedArgs(name=networks.names[node.egress_network], aliases=[node.socks5.host])]
+            if node.egress_network is not None and node.socks5 is not None
+            else []
+        )
         # tailscaled runs as root (below), whom the nproc limit does not bind; its memory limit holds.
         limits = node.limits
         serve = rendered_config(
@@ -110,7 +118,8 @@ class TailnetNode(pulumi.ComponentResource):
             envs=envs,
             # At its pinned address: the edge trusts Tailscale's identity headers from there only.
             networks_advanced=[
-                docker.ContainerNetworksAdvancedArgs(name=networks.names[node.network], ipv4_address=node.address)
+                docker.ContainerNetworksAdvancedArgs(name=networks.names[node.network], ipv4_address=node.address),
+                *egress,
             ],
             volumes=[
                 docker.ContainerVolumeArgs(volume_name=state.name, container_path=STATE_DIR),

@@ -16,7 +16,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-from policy.gateway_contract import CLIENT_HEADER, EDGE_KEY_ENV, GATEWAY_API_PATHS, MASTER_KEY_ENV, READINESS_CLIENT
+from policy.gateway_contract import (
+    CLIENT_HEADER,
+    EDGE_KEY_ENV,
+    GATEWAY_API_PATHS,
+    LITELLM_KEY_HEADERS,
+    MASTER_KEY_ENV,
+    READINESS_CLIENT,
+    TAILSCALE_RANGES,
+)
 
 from ..topology import BACKEND_CHECK_PATH, MASTER_CLIENT, TAILNET_CLIENT_PREFIX, RateLimits, Topology
 
@@ -39,6 +47,9 @@ def gateway_auth_constants(topology: Topology) -> dict[str, Any]:
         "READINESS_PATH": BACKEND_CHECK_PATH,
         "TAILNET_PREFIX": TAILNET_CLIENT_PREFIX,
         "API_PATHS": GATEWAY_API_PATHS,
+        "KEY_HEADERS": LITELLM_KEY_HEADERS,
+        "MODELS": tuple(sorted(m.name for m in topology.models)),
+        "TAILNET_RANGES": tuple(str(network) for network in TAILSCALE_RANGES),
     }
 
 

@@ -34,6 +34,9 @@ BACKEND_CHECK_TIMEOUT_S = 4
 COOLDOWN_S = 30
 
 
+CLIENT_WRITTEN_LABELS = ("end_user", "user_agent")
+
+
 def _metrics_settings(topology: Topology) -> dict[str, Any]:
     if not topology.metrics:
         return {}
@@ -43,6 +46,10 @@ def _metrics_settings(topology: Topology) -> dict[str, Any]:
         "callbacks": ["prometheus"],
         # Only the master key reads them (the edge never forwards /metrics; the port is on loopback).
         "require_auth_for_metrics_endpoint": True,
+        # No label whose value a client writes: the body's `user` (end_user) and its User-Agent would each
+        # add series without bound. The model a client asks for stays a label: the custom auth refuses a
+        # name this gateway does not serve before LiteLLM counts it.
+        "prometheus_exclude_labels": list(CLIENT_WRITTEN_LABELS),
     }
 
 

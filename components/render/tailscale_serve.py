@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..topology import EDGE_CONTAINER, EDGE_NODE_PORT, Topology
+from ..topology import EDGE_NODE_PORT, EDGE_SITE_ALIAS, Topology
 
 # containerboot replaces this with the node's own name when it loads the file.
 CERT_DOMAIN = "${TS_CERT_DOMAIN}"
@@ -19,7 +19,8 @@ CERT_DOMAIN = "${TS_CERT_DOMAIN}"
 
 def serve_config(topology: Topology) -> dict[str, Any]:
     site = f"{CERT_DOMAIN}:{topology.tailnet.port}"
-    handler: dict[str, Any] = {"Proxy": f"http://{EDGE_CONTAINER}:{EDGE_NODE_PORT}"}
+    # The edge by its alias on the edge network (that network's address, from the node's pinned one).
+    handler: dict[str, Any] = {"Proxy": f"http://{EDGE_SITE_ALIAS}:{EDGE_NODE_PORT}"}
     capabilities = sorted({capability for capability, _ in topology.tailnet.capabilities})
     if capabilities:
         # serve puts the caller's grants of these capabilities in Tailscale-App-Capabilities (as JSON),

@@ -52,6 +52,10 @@ class RouteSettings(StrictModel):
     # For tailnet browser routes (to a web app, without allowPaths): the header the app trusts for each part
     # of the caller's identity (default: {email: X-Forwarded-Email}).
     identity_headers: dict[IdentityField, HeaderName] | None = Field(default=None, min_length=1)
+    # For tailnet browser routes: let pages of other sites send state-changing requests (POST, PUT, PATCH,
+    # DELETE) to the app; refused by default, since tailnet identity rides on every request a browser makes.
+    # The value is the reason, kept in the settings for whoever reads them next.
+    allow_cross_site: Annotated[str, Field(min_length=8), AfterValidator(grammar.fixed_text)] | None = None
 
     @field_validator("identity_headers")
     @classmethod
@@ -100,6 +104,7 @@ class RouteSettings(StrictModel):
             ("capability", self.capability, (TAILNET,)),
             ("audiences", self.audiences, (TAILNET,)),
             ("identityHeaders", self.identity_headers, (TAILNET,)),
+            ("allowCrossSite", self.allow_cross_site, (TAILNET,)),
         ):
             if value is not None and self.auth not in modes:
                 raise ValueError(f"{name} applies only to {' and '.join(modes)} routes")

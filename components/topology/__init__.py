@@ -16,7 +16,7 @@ reach). Renderers and components read only this model, never the settings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from policy.gateway_contract import SSO, TAILNET, TAILNET_NODE
 
@@ -34,6 +34,7 @@ from .edge import (
     EDGE_HTTPS_PORT,
     EDGE_METRICS_PORT,
     EDGE_NODE_PORT,
+    EDGE_SITE_ALIAS,
     READINESS_PATH,
     Edge,
     Site,
@@ -43,7 +44,16 @@ from .edge import (
 from .gateway import REPLICA_UID_STEP, Gateway, build_gateway, replica_names
 from .local_mode import LocalMode
 from .node import NODE_CONTAINER, Node, build_node
-from .remote import EDGE_FORWARD_PORT, NODE_SOCKS5_PORT, Forward, build_forwards, forward_urls, node_egress
+from .remote import (
+    EDGE_FORWARD_PORT,
+    EGRESS_NETWORK,
+    EGRESS_PROXY_HOST,
+    NODE_SOCKS5_PORT,
+    Forward,
+    build_forwards,
+    forward_urls,
+    node_egress,
+)
 from .routes import Route, build_routes
 from .services import (
     Backend,
@@ -64,7 +74,10 @@ __all__ = [
     "BACKEND_CHECK_PATH",
     "CERT_MOUNT",
     "EDGE_CONTAINER",
+    "EDGE_SITE_ALIAS",
     "EDGE_FORWARD_PORT",
+    "EGRESS_NETWORK",
+    "EGRESS_PROXY_HOST",
     "EDGE_HEALTH_PORT",
     "EDGE_HTTPS_PORT",
     "EDGE_METRICS_PORT",
@@ -232,10 +245,20 @@ def build_topology(settings: Settings) -> Topology:
     clients = build_clients(settings)
     routes = build_routes(settings, by_name, gateway.service, edge.network, clients)
     site = build_site(settings)
+    egress = node_egress() if forwards and site.exposure == TAILNET_NODE else None
+    if egress is not None:
+        if EGRESS_NETWORK in networks:
+            raise SettingsError(
+                f"networks.{EGRESS_NETWORK}", "is the name of the node's own network for its SOCKS5 proxy: rename it"
+            )
+        networks = {**networks, EGRESS_NETWORK: Network(EGRESS_NETWORK, None, existing=False, internal=True)}
+        edge = replace(edge, egress_network=EGRESS_NETWORK)
     topology = Topology(
         site=site,
         edge=edge,
-        node=build_node(settings, site.node_hostname, networks[edge.network], NODE_SOCKS5_PORT if forwards else None)
+        node=build_node(
+            settings, site.node_hostname, networks[edge.network], egress, EGRESS_NETWORK if egress else None
+        )
         if site.exposure == TAILNET_NODE
         else None,
         networks=tuple(networks[name] for name in sorted(networks)),
@@ -252,7 +275,7 @@ def build_topology(settings: Settings) -> Topology:
         tailnet_limits=RateLimits.of(settings.limits.tailnet),
         metrics=settings.gateway.metrics,
         forwards=forwards,
-        egress=node_egress(NODE_CONTAINER) if forwards and site.exposure == TAILNET_NODE else None,
+        egress=egress,
     )
     if topology.limited and gateway.workers > 1:
         raise SettingsError(

@@ -27,6 +27,11 @@ EDGE_NODE_PORT = 8081
 # The edge's Prometheus metrics: every interface of its container (its Docker network), never published.
 EDGE_METRICS_PORT = 9180
 EDGE_CONTAINER = "tailnet-edge"
+# The edge's name on its own network alone (an alias there), which the node's serve proxies to. A container
+# name resolves on every network the container joins: with the node's SOCKS5 network beside the edge
+# network, `tailnet-edge` could resolve to the edge's address there, and the node's requests would arrive
+# from an address the edge does not trust. An alias resolves on its network only.
+EDGE_SITE_ALIAS = "tailnet-edge-site"
 CERT_MOUNT = "/etc/caddy/certs"
 
 
@@ -94,6 +99,9 @@ class Edge:
     drain_s: int = 300
     # Where the edge serves its metrics: its container network, or a loopback address (render --metrics-listen).
     metrics_listen: HostPort | None = None
+    # The network it shares with the node alone, to dial through the node's SOCKS5 proxy (tailnet-node mode
+    # with services on other machines).
+    egress_network: str | None = None
 
     @property
     def metrics_address(self) -> str:

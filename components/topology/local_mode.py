@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..addresses import HostPort, is_unspecified
 from ..errors import SettingsError
 from ..settings.grammar import absolute_directory
-from .edge import EDGE_CONTAINER
+from .edge import EDGE_CONTAINER, EDGE_METRICS_PORT
 from .remote import Forward, build_forwards, forward_urls
 from .services import Service
 
@@ -87,6 +87,9 @@ def with_overrides(topology: Topology, local: LocalMode) -> Topology:
             raise SettingsError("--keys-dir", str(error)) from None
     if local.metrics_listen is not None:
         edge = replace(edge, metrics_listen=_loopback("--metrics-listen", local.metrics_listen))
+    elif local.listen is not None:
+        # Checked on this host: the metrics stay on loopback like everything else, never on every interface.
+        edge = replace(edge, metrics_listen=HostPort("127.0.0.1", EDGE_METRICS_PORT))
     forwards, egress = _forwarding(topology, local, moved)
     urls = forward_urls(forwards, EDGE_CONTAINER)
     return replace(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from policy.gateway_contract import Role
 
+from ..addresses import HostPort
 from ..images import ImageRef
 from ..settings import Settings
 from .containers import Limits
@@ -33,9 +34,10 @@ class Node:
     # Its fixed address on the edge network, the only source whose Tailscale-* headers the edge trusts
     # (None when the edge network has no pinned subnet: then the edge trusts none).
     address: str | None = None
-    # The port of its SOCKS5 proxy into the tailnet, on its container network, when the edge forwards to
-    # other machines through it (None: no proxy runs).
-    socks5_port: int | None = None
+    # Its SOCKS5 proxy into the tailnet, when the edge forwards to other machines through it (None: no proxy
+    # runs), and the network it listens on, which only the node and the edge share.
+    socks5: HostPort | None = None
+    egress_network: str | None = None
 
 
 def node_address(network: Network) -> str | None:
@@ -46,7 +48,9 @@ def node_address(network: Network) -> str | None:
     return str(list(ipaddress.ip_network(network.subnet).hosts())[-1])
 
 
-def build_node(settings: Settings, hostname: str, edge_network: Network, socks5_port: int | None) -> Node:
+def build_node(
+    settings: Settings, hostname: str, edge_network: Network, socks5: HostPort | None, egress_network: str | None
+) -> Node:
     return Node(
         hostname=hostname,
         tag=settings.tailnet_policy.tag,
@@ -58,5 +62,6 @@ def build_node(settings: Settings, hostname: str, edge_network: Network, socks5_
             memory_mb=settings.node.memory_mb, pids=settings.node.pids, uid=NODE_WRITER_UID, gid=NODE_WRITER_UID
         ),
         address=node_address(edge_network),
-        socks5_port=socks5_port,
+        socks5=socks5,
+        egress_network=egress_network,
     )

@@ -19,8 +19,13 @@ from .services import Service
 
 # The first forwarder's port in the edge's container (each next remote service: the next port).
 EDGE_FORWARD_PORT = 9200
-# The node's SOCKS5 proxy (tailscaled --socks5-server), on its container network only.
+# The node's SOCKS5 proxy (tailscaled --socks5-server). It has no authentication, and a dial through it to a
+# container address leaves from the node's own address, the one source whose Tailscale identity headers the
+# edge believes: whoever reaches it could pose as any tailnet login. So it listens only on a network of its
+# own that holds the node and the edge alone, under a name that resolves to the node on that network only.
 NODE_SOCKS5_PORT = 1055
+EGRESS_NETWORK = "tailnet-egress"
+EGRESS_PROXY_HOST = "tailnet-egress-proxy"
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,6 @@ def forward_urls(forwards: tuple[Forward, ...], edge_host: str) -> Mapping[str, 
     return {f.service.name: f.url(edge_host) for f in forwards}
 
 
-def node_egress(node_container: str) -> HostPort:
-    """The node's SOCKS5 proxy, as the edge dials it on their network (tailnet-node mode)."""
-    return HostPort(node_container, NODE_SOCKS5_PORT)
+def node_egress() -> HostPort:
+    """The node's SOCKS5 proxy, as the node listens and the edge dials it on their network of their own."""
+    return HostPort(EGRESS_PROXY_HOST, NODE_SOCKS5_PORT)

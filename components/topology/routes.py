@@ -55,6 +55,9 @@ class Route:
     # Tailnet browser routes (a web app, every path): which header gets which part of the caller's identity
     # (login, email, name), in this order.
     identity_headers: tuple[tuple[str, str], ...] = ()
+    # Tailnet browser routes: whether pages of other sites may send it state-changing requests (the settings
+    # say why); refused otherwise.
+    cross_site_writes: bool = False
 
     @property
     def browser(self) -> bool:
@@ -108,6 +111,12 @@ def build_routes(
                 "applies only to a tailnet route to a web app (not LiteLLM, no allowPaths): an API route names its "
                 f"caller in {CLIENT_HEADER}",
             )
+        if spec.allow_cross_site is not None and not browser:
+            raise SettingsError(
+                f"{where}.allowCrossSite",
+                "applies only to a tailnet route to a web app (not LiteLLM, no allowPaths): API routes refuse other "
+                "sites' pages unless corsOrigins lists them",
+            )
         if spec.auth in API_AUTH and to_gateway and not spec.strip_prefix:
             served = RoutePath(index, None if spec.path == "/*" else spec.path, spec.auth)
             missed = [p for p in GATEWAY_API_PATHS if served.pattern and not overlaps(served, RoutePath(-1, p, NONE))]
@@ -157,8 +166,10 @@ def build_routes(
                 audiences=(spec.audiences or settings.tailnet_policy.audiences) if spec.auth == TAILNET else (),
                 to_gateway=to_gateway,
                 identity_headers=tuple((spec.identity_headers or DEFAULT_IDENTITY_HEADERS).items()) if browser else (),
+                cross_site_writes=spec.allow_cross_site is not None,
             )
         )
+    _one_capability_per_route(routes, settings)
     if not any(r.is_api and r.to_gateway for r in routes):
         raise SettingsError(
             "routes",
@@ -201,6 +212,23 @@ def _capability(settings: Settings, spec: RouteSettings) -> str:
         return spec.capability
     slug = spec.path.strip("/*").replace("/", "-") or "root"
     return f"{settings.tailnet_host}/cap/{slug}"
+
+
+def _one_capability_per_route(routes: list[Route], settings: Settings) -> None:
+    """Two routes with one capability would be granted together: the policy could not give one without the
+    other (the default capability turns `/` into `-`, so /team/admin/* and /team-admin/* meet)."""
+    index = {spec.path: i for i, spec in enumerate(settings.routes)}
+    seen: dict[str, str] = {}
+    for route in sorted(routes, key=lambda r: index[r.path]):
+        if route.capability is None:
+            continue
+        if route.capability in seen:
+            raise SettingsError(
+                f"routes[{index[route.path]}].capability",
+                f"{route.capability} is already the capability of {seen[route.capability]}; a grant of one "
+                "would open both: give this route a capability of its own",
+            )
+        seen[route.capability] = route.path
 
 
 def _check_route_paths(settings: Settings) -> None:

@@ -19,6 +19,8 @@ class Network:
     name: str
     subnet: str | None
     existing: bool
+    # No route out of it (the node's SOCKS5 network): its containers reach each other only.
+    internal: bool = False
 
     @property
     def gateway(self) -> str | None:

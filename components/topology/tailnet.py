@@ -8,6 +8,7 @@ from policy.gateway_contract import TAILNET_NODE
 
 from ..errors import SettingsError
 from ..settings import Settings
+from .remote import NODE_SOCKS5_PORT
 from .routes import Route
 from .services import Machine, Service
 
@@ -89,6 +90,11 @@ def _remote_machines(host_entry: tuple[str, str] | None, services: tuple[Service
     )
 
 
+def _node_ports(settings: Settings) -> tuple[int, ...]:
+    """The gateway's own node listens on nothing else the tailnet may reach: its SOCKS5 proxy's port stays closed."""
+    return (NODE_SOCKS5_PORT,) if settings.exposure == TAILNET_NODE else ()
+
+
 def build_tailnet(settings: Settings, routes: tuple[Route, ...], services: tuple[Service, ...] = ()) -> TailnetAccess:
     policy = settings.tailnet_policy
     host_entry = _host_entry(settings)
@@ -98,7 +104,9 @@ def build_tailnet(settings: Settings, routes: tuple[Route, ...], services: tuple
         owners=policy.owners,
         audiences=policy.audiences,
         port=settings.edge.https_port,
-        closed_ports=tuple(sorted({*CLOSED_PORTS, settings.gateway.bind.port} - {settings.edge.https_port})),
+        closed_ports=tuple(
+            sorted({*CLOSED_PORTS, *_node_ports(settings), settings.gateway.bind.port} - {settings.edge.https_port})
+        ),
         members=policy.tests.members,
         outsiders=policy.tests.outsiders,
         base_path=policy.base,

@@ -30,6 +30,19 @@ GATEWAY_API_PATHS = (
     "/v1/messages/count_tokens",
 )
 
+# Every header LiteLLM 1.98 takes a key from (its SpecialHeaders, and the pass-through header), in the
+# order it prefers them: x-litellm-api-key wins over Authorization. No client's copy of any of them passes
+# the edge, and the custom auth refuses a request whose key headers disagree.
+LITELLM_KEY_HEADERS = (
+    "X-Litellm-Api-Key",
+    "Authorization",
+    "Api-Key",
+    "X-Api-Key",
+    "X-Goog-Api-Key",
+    "Ocp-Apim-Subscription-Key",
+    "Litellm_User_Api_Key",
+)
+
 
 # The edge reads every key it compares or hands on from a file of its own in its keys directory, never from
 # its environment: a client added, a key rotated or revoked changes files, not the running edge.

@@ -49,7 +49,7 @@ from .edge_routes import (
 from .gateway_config import metrics_behind_the_master_key
 from .remote_machines import gateway_granted_model_ports_only, litellm_dials_no_machine_itself
 from .secret_values import no_secrets_in_files_or_commands
-from .tailnet import auth_key_safe, node_mode_loopback_only, tailnet_policy_tested_and_scoped
+from .tailnet import auth_key_safe, node_mode_loopback_only, node_serves_https_only, tailnet_policy_tested_and_scoped
 from .tailnet_routes import tailnet_routes_granted_a_capability
 
 MANDATORY = EnforcementLevel.MANDATORY
@@ -171,6 +171,11 @@ POLICIES = [
         "tailnet-policy-tested-and-scoped",
         "The tailnet policy carries tests and grants the gateway only to the configured audiences.",
         tailnet_policy_tested_and_scoped,
+    ),
+    _stack_policy(
+        "tailnet-node-serves-https-only",
+        "No rule of the tailnet policy opens a port of the gateway's own node other than 443.",
+        node_serves_https_only,
     ),
     _stack_policy(
         "tailnet-node-loopback-only",

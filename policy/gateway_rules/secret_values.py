@@ -10,6 +10,7 @@ from pulumi_policy import ReportViolation, StackValidationArgs
 from .resources import containers_in, role_of
 
 KEY_LITERAL = re.compile(r"sk-[A-Za-z0-9_-]{16,}")
+SHORTEST_SECRET = 8
 
 
 def no_secrets_in_files_or_commands(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -18,7 +19,9 @@ def no_secrets_in_files_or_commands(args: StackValidationArgs, report: ReportVio
     for container in containers_in(args.resources):
         for env in container.props.get("envs") or []:
             name, _, value = str(env).partition("=")
-            if value and any(word in name.upper() for word in ("KEY", "SECRET", "TOKEN", "PASSWORD")):
+            # A switch such as LITELLM_TPM_TOKEN_RESERVATION_ENABLED=false is no secret; no key is that short.
+            secret_name = any(word in name.upper() for word in ("KEY", "SECRET", "TOKEN", "PASSWORD"))
+            if secret_name and len(value) >= SHORTEST_SECRET:
                 secrets.append(value)
         # A keys writer's uploads are the secrets themselves (the edge reads them from its keys volume).
         if role_of(container.props) == Role.KEYS_WRITER:

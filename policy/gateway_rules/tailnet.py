@@ -4,7 +4,7 @@ loopback, the node's auth key is safe."""
 from __future__ import annotations
 
 import json5
-from gateway_contract import Role
+from gateway_contract import TAILNET_NODE, Role
 from pulumi_policy import ReportViolation, StackValidationArgs
 
 from .resources import ACL, TAILNET_KEY, address_of, containers_in, declarations_of, role_of
@@ -42,6 +42,39 @@ def tailnet_policy_tested_and_scoped(args: StackValidationArgs, report: ReportVi
                     report(
                         f"{kind} lets {sorted(sources - audiences)} reach {', '.join(named)}; the settings allow "
                         f"{sorted(audiences)}",
+                        acl.urn,
+                    )
+
+
+# The node's one service on the tailnet: serve's HTTPS. Any other port of it (tailscaled's SOCKS5 proxy among
+# them) is no tailnet device's business.
+NODE_PORTS = {"443", "tcp:443"}
+
+
+def _ports(kind: str, rule: dict, tag: str) -> list[str]:
+    """The ports of `tag` a grant (its `ip`) or an ACL (its destinations) opens."""
+    if kind == "grants":
+        return [str(p) for p in rule.get("ip") or []] if tag in (rule.get("dst") or []) else []
+    return [str(d).rpartition(":")[2] for d in rule.get("dst") or [] if str(d).rpartition(":")[0] == tag]
+
+
+def node_serves_https_only(args: StackValidationArgs, report: ReportViolation) -> None:
+    declared = declarations_of(args.resources) or {}
+    tag = (declared.get("tailnet") or {}).get("tag")
+    if declared.get("exposure") != TAILNET_NODE or not tag:
+        return
+    for acl in [r for r in args.resources if r.resource_type == ACL]:
+        try:
+            policy = json5.loads(acl.props.get("acl") or "")
+        except Exception:  # noqa: BLE001 - reported by tailnet_policy_tested_and_scoped
+            continue
+        for kind in ("grants", "acls"):
+            for rule in policy.get(kind) or []:
+                opened = sorted(set(_ports(kind, rule, tag)) - NODE_PORTS)
+                if opened:
+                    report(
+                        f"{kind} opens {tag} on {', '.join(opened)}: the gateway's node serves only 443 (its "
+                        "SOCKS5 proxy would let a device pose as any tailnet user to the edge)",
                         acl.urn,
                     )
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import docker
 import httpx
 
+from components.images import CADDY_IMAGE, parse_image
+from harness.engine.provider import Engine
 from harness.resend import send_resending_once
 
 # Log lines that mean a container tried something its hardening refuses: each is a finding.
@@ -22,6 +24,38 @@ def exec_in(client: docker.DockerClient, container_id: str, *argv: str, user: st
     handle = client.api.exec_create(container_id, list(argv), user=user)
     output = client.api.exec_start(handle["Id"]).decode(errors="replace")
     return client.api.exec_inspect(handle["Id"])["ExitCode"], output
+
+
+def run_probe(
+    client: docker.DockerClient,
+    engine: Engine,
+    *argv: str,
+    volumes: list[str] | None = None,
+    network: str | None = None,
+    address: str | None = None,
+) -> str:
+    """Run a one-off busybox command in a labelled container on a test network (at `address`, if
+    given); its output."""
+    networking = None
+    if network and address:
+        endpoint = client.api.create_endpoint_config(ipv4_address=address)
+        networking = client.api.create_networking_config({engine.sub.name(network): endpoint})
+    container = client.api.create_container(
+        parse_image(CADDY_IMAGE).tagged,
+        entrypoint=list(argv),
+        labels=engine.sub.label,
+        user="61009:61009",
+        host_config=client.api.create_host_config(
+            binds=volumes, network_mode=engine.sub.name(network) if network else "none", read_only=True
+        ),
+        networking_config=networking,
+    )
+    try:
+        client.api.start(container["Id"])
+        client.api.wait(container["Id"], timeout=60)
+        return client.api.logs(container["Id"]).decode(errors="replace")
+    finally:
+        client.api.remove_container(container["Id"], force=True)
 
 
 def process_status(client: docker.DockerClient, container_id: str) -> dict[str, str]:

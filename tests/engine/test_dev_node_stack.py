@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from components.images import CADDY_IMAGE, parse_image
 from components.topology import NODE_CONTAINER
 from harness.engine import new_run_id
 from harness.engine.provider import CONTAINER, NETWORK, VOLUME, Engine
@@ -20,7 +19,7 @@ from harness.keys import new_key
 from harness.program_run import ProgramRun, run_program
 from harness.stacks import stack_values
 from tests.engine.conftest import assert_reported_healthy_soon_after_answering
-from tests.engine.probes import log_lines, logs, process_status, refusals
+from tests.engine.probes import log_lines, logs, process_status, refusals, run_probe
 
 NODE = NODE_CONTAINER
 SERVICES = ("model-gateway", "model-gateway-2", "tailnet-edge")
@@ -47,38 +46,6 @@ def node(docker_client, stand_in_images) -> Deployment:
         engine.teardown()
 
 
-def _probe(
-    client,
-    engine: Engine,
-    *argv: str,
-    volumes: list[str] | None = None,
-    network: str | None = None,
-    address: str | None = None,
-) -> str:
-    """Run a one-off busybox command in a labelled container on a test network (at `address`, if
-    given); its output."""
-    networking = None
-    if network and address:
-        endpoint = client.api.create_endpoint_config(ipv4_address=address)
-        networking = client.api.create_networking_config({engine.sub.name(network): endpoint})
-    container = client.api.create_container(
-        parse_image(CADDY_IMAGE).tagged,
-        entrypoint=list(argv),
-        labels=engine.sub.label,
-        user="61009:61009",
-        host_config=client.api.create_host_config(
-            binds=volumes, network_mode=engine.sub.name(network) if network else "none", read_only=True
-        ),
-        networking_config=networking,
-    )
-    try:
-        client.api.start(container["Id"])
-        client.api.wait(container["Id"], timeout=60)
-        return client.api.logs(container["Id"]).decode(errors="replace")
-    finally:
-        client.api.remove_container(container["Id"], force=True)
-
-
 def _edge_get(
     client,
     deployment: Deployment,
@@ -89,7 +56,7 @@ def _edge_get(
 ) -> str:
     sent = [f"Authorization: Bearer {key}"] * bool(key) + list(headers)
     flags = [part for header in sent for part in ("--header", header)]
-    return _probe(
+    return run_probe(
         client,
         deployment.engine,
         "wget",
@@ -125,7 +92,7 @@ def test_everything_but_the_node_is_created_and_healthy(node, docker_client):
 
 def test_serve_config_reaches_the_volume_the_node_mounts(node, docker_client):
     (mount,) = [v for v in node.run.containers[NODE].inputs["volumes"] if v["volumeName"] == "tailnet-node-serve"]
-    served = _probe(
+    served = run_probe(
         docker_client,
         node.engine,
         "cat",

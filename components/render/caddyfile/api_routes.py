@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policy.gateway_contract import BEARER, CLIENT_HEADER, EDGE_KEY_FILE, markers
+from policy.gateway_contract import BEARER, CLIENT_HEADER, EDGE_KEY_FILE, LITELLM_KEY_HEADERS, markers
 
 from ...topology import TAILNET_CLIENT_PREFIX, Client, Route, Topology
 from .identity import granted
@@ -25,6 +25,11 @@ CORS_RESPONSE_HEADERS = (
     "Access-Control-Expose-Headers",
     "Access-Control-Max-Age",
 )
+
+
+# LiteLLM reads these from a request to change how it serves it (x-litellm-num-retries, -timeout, -tags,
+# -model, -spend-logs-metadata, litellm-trace-id, ...).
+LITELLM_CONTROL_HEADERS = ("X-Litellm-*", "Litellm-*")
 
 
 # Where each accepted key header's value is read from (the Authorization value without its scheme).
@@ -118,9 +123,14 @@ def api_route(w: Writer, route: Route, topology: Topology) -> None:
             f"Authentication Error: this route needs the tailnet capability {route.capability}.", "auth_error", 401
         )
     w.line(f"respond @{NO_CLIENT} `{refused}` 401")
-    w.line("# No client credential goes further than the edge.")
-    for header in ("Authorization", "X-Api-Key", "Api-Key"):
+    w.line("# No client credential goes further than the edge: none of the headers LiteLLM takes a key from.")
+    for header in LITELLM_KEY_HEADERS:
         w.line(f"request_header -{header}")
+    if route.to_gateway:
+        w.line(f"# Nor any of {route.upstream.name}'s own control headers (retries, timeouts, tags, routing, spend")
+        w.line("# metadata): what a request may ask of it is the stack's to say, not a client's.")
+        for header in LITELLM_CONTROL_HEADERS:
+            w.line(f"request_header -{header}")
     if route.cors_origins:
         w.line("# Pages of an allowed origin may read the answers; no other origin may.")
         w.open("@cors_origin")
@@ -194,10 +204,14 @@ def _name_tailnet_caller(w: Writer, route: Route) -> None:
     assert route.capability is not None
     w.line(f"# A caller the tailnet policy granted {route.capability}, as the node's serve says (it sets the")
     w.line("# header itself; a client's copy is dropped unless the request comes from the node). A user's")
-    w.line("# device carries its login; a tagged device has none.")
+    w.line("# device carries its login; a tagged device has none, and is named by its tailnet address, which")
+    w.line("# serve sets in X-Forwarded-For (each device is limited on its own).")
     pattern = granted(route.capability)
-    w.line(f"@{TAILNET_CALLER} header_regexp Tailscale-App-Capabilities `{pattern}`")
-    w.line(f"vars @{TAILNET_CALLER} {CLIENT_VAR} {TAILNET_CLIENT_PREFIX}tagged-device")
+    w.open(f"@{TAILNET_CALLER}")
+    w.line(f"header_regexp Tailscale-App-Capabilities `{pattern}`")
+    w.line("header_regexp X-Forwarded-For `^[0-9A-Fa-f.:]+$`")
+    w.close()
+    w.line(f"vars @{TAILNET_CALLER} {CLIENT_VAR} {TAILNET_CLIENT_PREFIX}device:{{http.request.header.X-Forwarded-For}}")
     w.open("@tailnet_user")
     w.line(f"header_regexp Tailscale-App-Capabilities `{pattern}`")
     w.line("header Tailscale-User-Login *")

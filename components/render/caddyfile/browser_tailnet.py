@@ -27,6 +27,17 @@ REFUSED_PAGE = (
 )
 
 
+# Why a state-changing request from another site's page is turned away.
+CROSS_SITE_PAGE = (
+    "<!doctype html><html><head><meta charset=utf-8><title>403 Forbidden</title></head><body>"
+    "<h1>Forbidden</h1><p>A page of another site asked this app to change something on your behalf. The "
+    "gateway refuses such requests: open the app itself and try again.</p></body></html>"
+)
+# Methods a browser may send from any page without changing anything (a form or a script of another site
+# can also send these; the app must not change state on them).
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
 def _var(field: str) -> str:
     return f"tailnet_{field}"
 
@@ -61,9 +72,38 @@ def browser_tailnet_route(w: Writer, route: Route, topology: Topology) -> None:
     w.line("@not_granted not vars tailnet_granted yes")
     w.line('header @not_granted Content-Type "text/html; charset=utf-8"')
     w.line(f"respond @not_granted `{REFUSED_PAGE}` 403")
+    _refuse_cross_site_writes(w, route, topology)
     w.line(f"# {name} trusts these headers for who is signed in; set after the proxy dropped hop-by-hop headers,")
     w.line("# so no `Connection` header removes or replaces them.")
     proxy(w, topology, route.upstream, {header: f"{{vars.{_var(field)}}}" for field, header in route.identity_headers})
     w.close()
     w.close()
     w.close()
+
+
+def _site_origin(topology: Topology) -> str:
+    """CEL: the origin the site's own pages send (the node's HTTPS name; on loopback, as the request says)."""
+    base = topology.site.redirect_base
+    if "{" not in base:
+        return f"'{base}'"
+    return "{http.request.scheme} + '://' + {http.request.hostport}"
+
+
+def _refuse_cross_site_writes(w: Writer, route: Route, topology: Topology) -> None:
+    """Tailnet identity rides on every request a granted person's browser makes, whichever page sent it: a
+    state-changing request from another site's page (Origin another, or null; Sec-Fetch-Site not same-origin)
+    is a forgery unless the route's settings say otherwise."""
+    if route.cross_site_writes:
+        w.line("# Pages of other sites may send this app state-changing requests: allowCrossSite says why.")
+        return
+    w.line("# A state-changing request from another site's page (forged in a granted person's browser) is refused.")
+    safe = ", ".join(f"'{m}'" for m in SAFE_METHODS)
+    origin = "{http.request.header.Origin}"
+    fetch_site = "{http.request.header.Sec-Fetch-Site}"
+    condition = (
+        f"!({{http.request.method}} in [{safe}]) && "
+        f"(({origin} != '' && {origin} != {_site_origin(topology)}) || {fetch_site} in ['cross-site', 'same-site'])"
+    )
+    w.line(f"@cross_site_write expression `{condition}`")
+    w.line('header @cross_site_write Content-Type "text/html; charset=utf-8"')
+    w.line(f"respond @cross_site_write `{CROSS_SITE_PAGE}` 403")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ...topology import Service, Topology
-from .writer import Writer
+from .writer import Writer, json_error
 
 
 def proxy(
@@ -26,6 +26,8 @@ def proxy(
     sticky = caller is not None and to_gateway and rewrite is None and sticky_callers(topology)
     if sticky and caller is not None:
         _caller_to_one_replica(w, caller)
+    if to_gateway and rewrite is None:
+        _whole_body_first(w)
     w.open("reverse_proxy " + (" ".join(gateway.addresses) if to_gateway else upstream.address))
     if to_gateway and rewrite is None:
         _gateway_balancing(w, sticky)
@@ -47,8 +49,9 @@ def proxy(
 GATEWAY_TRY_S = 30
 # How often the edge asks each replica whether it answers.
 GATEWAY_HEALTH_INTERVAL_S = 1
-# The request body the edge keeps to send again (larger bodies are streamed and not retried).
-GATEWAY_RETRY_BODY = "1MiB"
+# The largest request body the edge takes for LiteLLM. The edge reads the whole body before it asks any
+# replica (so it can send it again), and holds it in memory while it does.
+GATEWAY_MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 # The query parameter that carries the caller's name to the balancer (set by the edge, never the client's).
@@ -90,7 +93,25 @@ def _gateway_balancing(w: Writer, sticky: bool) -> None:
     w.open("lb_retry_match")
     w.line("method POST GET")
     w.close()
-    w.line(f"request_buffers {GATEWAY_RETRY_BODY}")
+    w.line("# The client's whole body is read before any replica is asked: a body that breaks off (bad chunking,")
+    w.line("# an early close) is the client's fault, and must never count as a replica failing (which would mark")
+    w.line("# replicas down for every client) nor be tried again on each replica. Its size is bounded above.")
+    w.line("request_buffers unlimited")
+
+
+def _whole_body_first(w: Writer) -> None:
+    """Bound the body the balancer below reads whole: a declared size over the bound is refused at once,
+    and a body that grows past it (chunked) is cut there, so LiteLLM refuses what arrives."""
+    limit = GATEWAY_MAX_BODY_BYTES
+    w.line(f"# At most {limit // (1024 * 1024)} MiB of body, read whole by the edge before any replica is asked.")
+    length = "{http.request.header.Content-Length}"
+    w.line(f"@body_too_large expression `{length} != '' && int({length}) > {limit}`")
+    w.line("header @body_too_large Content-Type application/json")
+    too_large = json_error(f"Request body over {limit} bytes.", "request_too_large", 413)
+    w.line(f"respond @body_too_large `{too_large}` 413")
+    w.open("request_body")
+    w.line(f"max_size {limit}")
+    w.close()
 
 
 def load_key(w: Writer, topology: Topology, var: str, file_name: str) -> None:

@@ -8,11 +8,19 @@ Two keys open LiteLLM, and they mean different things:
   only the endpoints an API client needs, and only its own models (LiteLLM answers 403 for others);
   `tailnet:<login>` is a caller the gateway's Tailscale node vouched for (every model); the readiness
   identity may only ask a backend's readiness check.
-Anything else is refused (401). Keys are compared as bytes, in constant time. No database is needed: the
+Anything else is refused (401), and so is a request whose key headers disagree (LiteLLM would take
+x-litellm-api-key over Authorization: a second key must not choose who the caller is), or a forwarded
+request for a model this gateway does not serve (its name would otherwise become a metric label: LiteLLM
+counts no refused key). Keys are compared as bytes, in constant time. No database is needed: the
 endpoints are written into this file, the clients and their models into `clients.json` beside it, and
 each caller's limits into `limits.json`; both are read again whenever they change, so adding or revoking
 a client, or changing a limit, needs no restart. While a file is being rewritten (it is absent or partial
 for a moment), the table read last stays in use; with none read yet, no client is known and no limit set.
+
+LiteLLM refuses some requests before any auth runs (a body that sets `api_base`, for one), and counts
+those under the model the body names. So that no client can add metric series at will, this module, once
+imported, has LiteLLM's Prometheus logger write a model label whose value this gateway does not serve as
+"" (no model), as for a request that names none.
 
 Each caller is its own identity toward LiteLLM (its name as `api_key`, `user_id` and `key_alias`; never a
 key): LiteLLM's limiter counts requests, tokens and streams in flight per identity, in this process's
@@ -22,13 +30,14 @@ memory, and its metrics are labelled with it.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import os
 import re
 from typing import Any
 
 from fastapi import Request
-from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
+from litellm.proxy._types import LitellmUserRoles, ProxyException, UserAPIKeyAuth
 
 MASTER_KEY_ENV = ""
 EDGE_KEY_ENV = ""
@@ -36,6 +45,10 @@ CLIENT_HEADER = ""
 READINESS_CLIENT = ""
 READINESS_PATH = ""
 TAILNET_PREFIX = ""
+# Every header LiteLLM takes a key from.
+KEY_HEADERS: tuple[str, ...] = ()
+# The model names this gateway serves (its LiteLLM config's model_name values).
+MODELS: tuple[str, ...] = ()
 # Client name -> the models it may use (None: every model), as rendered from the stack settings.
 CLIENTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "clients.json")
 # {"clients": {name: limits}, "tailnet": limits}, limits as LiteLLM names them (rpm_limit, tpm_limit,
@@ -45,10 +58,20 @@ _read: dict[str, dict[str, object]] = {path: {"stamp": None, "table": {}} for pa
 # Whoever holds the master key (a host app on the loopback port), in LiteLLM's counts and metrics.
 ADMIN_CALLER = "host:admin"
 _LIMIT_NAMES = ("rpm_limit", "tpm_limit", "max_parallel_requests")
+# LiteLLM's metric labels that hold the model a request named.
+_MODEL_LABELS = ("requested_model", "model_group", "model")
 # The endpoints a client may call: exact paths, or prefixes ending in /*.
 API_PATHS: tuple[str, ...] = ()
 # A Tailscale login as serve reports it (user@domain, user@github, ...).
-_LOGIN = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}|tagged-device")
+_LOGIN = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9.-]{1,253}")
+# A tagged device has no user: it is named by its tailnet address (`device:100.101.102.103`), as serve
+# reports it. Addresses in these ranges only.
+TAILNET_RANGES: tuple[str, ...] = ()
+
+
+def _refused(why: str) -> ProxyException:
+    """A refusal: 401, which LiteLLM never counts in its metrics (no label of a refused request is kept)."""
+    return ProxyException(message=f"Authentication Error: {why}", type="auth_error", param=None, code=401)
 
 
 def _same(presented: str, expected: str) -> bool:
@@ -84,34 +107,100 @@ def _caller(client: str, limits: object, **extra: object) -> UserAPIKeyAuth:
     )
 
 
+def _tailnet_caller(name: str) -> bool:
+    """A tailnet login, or a tagged device by its tailnet address (in its canonical form)."""
+    if _LOGIN.fullmatch(name):
+        return True
+    kind, _, address = name.partition(":")
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return kind == "device" and str(ip) == address and any(ip in ipaddress.ip_network(n) for n in TAILNET_RANGES)
+
+
 def _api_path(path: str) -> bool:
     if any(segment in (".", "..") for segment in path.split("/")):
         return False
     return any(path == p or (p.endswith("/*") and path.startswith(p[:-1])) for p in API_PATHS)
 
 
+def _one_key(request: Request, api_key: str) -> str:
+    """The key the request presents, the same in every header LiteLLM takes one from (and any `key` query
+    parameter); a request whose headers name two keys is refused."""
+    from litellm.proxy.auth.user_api_key_auth import _get_bearer_token_or_received_api_key
+
+    values = [value for name in KEY_HEADERS for value in request.headers.getlist(name)]
+    values += [api_key, *request.query_params.getlist("key")]
+    presented = {_get_bearer_token_or_received_api_key(value) for value in values} - {""}
+    if len(presented) > 1:
+        raise _refused("the request presents more than one key")
+    return api_key or ""
+
+
+async def _served_model(request: Request) -> None:
+    """A forwarded request's body is a JSON object that names a model this gateway serves, or none: any other
+    name is refused here, before LiteLLM would count it under that name. (Starlette keeps the body it read for
+    LiteLLM, so reading it again costs nothing.)"""
+    raw = await request.body()
+    if not raw.strip():
+        return
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return  # LiteLLM answers a body that is not JSON with 400, under no model's name
+    if not isinstance(body, dict):
+        raise ProxyException(
+            message="The request body is not a JSON object.", type="invalid_request_error", param=None, code=400
+        )
+    if "model" in body and not (isinstance(body["model"], str) and body["model"] in MODELS):
+        raise _refused("no such model on this gateway; GET /v1/models lists them")
+
+
+def _count_unknown_models_under_none() -> None:
+    """Every label LiteLLM's Prometheus logger writes is made by one function of its module; a model label
+    whose value this gateway does not serve is written as "" (as for a request that names no model)."""
+    import litellm.integrations.prometheus as prometheus
+
+    make = prometheus.prometheus_label_factory
+
+    def labels(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        made: dict[str, Any] = make(*args, **kwargs)
+        for name in _MODEL_LABELS:
+            if name in made and made[name] not in (None, "", "None", *MODELS):
+                made[name] = ""
+        return made
+
+    prometheus.prometheus_label_factory = labels
+
+
+_count_unknown_models_under_none()
+
+
 async def user_api_key_auth(request: Request, api_key: str) -> UserAPIKeyAuth:
-    presented = api_key or ""
+    presented = _one_key(request, api_key)
     if _same(presented, os.environ.get(MASTER_KEY_ENV, "")):
         return _caller(ADMIN_CALLER, None, user_role=LitellmUserRoles.PROXY_ADMIN)
     if not _same(presented, os.environ.get(EDGE_KEY_ENV, "")):
-        raise Exception("invalid API key")
+        raise _refused("invalid API key")
     names = request.headers.getlist(CLIENT_HEADER)
     if len(names) != 1:
-        raise Exception("the edge did not say who is calling")
+        raise _refused("the edge did not say who is calling")
     client, path = names[0], request.url.path
     if client == READINESS_CLIENT:
         if request.method == "GET" and re.fullmatch(re.escape(READINESS_PATH) + r"/[0-9]+", path):
             return _caller(client, None, models=[])
-        raise Exception("the readiness check asks only a backend's readiness")
+        raise _refused("the readiness check asks only a backend's readiness")
     if not _api_path(path):
-        raise Exception("not an endpoint API clients may use")
+        raise _refused("not an endpoint API clients may use")
+    await _served_model(request)
     limits = _table(LIMITS_FILE)
-    if client.startswith(TAILNET_PREFIX) and _LOGIN.fullmatch(client[len(TAILNET_PREFIX) :]):
+    caller = client[len(TAILNET_PREFIX) :] if client.startswith(TAILNET_PREFIX) else None
+    if caller is not None and _tailnet_caller(caller):
         return _caller(client, limits.get("tailnet"))
     clients = _table(CLIENTS_FILE)
     if client not in clients:
-        raise Exception("unknown client")
+        raise _refused("unknown client")
     named = limits.get("clients")
     own = named.get(client) if isinstance(named, dict) else None
     return _caller(client, own, models=list(clients[client] or []))
