@@ -288,6 +288,10 @@ def _regressions(keys: dict[str, str], master: str) -> list[Attack]:
             "length",
         ),
         Attack("POST", "/llm/v1/chat/completions", (own, ("Connection", "X-Gateway-Client")), chat, "early-close"),
+        # Found by this test: LiteLLM refuses a body that sets api_base before any auth, and counted it under
+        # the model it named; a body that is not an object made LiteLLM answer 500.
+        Attack("POST", "/llm/v1/embeddings", (own,), b'{"model": "fuzz-model", "api_base": "http://x/v1"}', "length"),
+        Attack("POST", "/llm/v1/chat/completions", (own,), b"[1]", "length"),
     ]
 
 
