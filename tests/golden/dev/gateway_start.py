@@ -63,7 +63,7 @@ def main(argv: list[str]) -> int:
             if _answers(port):
                 served.set()
             else:
-                time.sleep(0.2)
+                time.sleep(0.5)
 
     def stop(signum: int, _frame: object) -> None:
         if served.is_set():
