@@ -21,7 +21,10 @@ CADDY_VERSION = "2.11.7"
 LITELLM_VERSION = "1.98.1"
 
 CADDY_IMAGE = f"docker.io/library/caddy:{CADDY_VERSION}"
-TAILSCALE_IMAGE = "docker.io/tailscale/tailscale:v1.98.10"
+# The engine tests run tailscaled, tailscale and containerboot built from this tailscale.com release (as
+# the image is: build tags ts_kube,ts_package_container), so the node that is tested is the one deployed.
+TAILSCALE_VERSION = "1.102.5"
+TAILSCALE_IMAGE = f"docker.io/tailscale/tailscale:v{TAILSCALE_VERSION}"
 # The non-root variant runs as `nobody` and keeps its UI outside the package tree (LiteLLM's
 # docker/Dockerfile.non_root).
 LITELLM_IMAGE = f"ghcr.io/berriai/litellm-non_root:v{LITELLM_VERSION}"

@@ -215,6 +215,18 @@ class HeaderEchoHandler(_Handler):
     do_GET = do_POST = do_PUT = do_DELETE = do_OPTIONS = _echo
 
 
+class RecordingEchoHandler(HeaderEchoHandler):
+    """The echo in a process of its own: `GET /_fake/requests` lists what it received (method, path,
+    headers), for a test that asks it directly, not through the edge."""
+
+    def do_GET(self) -> None:
+        if self.path == "/_fake/requests":
+            records = self.server.requests  # type: ignore[attr-defined]
+            self._send(200, [[method, path, headers] for method, path, headers, _ in records])
+        else:
+            self._echo()
+
+
 # The MCP server's event stream: the first event at once, the second only after this pause.
 SSE_PAUSE_S = 1.0
 
@@ -286,12 +298,15 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=0.0, help="time to answer a chat completion")
     parser.add_argument("--stream-pause-ms", type=float, default=STREAM_PAUSE_S * 1000)
     parser.add_argument("--name", default="llamacpp")
+    parser.add_argument("--echo", action="store_true", help="be a protected app that echoes what it receives")
     args = parser.parse_args()
-    handler = type(
+    handler: type[BaseHTTPRequestHandler] = type(
         "BenchBackend",
         (OpenAIBackendHandler,),
         {"reply_delay_s": args.delay_ms / 1000, "stream_pause_s": args.stream_pause_ms / 1000},
     )
+    if args.echo:
+        handler = RecordingEchoHandler
     server = _QuietServer((args.host, args.port), handler, args.name)
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()

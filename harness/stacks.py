@@ -146,3 +146,33 @@ def tailnet_apps_stack_values() -> dict[str, Any]:
             route.update(auth=TAILNET, audiences=["group:admins"])
     values["routes"] = routes
     return values
+
+
+# The real tailnet's stack (tests/engine/test_real_tailnet.py): the tailnet apps' stack joined to the test
+# control server, with a tailnet API route (/tsllm/*), a client key for the API (laptop), a CI machine
+# (tag:ci) among the audiences, the test tailnet's base policy, and local-chat spread over the local
+# llama.cpp and another machine of the tailnet (gpu-2: the first device to join the test control server,
+# which numbers devices 100.64.0.1, .2, ... in the order they join), which also serves remote-chat alone.
+REAL_TAILNET_BASE = "harness/testnet/base.hujson"
+CI_TAG = "tag:ci"
+REAL_MACHINE, REAL_MACHINE_ADDRESS = "gpu-2", "100.64.0.1"
+
+
+def real_tailnet_stack_values(login_server: str) -> dict[str, Any]:
+    values = tailnet_apps_stack_values()
+    values["routes"].insert(
+        len(values["routes"]) - 1,
+        {"path": "/tsllm/*", "upstream": "model-gateway", "stripPrefix": True, "auth": TAILNET},
+    )
+    values["clients"] = {"laptop": {}}
+    values["node"] = {**values.get("node", {}), "loginServer": login_server}
+    policy = values["tailnetPolicy"]
+    policy.update(base=REAL_TAILNET_BASE, audiences=[*policy["audiences"], CI_TAG], manage=False)
+    values["machines"] = {REAL_MACHINE: {"address": REAL_MACHINE_ADDRESS}}
+    values["services"][f"llamacpp-{REAL_MACHINE}"] = {"port": REMOTE_PORT, "machine": REAL_MACHINE}
+    values["models"]["local-chat"] = {
+        "backends": [{"service": "llamacpp"}, {"service": f"llamacpp-{REAL_MACHINE}"}],
+        "model": "local-chat",
+    }
+    values["models"]["remote-chat"] = {"backend": f"llamacpp-{REAL_MACHINE}", "model": "remote-chat"}
+    return values

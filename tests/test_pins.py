@@ -1,4 +1,4 @@
-"""The tests run the same Caddy and LiteLLM versions the stack deploys."""
+"""The tests run the same Caddy, LiteLLM and Tailscale versions the stack deploys."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from typing import get_args
 from packaging.requirements import Requirement
 
 from components.gateway_process import Server
-from components.images import CADDY_IMAGE, CADDY_VERSION, LITELLM_IMAGE, LITELLM_VERSION, parse_image
+from components.images import (
+    CADDY_IMAGE,
+    CADDY_VERSION,
+    LITELLM_IMAGE,
+    LITELLM_VERSION,
+    TAILSCALE_IMAGE,
+    TAILSCALE_VERSION,
+    parse_image,
+)
 from harness.stacks import ROOT
 
 
@@ -29,6 +37,16 @@ def test_caddy_wheel_pin_matches_the_deployed_image():
 def test_litellm_pin_matches_the_deployed_image():
     assert _pins()["litellm"] == LITELLM_VERSION and parse_image(LITELLM_IMAGE).tag == f"v{LITELLM_VERSION}", (
         "the live tests would run a different LiteLLM than the container"
+    )
+
+
+def test_the_test_tailnet_runs_the_tailscale_release_the_node_image_pins():
+    """The node's binaries are built at TAILSCALE_VERSION (harness/testnet/build.py); the control server's module
+    must link the same tailscale.com, or the devices and the control server would speak another release."""
+    required = re.search(r"^\s*tailscale\.com v(\S+)", (ROOT / "testnet" / "go.mod").read_text(), re.M)
+    assert parse_image(TAILSCALE_IMAGE).tag == f"v{TAILSCALE_VERSION}", "the node image pins another release"
+    assert required is not None and required.group(1) == TAILSCALE_VERSION, (
+        f"testnet/go.mod requires tailscale.com {required and required.group(1)}, the node runs {TAILSCALE_VERSION}"
     )
 
 

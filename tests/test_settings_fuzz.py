@@ -213,8 +213,15 @@ SLOTS: dict[str, Slot] = {
             "dev-node",
             "node.image",
             _set("node", "image"),
-            "tailscale/tailscale:v1.98.10",
+            "tailscale/tailscale:v1.102.5",
             "tailscale/tailscale:v1.0.0",
+        ),
+        Slot(
+            "dev-node",
+            "node.loginServer",
+            _set("node", "loginServer"),
+            "https://headscale.example.com",
+            "https://fuzzb0.example.com",
         ),
         Slot("dev", "networks.<key>", _new_network, "frontend", STAND_IN),
         Slot(

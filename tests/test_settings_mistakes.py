@@ -490,6 +490,21 @@ MISTAKES = [
         unsafe=True,
         modes=("dev-node",),
     ),
+    *(
+        Mistake(
+            f"a login server that is not a control server URL ({why})",
+            setting("node.loginServer", value),
+            setting="node.loginServer",
+            modes=("dev-node",),
+        )
+        for why, value in (
+            ("another scheme", "ftp://headscale.example.com"),
+            ("credentials", "https://admin:pw@headscale.example.com"),
+            ("a path", "https://headscale.example.com/x"),
+            ("a space", "https://headscale.example.com --accept-routes"),
+            ("no host", "https://:8080"),
+        )
+    ),
     Mistake(
         "a capability of Tailscale's own",
         add_route(path="/tsllm/*", upstream="model-gateway", auth="tailnet", capability="tailscale.com/cap/x"),

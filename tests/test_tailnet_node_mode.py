@@ -92,6 +92,16 @@ def test_auth_key_reaches_the_node_only_as_a_secret(node_run):
     assert joining <= set(envs), "the node would join without its tag, name or userspace networking"
 
 
+def test_a_login_server_setting_points_the_node_at_that_control_server():
+    values = stack_values("dev-node")
+    values["node"] = {**values.get("node", {}), "loginServer": "https://headscale.example.com:8080/"}
+    envs, _ = unwrap(run_program(values, stack="dev-node").containers[NODE_CONTAINER].inputs["envs"])
+    extra = next(e for e in envs if e.startswith("TS_EXTRA_ARGS="))
+    assert (
+        extra == "TS_EXTRA_ARGS=--advertise-tags=tag:llm-gateway --login-server=https://headscale.example.com:8080"
+    ), f"the node would join another control server than the settings name: {extra}"
+
+
 def test_node_keeps_its_state_in_a_volume_and_serves_the_rendered_config(node_run, node_topology):
     container = node_run.containers[NODE_CONTAINER]
     assert {"volumeName": "tailnet-node-state", "containerPath": "/var/lib/tailscale"} in container.inputs["volumes"], (

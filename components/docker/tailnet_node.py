@@ -16,6 +16,10 @@ STATE_DIR = "/var/lib/tailscale"
 SERVE_DIR = "/etc/tailscale-serve"
 SERVE_FILE = "serve.json"
 SERVE_PATH = f"{SERVE_DIR}/{SERVE_FILE}"
+# The tailscale CLI's default socket: `docker exec tailnet-node tailscale status` works without flags. Its
+# directory is a tmpfs (the root is read-only; containerboot's default, /tmp, would need a symlink here).
+SOCKET_DIR = "/var/run/tailscale"
+SOCKET = f"{SOCKET_DIR}/tailscaled.sock"
 HEALTH_ADDR = "127.0.0.1:9002"
 HEALTH = Health(
     test=["CMD", "wget", "-q", "-O", "/dev/null", f"http://{HEALTH_ADDR}/healthz"],
@@ -78,11 +82,14 @@ class TailnetNode(pulumi.ComponentResource):
         settings_env = {
             "TS_HOSTNAME": node.hostname,
             "TS_STATE_DIR": STATE_DIR,
+            "TS_SOCKET": SOCKET,
             # The key is needed only to join; later starts use the state volume.
             "TS_AUTH_ONCE": "true",
             "TS_USERSPACE": "true",
             "TS_SERVE_CONFIG": SERVE_PATH,
-            "TS_EXTRA_ARGS": f"--advertise-tags={tag}",
+            "TS_EXTRA_ARGS": " ".join(
+                [f"--advertise-tags={tag}", *([f"--login-server={node.login_server}"] if node.login_server else [])]
+            ),
             "TS_ENABLE_HEALTH_CHECK": "true",
             "TS_LOCAL_ADDR_PORT": HEALTH_ADDR,
         }
@@ -128,7 +135,7 @@ class TailnetNode(pulumi.ComponentResource):
             **hardened_container_args(
                 ROLE,
                 limits,
-                tmpfs={"/tmp": "rw,noexec,nosuid,size=64m"},
+                tmpfs={"/tmp": "rw,noexec,nosuid,size=64m", SOCKET_DIR: "rw,noexec,nosuid,size=1m,mode=0700"},
                 health=HEALTH,
                 # The image's containerboot runs tailscaled as root and keeps node state in a
                 # root-owned volume; it still gets no capabilities and no TUN device (userspace).

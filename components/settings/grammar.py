@@ -20,6 +20,7 @@ _SEGMENT_PUNCTUATION = frozenset("-._~:@+,=")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,63}$")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+_CONTROL_URL = re.compile(r"^https?://(?P<host>[A-Za-z0-9.-]{1,253})(?::(?P<port>[0-9]{1,5}))?/?$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _DIRECTORY = re.compile(r"^(?:/[A-Za-z0-9._-]+)+/?$")
 _RELATIVE_FILE = re.compile(r"^[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
@@ -76,6 +77,17 @@ def host(value: str) -> str:
     if not _HOST_NAME.fullmatch(value):
         raise ValueError(f"{value!r} is not a host name or an IP address")
     return value
+
+
+def control_url(value: str) -> str:
+    """A Tailscale control server's URL: http(s)://host[:port], nothing else (it becomes a command-line flag)."""
+    match = _CONTROL_URL.fullmatch(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a control server URL such as https://headscale.example.com:8080")
+    host(match.group("host"))
+    if match.group("port") and not 1 <= int(match.group("port")) <= 65535:
+        raise ValueError(f"{value!r} has no valid port")
+    return value.rstrip("/")
 
 
 def file_name(value: str) -> str:

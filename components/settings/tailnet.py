@@ -60,6 +60,9 @@ class NodeSettings(StrictModel):
     auth_key_expiry_days: int = Field(default=90, ge=1, le=90)
     memory_mb: int = Field(default=256, ge=64)
     pids: int = Field(default=256, ge=16)
+    # The control server the node joins (`tailscale up --login-server`); unset: Tailscale's. The auth key
+    # still comes from the Tailscale provider, so point its `tailscale:baseUrl` at the same server.
+    login_server: Annotated[str, AfterValidator(grammar.control_url)] | None = None
 
     @property
     def image_ref(self) -> ImageRef:

@@ -38,6 +38,8 @@ class Node:
     # runs), and the network it listens on, which only the node and the edge share.
     socks5: HostPort | None = None
     egress_network: str | None = None
+    # The control server it joins (None: Tailscale's).
+    login_server: str | None = None
 
 
 def node_address(network: Network) -> str | None:
@@ -64,4 +66,5 @@ def build_node(
         address=node_address(edge_network),
         socks5=socks5,
         egress_network=egress_network,
+        login_server=settings.node.login_server,
     )

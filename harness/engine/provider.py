@@ -33,7 +33,9 @@ The only substitutions, all in one place (`_Substitutions`): an image `repo:tag@
 local stand-in tagged `repo:tag` (stand-ins have no registry digest); a published port on a Tailscale
 address is published on a loopback address instead, and every published port on a free port there; a
 host path is mapped to a test directory; every name gets a prefix and every object a label, so the tests
-never touch anything they did not create.
+never touch anything they did not create; and a container may get environment variables the test's
+surroundings need (`test_env`: the test tailnet's knobs for the node, which no user sets), added after
+the declared ones.
 """
 
 from __future__ import annotations
@@ -143,6 +145,8 @@ class _Substitutions:
     loopback: str | None
     # (container name, internal port) -> (host address, host port) as actually published
     published: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    # container name -> NAME=value entries added to its declared environment
+    env: dict[str, list[str]] = field(default_factory=dict)
 
     def name(self, declared: str) -> str:
         return f"{self.prefix}{declared}"
@@ -208,10 +212,12 @@ class Engine:
         prefix: str = "tlgtest-",
         network_delete_timeout_s: float = 3.0,
         log: Callable[[str], None] = print,
+        test_env: dict[str, dict[str, str]] | None = None,
     ) -> None:
         self.client = client
         self.api = client.api
-        self.sub = _Substitutions(prefix, {TEST_LABEL: run_id}, dict(host_paths or {}), loopback)
+        env = {name: [f"{k}={v}" for k, v in values.items()] for name, values in (test_env or {}).items()}
+        self.sub = _Substitutions(prefix, {TEST_LABEL: run_id}, dict(host_paths or {}), loopback, env=env)
         self.network_delete_timeout_s = network_delete_timeout_s
         self.log = log
         self.state: dict[tuple[str, str], Deployed] = {}
@@ -411,7 +417,7 @@ class Engine:
         if unknown:
             raise EngineError(f"the harness does not know the container inputs {sorted(unknown)}")
         name = inputs["name"]
-        envs = _plain(inputs.get("envs")) or []
+        envs = [*(_plain(inputs.get("envs")) or []), *self.sub.env.get(name, [])]
         labels = {item["label"]: item["value"] for item in inputs.get("labels") or []} | self.sub.label
         ports, bindings = [], {}
         for port in inputs.get("ports") or []:

@@ -88,12 +88,13 @@ class Window:
 
 
 class Clients:
-    """Steady clients and long streams through the published edge, as an API client sends them."""
+    """Steady clients and long streams to the API at `url` (for the name `server_name`), as an API client sends
+    them; through a SOCKS5 `proxy` (a tailnet device's) when given."""
 
-    def __init__(self, address: str, port: int, ca_file: str, key: str) -> None:
-        self.url = f"https://{address}:{port}/llm/v1"
+    def __init__(self, url: str, ca_file: str, key: str, server_name: str = DEV_HOST, proxy: str | None = None) -> None:
+        self.url, self.server_name, self.proxy = url, server_name, proxy
         self.verify = ssl.create_default_context(cafile=ca_file)
-        self.headers = {"Host": DEV_HOST, "Authorization": f"Bearer {key}"}
+        self.headers = {"Host": server_name, "Authorization": f"Bearer {key}"}
         # start, end, failure (None: ok), whether it was sent again on a new connection
         self.records: list[tuple[float, float, str | None, bool]] = []
         self.fresh_records: list[tuple[float, float, str | None, bool]] = []
@@ -101,10 +102,10 @@ class Clients:
         self._threads: list[threading.Thread] = []
 
     def _client(self) -> httpx.Client:
-        return httpx.Client(verify=self.verify, timeout=120, headers=self.headers)
+        return httpx.Client(verify=self.verify, timeout=120, headers=self.headers, proxy=self.proxy)
 
     def _post(self, client: httpx.Client, body: dict) -> httpx.Response:
-        return client.post(f"{self.url}/chat/completions", json=body, extensions={"sni_hostname": DEV_HOST})
+        return client.post(f"{self.url}/chat/completions", json=body, extensions={"sni_hostname": self.server_name})
 
     def _one(self, client: httpx.Client, records: list, retry: bool) -> None:
         body = {"model": "local-chat", "messages": [{"role": "user", "content": "ping"}]}
@@ -154,7 +155,7 @@ class Clients:
             try:
                 with self._client() as client:
                     request = client.build_request(
-                        "POST", f"{self.url}/chat/completions", json=body, extensions={"sni_hostname": DEV_HOST}
+                        "POST", f"{self.url}/chat/completions", json=body, extensions={"sni_hostname": self.server_name}
                     )
                     response = client.send(request, stream=True)
                     try:
@@ -185,22 +186,35 @@ class Clients:
         return thread
 
 
-def fake_backend(client: docker.DockerClient, engine: Engine, name: str) -> str:
-    """A fake llama.cpp (harness/fakes.py) in a container on the stack's backend network, as `name`."""
+def fake_backend(
+    client: docker.DockerClient, engine: Engine, name: str, network: str = "backend", echo: bool = False
+) -> str:
+    """A fake llama.cpp (harness/fakes.py) in a container on the stack's `network`, as `name`; with `echo`,
+    an app that echoes and records what it receives instead."""
     container = client.api.create_container(
         parse_image(LITELLM_IMAGE).tagged,
         entrypoint=["python3", "/fakes/fakes.py"],
-        command=["--host", "0.0.0.0", "--port", "8080", "--name", name, "--stream-pause-ms", str(WORD_PAUSE_MS)],
+        command=[
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8080",
+            "--name",
+            name,
+            "--stream-pause-ms",
+            str(WORD_PAUSE_MS),
+            *(["--echo"] if echo else []),
+        ],
         name=engine.sub.name(name),
         user="61020:61020",
         labels=engine.sub.label,
         host_config=client.api.create_host_config(
             binds=[f"{ROOT / 'harness' / 'fakes.py'}:/fakes/fakes.py:ro"],
-            network_mode=engine.sub.name("backend"),
+            network_mode=engine.sub.name(network),
             restart_policy={"Name": "unless-stopped"},
         ),
         networking_config=client.api.create_networking_config(
-            {engine.sub.name("backend"): client.api.create_endpoint_config(aliases=[name])}
+            {engine.sub.name(network): client.api.create_endpoint_config(aliases=[name])}
         ),
     )
     client.api.start(container["Id"])
@@ -237,7 +251,8 @@ def soaked_stack(client: docker.DockerClient, certs: dict[str, Path], replicas: 
         engine.up(run)
         backends = {name: fake_backend(client, engine, name) for name in BACKENDS}
         address, port = engine.published("tailnet-edge", 8443)
-        clients = Clients(address, port, str(certs["cert"]), run.exports[client_output("laptop")]["key"])
+        key = run.exports[client_output("laptop")]["key"]
+        clients = Clients(f"https://{address}:{port}/llm/v1", str(certs["cert"]), key)
         soaked = Soaked(engine, values, run, master_key, backends, clients, tailnet)
         deadline = time.monotonic() + 60
         while not _chat_answers(soaked):  # the backends have just started
@@ -299,17 +314,19 @@ def _healthy(client: docker.DockerClient, container: str) -> bool:
 def _api_answers(soaked: Soaked) -> bool:
     try:
         with soaked.clients._client() as client:
-            response = client.get(f"{soaked.clients.url}/models", extensions={"sni_hostname": DEV_HOST}, timeout=5)
+            response = client.get(
+                f"{soaked.clients.url}/models", extensions={"sni_hostname": soaked.clients.server_name}, timeout=5
+            )
         return response.status_code == 200
     except httpx.HTTPError:
         return False
 
 
-def window(soaked: Soaked, name: str, operation: Callable[[], float | None], streams: int = 2) -> Window:
-    """Run one operation with `streams` long streams in flight and the steady clients going."""
+def window(clients: Clients, name: str, operation: Callable[[], float | None], streams: int = 2) -> Window:
+    """Run one operation with `streams` long streams in flight and the steady `clients` going."""
     results: list[str] = []
     started = time.monotonic()
-    threads = [soaked.clients.stream(results) for _ in range(streams)]
+    threads = [clients.stream(results) for _ in range(streams)]
     time.sleep(2)  # the streams are under way before the operation starts
     began = time.monotonic()
     api_back = operation()
@@ -317,9 +334,9 @@ def window(soaked: Soaked, name: str, operation: Callable[[], float | None], str
     for thread in threads:
         thread.join(timeout=STREAM_WORDS * 3 + 60)
     ended = time.monotonic()
-    seen = [r for r in soaked.clients.records if started <= r[0] < ended]
+    seen = [r for r in clients.records if started <= r[0] < ended]
     failures = [r[2] for r in seen if r[2] is not None]
-    fresh = [r for r in soaked.clients.fresh_records if started <= r[0] < ended]
+    fresh = [r for r in clients.fresh_records if started <= r[0] < ended]
     return Window(
         operation=name,
         requests=len(seen),
@@ -426,7 +443,7 @@ def soak(
         soaked.clients.start()
         try:
             windows = [
-                window(soaked, name, operation)
+                window(soaked.clients, name, operation)
                 for name, operation in operations(soaked, client, dockerd)
                 if only is None or name in only
             ]

@@ -25,10 +25,11 @@ Where a stand-in differs from the official image, and why that does not weaken w
   supervisord (the stack never sets SEPARATE_HEALTH_APP) and a generated prisma client (the stack runs
   without a database).
   Transitive Python dependencies come from pip's resolution rather than the image's lock file.
-- tailscale (`docker.io/tailscale/tailscale:v1.98.10`): a placeholder only, busybox under the pinned tag.
-  tailscaled needs Tailscale's control plane, which is not reachable here, so the node itself never runs
-  in these tests; the placeholder lets its config writer (which is never started either) be created, so
-  the serve config is proven to reach the volume the node mounts.
+- tailscale (`docker.io/tailscale/tailscale:v1.102.5`): `tailscaled`, `tailscale` and `containerboot`
+  built from the pinned tailscale.com release with the image's build tags (harness/testnet/build.py), at
+  the image's paths (/usr/local/bin) with its entrypoint (containerboot) and user (root). The userland is
+  busybox instead of Alpine's: it provides the `wget` the healthcheck calls. Alpine's iptables and
+  iproute2 are missing; the node runs with userspace networking, which uses neither.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from pathlib import Path
 import docker
 
 from components.images import CADDY_IMAGE, LITELLM_IMAGE, TAILSCALE_IMAGE, parse_image
+from harness.testnet import build
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE_LABEL = "tailnet-llm-gateway.stand-in-recipe"
@@ -69,6 +71,8 @@ class StandIn:
     # Run once in the new image after a build: its files enter the page cache, so the first start the
     # engine tests time measures the stack, as a user's `pulumi up` after a pull would, not a cold disk.
     warm: tuple[str, ...] = ()
+    # Anything else the image is made of that the pins do not say (a build's identity).
+    made_of: Callable[[], str] = str
 
     @property
     def tag(self) -> str:
@@ -79,7 +83,7 @@ class StandIn:
         """A hash of everything that goes into the image (this builder, the pins, Python); a change rebuilds it."""
         pins = _pins()
         digest = hashlib.sha256(Path(__file__).read_bytes())
-        for item in (self.image, *self.changes, *(pins[name] for name in self.inputs), sys.version):
+        for item in (self.image, *self.changes, *(pins[name] for name in self.inputs), sys.version, self.made_of()):
             digest.update(item.encode())
         return digest.hexdigest()[:32]
 
@@ -106,9 +110,14 @@ def _accounts(root: Path) -> None:
     tmp.chmod(0o1777)
 
 
-def _fill_placeholder(root: Path) -> None:
+def _fill_tailscale(root: Path) -> None:
     _busybox(root)
     _accounts(root)
+    programs = build.binaries()
+    (root / "usr" / "local" / "bin").mkdir(parents=True)
+    for name in build.TAILSCALE_PROGRAMS:
+        shutil.copy2(programs / name, root / "usr" / "local" / "bin" / name)
+    (root / "var" / "lib" / "tailscale").mkdir(parents=True)
 
 
 def _fill_caddy(root: Path) -> None:
@@ -272,7 +281,16 @@ STAND_INS = (
         inputs=("litellm", "prisma", "prometheus_client"),
         warm=("python3", "-c", "import litellm.proxy.proxy_server"),
     ),
-    StandIn(image=TAILSCALE_IMAGE, fill=_fill_placeholder, changes=('CMD ["/bin/false"]',), inputs=()),
+    StandIn(
+        image=TAILSCALE_IMAGE,
+        fill=_fill_tailscale,
+        changes=(
+            "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            'ENTRYPOINT ["/usr/local/bin/containerboot"]',
+        ),
+        inputs=(),
+        made_of=lambda: build.binaries().name,
+    ),
 )
 
 

@@ -17,7 +17,8 @@ import pytest
 from harness.certs import self_signed_cert
 from harness.engine import DEV_HOST, standins
 from harness.engine.health import HealthReport
-from harness.engine.provider import TEST_LABEL
+from harness.engine.provider import CONTAINER, NETWORK, TEST_LABEL, VOLUME, Engine
+from harness.program_run import ProgramRun
 from harness.stacks import stack_values
 
 # Docker 20.10 has no start_interval: with a 30 s interval `pulumi up` waited about a minute for services that
@@ -90,4 +91,14 @@ def assert_reported_healthy_soon_after_answering(reports: dict[str, HealthReport
     late = {name: bound for name, bound in bounds.items() if bound is None or bound > NOTICED_WITHIN_S}
     assert not late, (
         f"`pulumi up` would wait on the healthcheck, not the service (seconds from answering to healthy): {late}"
+    )
+
+
+def assert_engine_holds_what_the_program_registers(engine: Engine, run: ProgramRun) -> None:
+    """Every network, volume and container the program registers is on the engine, and nothing else."""
+    kinds = (CONTAINER, NETWORK, VOLUME)
+    created = {(d.resource.type, d.resource.inputs["name"]) for d in engine.state.values() if d.resource.type in kinds}
+    registered = {(r.type, r.inputs["name"]) for r in run.resources if r.type in kinds}
+    assert created == registered and created, (
+        f"the engine holds {sorted(created ^ registered)} beyond or short of what the program registers"
     )

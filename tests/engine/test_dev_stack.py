@@ -20,12 +20,15 @@ import pytest
 
 from components.topology import EDGE_CONTAINER
 from harness.engine import DEV_CERT_DIR, DEV_HOST, new_run_id
-from harness.engine.provider import CONTAINER, NETWORK, VOLUME, Engine, EngineError
+from harness.engine.provider import Engine, EngineError
 from harness.keys import new_key
 from harness.program_run import ProgramRun, run_program
 from harness.stacks import ROOT, stack_values
 from policy.gateway_contract import MASTER_KEY_ENV, Role
-from tests.engine.conftest import assert_reported_healthy_soon_after_answering
+from tests.engine.conftest import (
+    assert_engine_holds_what_the_program_registers,
+    assert_reported_healthy_soon_after_answering,
+)
 from tests.engine.probes import Edge, OutageMeter, exec_in, log_lines, logs, process_status, refusals
 
 SERVICES = ("model-gateway", "model-gateway-2", "tailnet-edge")
@@ -66,16 +69,8 @@ def _auth(key: str) -> dict[str, str]:
 
 
 def test_every_network_volume_and_container_is_created(dev, docker_client):
-    created = {
-        (d.resource.type, d.resource.inputs["name"])
-        for d in dev.engine.state.values()
-        if d.resource.type in (CONTAINER, NETWORK, VOLUME)
-    }
     # What the program registers is pinned by tests/golden/dev/urns.txt; the engine must hold all of it.
-    registered = {(r.type, r.inputs["name"]) for r in dev.run.resources if r.type in (CONTAINER, NETWORK, VOLUME)}
-    assert created == registered and len(created) > len(SERVICES), (
-        f"the engine holds {sorted(created ^ registered)} beyond or short of what the program registers"
-    )
+    assert_engine_holds_what_the_program_registers(dev.engine, dev.run)
     for name in SERVICES:
         health = docker_client.api.inspect_container(dev.engine.container_id(name))["State"]["Health"]["Status"]
         assert health == "healthy", f"{name} is {health}"
