@@ -193,9 +193,12 @@ def _remove_stale() -> None:
 
 
 def can_stand_in() -> str | None:
-    """Why a stand-in tailnet cannot be built here (None: it can): it needs iproute2, iptables and root."""
+    """Why network namespaces for tailnet machines cannot be made here (None: they can): they need iproute2,
+    iptables and root, and a host's kernel-mode tailscaled needs a TUN device."""
     for tool in ("ip", "iptables"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed"
+    if not Path("/dev/net/tun").exists():
+        return "/dev/net/tun is missing (a kernel-mode tailscaled needs it)"
     result = subprocess.run(["ip", "netns", "list"], capture_output=True, timeout=10)
     return None if result.returncode == 0 else "cannot list network namespaces (needs root)"

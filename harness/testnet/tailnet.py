@@ -26,6 +26,12 @@ ROOT = Path(__file__).resolve().parents[2]
 # never routed on the internet), a /30 each, its default route through this host, which it reaches the
 # control server through.
 MACHINE_NET = "198.18.0"
+# Where a control server for namespaced devices listens: an address of this host's loopback interface in the
+# same range, which every namespace reaches through its default route.
+UPLINK = f"{MACHINE_NET}.1"
+# Ahead of Tailscale's own routing rules (5210-5270): a tailnet address routed into a test namespace stays there
+# even on a machine that runs Tailscale.
+RULE_PRIORITY = 5200
 
 # What Tailscale's integration tests set on every tailscaled they start, so that none asks the internet.
 QUIET = {
@@ -105,6 +111,19 @@ class Device:
             ["ip", "netns", "exec", self.netns, "iptables", *rule], check=True, capture_output=True, timeout=20
         )
 
+    def served(self, port: int) -> list[str]:
+        """The requests the fake on `port` served ("METHOD path"), asked inside the machine's namespace."""
+        assert self.netns is not None, f"{self.hostname} has no fakes"
+        code = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/_fake/requests').read().decode())"
+        result = subprocess.run(
+            ["ip", "netns", "exec", self.netns, sys.executable, "-c", code], capture_output=True, text=True, timeout=20
+        )
+        return json.loads(result.stdout)
+
+    def kill(self, port: int) -> None:
+        """Kill the fake on `port` as a crash would (its connections refused from then on)."""
+        self.servers[port].kill()
+
     def stop(self) -> None:
         for server in self.servers.values():
             server.stop()
@@ -129,6 +148,11 @@ class Tailnet:
     ) -> None:
         self.bin_dir, self.work_dir, self.domain, self.auth_key = bin_dir, work_dir, domain, auth_key
         self.devices: dict[str, Device] = {}
+        self.routes: list[str] = []
+        # listen on UPLINK: an address every namespace of this tailnet reaches through this host.
+        self.uplink = listen.startswith(f"{UPLINK}:")
+        if self.uplink:
+            _ip("addr", "add", f"{UPLINK}/32", "dev", "lo")
         work_dir.mkdir(parents=True, exist_ok=True)
         self.policy_path = work_dir / "policy.hujson"
         self.policy_path.write_text(policy)
@@ -178,18 +202,7 @@ class Tailnet:
         """Another machine of the tailnet: a network namespace of its own, a fake llama.cpp on each of `ports`
         on its loopback (tailscaled in userspace networking hands a tailnet connection to the same port
         there), and its tailscaled, joined as a person's device."""
-        index = sum(d.netns is not None for d in self.devices.values())
-        netns, veth = f"tlgtn-{os.getpid()}-{index}", f"tlgtn{os.getpid() % 10000}v{index}"
-        host_side, machine_side = f"{MACHINE_NET}.{4 * index + 1}", f"{MACHINE_NET}.{4 * index + 2}"
-        _ip("netns", "add", netns)
-        _ip("link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")
-        _ip("link", "set", f"{veth}p", "netns", netns)
-        _ip("addr", "add", f"{host_side}/30", "dev", veth)
-        _ip("link", "set", veth, "up")
-        _ip("-n", netns, "addr", "add", f"{machine_side}/30", "dev", f"{veth}p")
-        _ip("-n", netns, "link", "set", "lo", "up")
-        _ip("-n", netns, "link", "set", f"{veth}p", "up")
-        _ip("-n", netns, "route", "add", "default", "via", host_side)
+        netns, veth, _ = self._namespace()
         state = self._state(hostname)
         inside = ["ip", "netns", "exec", netns]
         process = Process(
@@ -201,9 +214,70 @@ class Tailnet:
         device = Device(hostname, self.bin_dir, state, 0, process, netns=netns, veth=veth)
         self.devices[hostname] = device
         for port in ports:
-            argv = [*inside, sys.executable, "-m", "harness.fakes", "--port", str(port), "--name", hostname, *fake_args]
-            device.servers[port] = Process(f"{hostname}-{port}", argv, self.work_dir, cwd=ROOT)
+            self.serve(device, port, fake_args)
         return self._up(device)
+
+    def serve(self, device: Device, port: int, fake_args: tuple[str, ...] = ()) -> None:
+        """(Re)start the fake llama.cpp on `port` inside the machine's namespace, and wait until it answers."""
+        assert device.netns is not None
+        old = device.servers.get(port)
+        if old is not None:
+            old.stop()
+        argv = ["ip", "netns", "exec", device.netns, sys.executable, "-m", "harness.fakes", "--port", str(port)]
+        argv += ["--name", device.hostname, *fake_args]
+        device.servers[port] = Process(f"{device.hostname}-{port}-{len(device.servers)}", argv, self.work_dir, cwd=ROOT)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                device.served(port)
+                return
+            except (ValueError, subprocess.SubprocessError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the fake on {device.hostname}:{port} did not answer within 20 s") from None
+                time.sleep(0.2)
+
+    def join_router(self, hostname: str) -> Device:
+        """This host's own tailscaled in kernel mode (a `tailscale0`, as host-bind mode needs), kept in a namespace
+        of its own: this host's containers reach the tailnet through it (`route_through`), leaving with its
+        tailnet address as they would leave with the host's. Joined as a person's device, DNS left alone."""
+        netns, veth, inner = self._namespace()
+        state = self._state(hostname)
+        inside = ["ip", "netns", "exec", netns]
+        forward = ["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]
+        subprocess.run([*inside, *forward], check=True, capture_output=True, timeout=20)
+        argv = [*inside, *self._tailscaled(state, tun="tailscale0")]
+        process = Process(f"tailscaled-{hostname}", argv, self.work_dir, env=device_env(self.control_url))
+        device = Device(hostname, self.bin_dir, state, 0, process, netns=netns, veth=veth)
+        device.extra["gateway"] = inner
+        self.devices[hostname] = device
+        self._up(device, "--accept-dns=false", "--netfilter-mode=off")
+        # What a host's own NAT does for its containers: they leave with its tailnet address.
+        nat = ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "tailscale0", "-j", "MASQUERADE"]
+        subprocess.run([*inside, *nat], check=True, capture_output=True, timeout=20)
+        return device
+
+    def route_through(self, router: Device, address: str) -> None:
+        """Send this host's traffic for a tailnet `address` through `router`'s tailscale0."""
+        _ip("route", "add", f"{address}/32", "via", router.extra["gateway"])
+        _ip("rule", "add", "to", f"{address}/32", "lookup", "main", "priority", str(RULE_PRIORITY))
+        self.routes.append(address)
+
+    def _namespace(self) -> tuple[str, str, str]:
+        """A new namespace on a veth /30 of MACHINE_NET (after the control's uplink), its default route via this
+        host; its name, the host end's name, and its own address."""
+        index = 1 + sum(d.netns is not None for d in self.devices.values())
+        netns, veth = f"tlgtn-{os.getpid()}-{index}", f"tlgtn{os.getpid() % 10000}v{index}"
+        host_side, inner = f"{MACHINE_NET}.{4 * index + 1}", f"{MACHINE_NET}.{4 * index + 2}"
+        _ip("netns", "add", netns)
+        _ip("link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")
+        _ip("link", "set", f"{veth}p", "netns", netns)
+        _ip("addr", "add", f"{host_side}/30", "dev", veth)
+        _ip("link", "set", veth, "up")
+        _ip("-n", netns, "addr", "add", f"{inner}/30", "dev", f"{veth}p")
+        _ip("-n", netns, "link", "set", "lo", "up")
+        _ip("-n", netns, "link", "set", f"{veth}p", "up")
+        _ip("-n", netns, "route", "add", "default", "via", host_side)
+        return netns, veth, inner
 
     def _state(self, hostname: str) -> Path:
         state = self.work_dir / hostname
@@ -211,16 +285,16 @@ class Tailnet:
         state.mkdir(parents=True)
         return state
 
-    def _tailscaled(self, state: Path) -> list[str]:
+    def _tailscaled(self, state: Path, tun: str = "userspace-networking") -> list[str]:
         return [
             str(self.bin_dir / "tailscaled"),
-            "--tun=userspace-networking",
+            f"--tun={tun}",
             f"--statedir={state}",
             f"--socket={state / 'tailscaled.sock'}",
             "--port=0",
         ]
 
-    def _up(self, device: Device) -> Device:
+    def _up(self, device: Device, *flags: str) -> Device:
         hostname, process, tags = device.hostname, device.process, device.tags
         deadline = time.monotonic() + 20
         while not device.socket.exists():
@@ -236,6 +310,7 @@ class Tailnet:
         ]
         if tags:
             up.append(f"--advertise-tags={','.join(tags)}")
+        up += flags
         device.cli(*up, timeout=UP_TIMEOUT_S + 10)
         return device
 
@@ -248,9 +323,14 @@ class Tailnet:
         return path
 
     def close(self) -> None:
+        for address in self.routes:
+            _ip("rule", "del", "to", f"{address}/32", "lookup", "main", "priority", str(RULE_PRIORITY), check=False)
+            _ip("route", "del", f"{address}/32", check=False)
         for device in self.devices.values():
             device.stop()
         self.control.stop()
+        if self.uplink:
+            _ip("addr", "del", f"{UPLINK}/32", "dev", "lo", check=False)
 
 
 def _ip(*argv: str, check: bool = True) -> None:
@@ -258,8 +338,13 @@ def _ip(*argv: str, check: bool = True) -> None:
 
 
 def remove_stale_machines() -> None:
-    """The namespaces an interrupted run left (their veths go with them)."""
+    """What an interrupted run left: its namespaces (their veths go with them), uplink, routes and rules."""
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=20).stdout
     for line in listed.splitlines():
         if line.startswith("tlgtn-"):
             _ip("netns", "del", line.split()[0], check=False)
+    _ip("addr", "del", f"{UPLINK}/32", "dev", "lo", check=False)
+    rules = subprocess.run(["ip", "rule", "list"], capture_output=True, text=True, timeout=20).stdout
+    for line in rules.splitlines():
+        if line.startswith(f"{RULE_PRIORITY}:") and "to 100." in line:
+            _ip("rule", "del", "priority", str(RULE_PRIORITY), "to", line.split("to ")[1].split()[0], check=False)

@@ -1,10 +1,13 @@
-"""Backends on other tailnet machines, on the real engine: the remote stack (host-bind) with a stand-in
-tailnet of two machines (network namespaces on veths this test creates, filtered as the rendered policy
-says; see harness/engine/tailnet.py), and the local llama.cpp as a fake in a container.
+"""Backends on other tailnet machines, on the real engine: the remote stack (host-bind) on the test tailnet
+(harness/testnet), and the local llama.cpp as a fake in a container.
 
-The edge's forwarder dials the machines through the host's routing and Docker's NAT, as on a host whose
-tailscale0 routes the tailnet. (tailnet-node mode dials through the node's SOCKS5 proxy instead; the
-live tests run that path with the real Caddy.)
+The host's tailscaled runs in kernel mode with a real `tailscale0`, kept in a network namespace of its own
+that this host routes the machines' addresses through (so nothing else on this machine is touched); the
+edge's forwarder dials the machines through the host's routing and Docker's NAT, as on a host whose
+tailscale0 routes the tailnet. Each machine is a real tailscaled in a namespace of its own with fakes on its
+model port and on ssh, http and another port; what it accepts from the gateway is its packet filter, as the
+control server compiles it from the merged policy with headscale's policy engine. (tailnet-node mode dials
+through the node's SOCKS5 server instead: tests/engine/test_real_tailnet.py.)
 """
 
 from __future__ import annotations
@@ -17,19 +20,23 @@ import httpx
 import pytest
 
 from components.settings import Settings
+from components.tailnet.policy import checked_policy
 from components.topology import Topology, build_topology
 from harness.engine import DEV_CERT_DIR, DEV_HOST, new_run_id
 from harness.engine.provider import Engine
 from harness.engine.soak import fake_backend
-from harness.engine.tailnet import OTHER_PORTS, StandInTailnet, can_stand_in
+from harness.engine.tailnet import OTHER_PORTS, can_stand_in
 from harness.keys import new_key
-from harness.processes import seconds_until
-from harness.program_run import run_program
+from harness.processes import free_port, seconds_until
+from harness.program_run import MOCK_AUTH_KEY, run_program
 from harness.stacks import REMOTE_PORT, ROOT, remote_stack_values
+from harness.testnet import build
+from harness.testnet.tailnet import UPLINK, Device, Tailnet, remove_stale_machines
 from tests.engine.conftest import cannot_run
 from tests.engine.probes import Edge, exec_in
 
 SPREAD, REMOTE_ONLY = "local-chat", "remote-chat"
+DOMAIN = "tail0a1b2c.ts.net"
 # gpu-2 serves part of local-chat; gpu-3 all of remote-chat.
 SPREAD_MACHINE, REMOTE_MACHINE = "gpu-2", "gpu-3"
 
@@ -38,9 +45,12 @@ SPREAD_MACHINE, REMOTE_MACHINE = "gpu-2", "gpu-3"
 class Remote:
     engine: Engine
     topology: Topology
-    tailnet: StandInTailnet
+    tailnet: Tailnet
     edge: Edge
     key: str
+
+    def machine(self, alias: str) -> Device:
+        return self.tailnet.devices[alias]
 
     def chat(self, model: str, client: httpx.Client | None = None, timeout: float = 60) -> httpx.Response:
         body = {"model": model, "messages": [{"role": "user", "content": "ping"}]}
@@ -66,20 +76,43 @@ class Remote:
         return next(i for i, b in enumerate(backends) if b.service.machine and b.service.machine.name == machine)
 
 
+def _real_tailnet_values() -> dict:
+    """The remote stack with the addresses the test control server gives, in the order the devices join: the
+    host first (100.64.0.1), then the machines in name order."""
+    values = remote_stack_values("dev")
+    values["tailnetIp"] = "100.64.0.1"
+    for index, alias in enumerate(sorted(values["machines"]), start=2):
+        values["machines"][alias]["address"] = f"100.64.0.{index}"
+    return values
+
+
 @pytest.fixture(scope="module")
 def remote(docker_client, stand_in_images, dev_certs, tmp_path_factory):
     reason = can_stand_in()
     if reason is not None:
-        cannot_run(f"the stand-in tailnet cannot be built: {reason}")
-    values = remote_stack_values("dev")
+        cannot_run(f"the test tailnet's namespaces cannot be made: {reason}")
+    values = _real_tailnet_values()
     topology = build_topology(Settings.from_mapping(values))
+    policy, _ = checked_policy(topology.tailnet, ROOT)
     run_id = new_run_id()
-    tailnet = StandInTailnet(run_id, tmp_path_factory.mktemp("tailnet"))
+    remove_stale_machines()
+    tailnet = Tailnet(
+        build.binaries(),
+        tmp_path_factory.mktemp("tailnet"),
+        f"{UPLINK}:{free_port()}",
+        DOMAIN,
+        policy,
+        MOCK_AUTH_KEY,
+        {},
+    )
     engine = Engine(docker_client, run_id, host_paths={DEV_CERT_DIR: str(dev_certs["dir"])})
     try:
-        for machine in topology.tailnet.machines:
-            tailnet.add(machine.alias, machine.address, machine.ports)
-        tailnet.enforce_plan(values, ROOT)
+        host = tailnet.join_router("gpu-box")
+        assert host.address == values["tailnetIp"], f"the host joined as {host.address}"
+        for machine in sorted(topology.tailnet.machines, key=lambda m: m.alias):
+            device = tailnet.join_machine(machine.alias, (*machine.ports, *OTHER_PORTS))
+            assert device.address == machine.address, f"{machine.alias} joined as {device.address}"
+            tailnet.route_through(host, machine.address)
         key = new_key()
         engine.up(run_program(values, secrets={"masterKey": key}, networks=engine.network_lookup))
         for local in ("llamacpp", "llamacpp-embed"):
@@ -92,11 +125,11 @@ def remote(docker_client, stand_in_images, dev_certs, tmp_path_factory):
         yield deployed
     finally:
         engine.teardown()
-        tailnet.remove()
+        tailnet.close()
 
 
 def _served_chats(remote: Remote, machine: str) -> int:
-    served = remote.tailnet.machines[machine].served(REMOTE_PORT)
+    served = remote.machine(machine).served(REMOTE_PORT)
     return sum(1 for line in served if line == "POST /v1/chat/completions")
 
 
@@ -105,13 +138,6 @@ def test_a_remote_only_model_answers_through_the_edge(remote):
     response = remote.chat(REMOTE_ONLY)
     assert response.status_code == 200, f"a model on another machine does not answer: {response.text[:300]}"
     assert _served_chats(remote, REMOTE_MACHINE) == before + 1, "the answer did not come from the remote machine"
-
-
-def test_the_policy_grants_the_gateway_only_the_model_ports(remote):
-    for machine in remote.tailnet.machines.values():
-        assert machine.granted == (REMOTE_PORT,), (
-            f"the gateway could reach {machine.alias} on {machine.granted}, not only its model port"
-        )
 
 
 _CONNECT = """
@@ -127,11 +153,11 @@ for target in sys.argv[1:]:
 
 
 def test_nothing_but_the_granted_ports_is_reachable_from_the_gateway(remote, docker_client):
-    targets = [f"{m.address}:{p}" for m in remote.tailnet.machines.values() for p in (REMOTE_PORT, *OTHER_PORTS)]
+    targets = [f"{m.address}:{p}" for m in remote.topology.tailnet.machines for p in (REMOTE_PORT, *OTHER_PORTS)]
     for container in ("model-gateway", "tailnet-edge"):
         if container == "tailnet-edge":
-            # Every port of a stand-in machine answers HTTP; `timeout` bounds the wait for a dropped SYN (the
-            # stand-in's static busybox wget crashes on its own -T).
+            # Every port of a machine answers HTTP; `timeout` bounds the wait for a dropped SYN (the stand-in
+            # image's static busybox wget crashes on its own -T).
             results = {}
             for target in targets:
                 code, output = exec_in(
@@ -257,14 +283,15 @@ def _assert_survived(outage: Outage, fault: str) -> None:
 
 def test_a_machine_that_drops_costs_no_failed_request_and_comes_back_on_its_own(remote):
     """Gone from the tailnet: it answers nothing, refuses nothing."""
-    outage = _outage(remote, lambda: remote.tailnet.drop(SPREAD_MACHINE), lambda: remote.tailnet.rejoin(SPREAD_MACHINE))
+    machine = remote.machine(SPREAD_MACHINE)
+    outage = _outage(remote, machine.drop, machine.rejoin)
     print(outage.line("dropped"))
     _assert_survived(outage, "dropped")
 
 
 def test_a_killed_remote_backend_costs_no_failed_request_and_is_used_again(remote):
     """The machine stays; its llama.cpp is killed (connections refused) and started again."""
-    machine = remote.tailnet.machines[SPREAD_MACHINE]
-    outage = _outage(remote, lambda: machine.kill(REMOTE_PORT), lambda: remote.tailnet.restart(machine, REMOTE_PORT))
+    machine = remote.machine(SPREAD_MACHINE)
+    outage = _outage(remote, lambda: machine.kill(REMOTE_PORT), lambda: remote.tailnet.serve(machine, REMOTE_PORT))
     print(outage.line("had its backend killed"))
     _assert_survived(outage, "had its backend killed")
