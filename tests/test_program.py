@@ -215,6 +215,18 @@ def test_the_edge_reloads_its_caddyfile_in_place_and_up_waits_for_it(dev_run):
     assert live.inputs["url"] == "http://127.0.0.1:8080/config-id", "up would ask the edge somewhere it does not answer"
 
 
+def test_a_reload_hands_queued_connections_to_the_new_config_unless_the_kernel_cannot(dev_run):
+    """Caddy binds each config's listener with SO_REUSEPORT and closes the old one: without
+    net.ipv4.tcp_migrate_req the kernel resets connections still queued on it (seen through the real node: a
+    502 during a route change under load). Settable off for kernels before 5.14, which lack it."""
+    sysctls = dev_run.containers[EDGE_CONTAINER].inputs.get("sysctls")
+    assert sysctls == {"net.ipv4.tcp_migrate_req": "1"}, f"the edge runs with sysctls {sysctls}"
+    values = stack_values("dev")
+    values["edge"] = {**values.get("edge", {}), "migrateConnectionsOnReload": False}
+    off = run_program(values).containers[EDGE_CONTAINER].inputs.get("sysctls")
+    assert not off, "the setting for older kernels does not leave the sysctl out"
+
+
 def test_gateway_runs_one_granian_worker_by_default(dev_run):
     inputs = dev_run.containers["model-gateway"].inputs
     command = inputs["command"]

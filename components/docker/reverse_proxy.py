@@ -36,6 +36,8 @@ HEALTH = Health(
     start_period="10s",
 )
 
+MIGRATE_SYSCTL = "net.ipv4.tcp_migrate_req"
+
 
 class ReverseProxy(pulumi.ComponentResource):
     """Runs Caddy with the rendered Caddyfile, reachable from the tailnet and nowhere else.
@@ -124,6 +126,9 @@ class ReverseProxy(pulumi.ComponentResource):
                 *([docker.ContainerNetworksAdvancedArgs(name=networks.names[n]) for n in [edge.egress_network] if n]),
             ],
             volumes=volumes,
+            # Caddy binds each config's listener with SO_REUSEPORT and closes the old one on a reload; the kernel
+            # resets the connections still queued on it unless it may move them to the new one.
+            sysctls={MIGRATE_SYSCTL: "1"} if edge.migrate_on_reload else None,
             **hardened_container_args(
                 ROLE,
                 limits,

@@ -77,6 +77,11 @@ class EdgeSettings(StrictModel):
     https_port: Port = 443
     image: Image = CADDY_IMAGE
     limits: ContainerLimits = ContainerLimits(memory_mb=256, pids=128, user="61001:61001")
+    # A reload (every edge change) hands the connections still waiting to be accepted to the new config
+    # instead of resetting them (net.ipv4.tcp_migrate_req in the edge's own network namespace: Caddy binds
+    # each config's listener with SO_REUSEPORT and closes the old one). Needs Linux 5.14 or later; set it
+    # false on an older kernel, where Docker refuses the setting.
+    migrate_connections_on_reload: bool = True
 
     @property
     def image_ref(self) -> ImageRef:

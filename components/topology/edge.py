@@ -102,6 +102,8 @@ class Edge:
     # The network it shares with the node alone, to dial through the node's SOCKS5 proxy (tailnet-node mode
     # with services on other machines).
     egress_network: str | None = None
+    # A reload hands queued connections to the new config (the kernel's tcp_migrate_req) instead of resetting them.
+    migrate_on_reload: bool = True
 
     @property
     def metrics_address(self) -> str:
@@ -138,4 +140,5 @@ def build_edge(settings: Settings, networks: Collection[str]) -> Edge:
         image=settings.edge.image_ref,
         grace_s=settings.timeouts.stream,
         drain_s=settings.timeouts.drain,
+        migrate_on_reload=settings.edge.migrate_connections_on_reload,
     )

@@ -107,6 +107,7 @@ CONTAINER_INPUTS = {
     "healthcheck",
     "volumes",
     "networkMode",
+    "sysctls",
     "networksAdvanced",
     "uploads",
     "start",
@@ -467,6 +468,7 @@ class Engine:
             log_config=LogConfig(type=inputs.get("logDriver", "json-file"), config=inputs.get("logOpts") or {}),
             read_only=bool(inputs.get("readOnly")),
             network_mode=inputs.get("networkMode"),
+            sysctls=inputs.get("sysctls"),
         )
         try:
             created = self.api.create_container(

@@ -33,19 +33,29 @@ from components.client_config import client_output
 from components.images import LITELLM_IMAGE, parse_image
 from harness.engine import DEV_CERT_DIR, DEV_HOST, new_run_id
 from harness.engine.provider import CONTAINER, Engine
-from harness.engine.tailnet import StandInTailnet, can_stand_in
 from harness.keys import new_key
-from harness.program_run import ProgramRun, run_program
+from harness.processes import free_port
+from harness.program_run import MOCK_AUTH_KEY, ProgramRun, run_program
 from harness.resend import send_resending_once
-from harness.stacks import REMOTE_MACHINES, REMOTE_PORT, ROOT, clients_stack_values
+from harness.stacks import REMOTE_PORT, ROOT, clients_stack_values
+from harness.testnet import build
+from harness.testnet.tailnet import (
+    UPLINK,
+    Tailnet,
+    can_make_namespaces,
+    join_host_bind,
+    policy_for,
+    remove_stale_machines,
+)
 
 BACKENDS = ("llamacpp", "llamacpp-b", "llamacpp-embed")
 # One word a second: a stream of STREAM_WORDS lasts that many seconds.
 STREAM_WORDS = 30
 WORD_PAUSE_MS = 1000
 CLIENTS = 8
-# The stand-in machine a backend is added on, streaming as the local fakes do.
-REMOTE_MACHINE = "gpu-2"
+# The machine a backend is added on (a real tailscaled in a namespace), streaming as the local fakes do.
+REMOTE_MACHINE, REMOTE_ADDRESS = "gpu-2", "100.64.0.2"
+DOMAIN = "tail0a1b2c.ts.net"
 STREAM_PAUSE_ARGS = ("--stream-pause-ms", str(WORD_PAUSE_MS))
 THINK_S = 0.25
 
@@ -229,9 +239,9 @@ class Soaked:
     master_key: str
     backends: dict[str, str]
     clients: Clients
-    # Another machine of a stand-in tailnet, for a model's backend added there (None: this machine cannot
-    # build one, see can_stand_in; that operation is left out).
-    tailnet: StandInTailnet | None
+    # The test tailnet: the host's own tailscaled (kernel mode, in a namespace) and another machine, for a
+    # model's backend added there (None: this machine cannot make namespaces; that operation is left out).
+    tailnet: Tailnet | None
 
 
 @contextmanager
@@ -239,14 +249,15 @@ def soaked_stack(client: docker.DockerClient, certs: dict[str, Path], replicas: 
     run_id = new_run_id()
     engine = Engine(client, run_id, host_paths={DEV_CERT_DIR: str(certs["dir"])}, log=lambda _: None)
     values = clients_stack_values("dev")
+    # The address the test control server gives the host, the first device to join.
+    values["tailnetIp"] = "100.64.0.1"
     if replicas is not None:
         values["gateway"]["replicas"] = replicas
     master_key = new_key()
     tailnet = None
     try:
-        if can_stand_in() is None:
-            tailnet = StandInTailnet(run_id, Path(tempfile.mkdtemp(prefix="soak-tailnet-")))
-            tailnet.add(REMOTE_MACHINE, REMOTE_MACHINES[REMOTE_MACHINE], (REMOTE_PORT,), STREAM_PAUSE_ARGS)
+        if can_make_namespaces() is None:
+            tailnet = _tailnet(values)
         run = run_program(values, secrets={"masterKey": master_key}, networks=engine.network_lookup)
         engine.up(run)
         backends = {name: fake_backend(client, engine, name) for name in BACKENDS}
@@ -263,7 +274,23 @@ def soaked_stack(client: docker.DockerClient, certs: dict[str, Path], replicas: 
     finally:
         engine.teardown()
         if tailnet is not None:
-            tailnet.remove()
+            tailnet.close()
+
+
+def _tailnet(values: dict) -> Tailnet:
+    """The host (kernel-mode tailscaled, 100.64.0.1) and the machine a backend will be added on (100.64.0.2),
+    which this host routes through the host's tailscale0; the policy as the settings render it."""
+    remove_stale_machines()
+    work = Path(tempfile.mkdtemp(prefix="soak-tailnet-"))
+    tailnet = Tailnet(build.binaries(), work, f"{UPLINK}:{free_port()}", DOMAIN, policy_for(values), MOCK_AUTH_KEY, {})
+    try:
+        join_host_bind(
+            tailnet, values["tailnetIp"], {REMOTE_MACHINE: (REMOTE_ADDRESS, (REMOTE_PORT,))}, STREAM_PAUSE_ARGS
+        )
+    except BaseException:
+        tailnet.close()
+        raise
+    return tailnet
 
 
 def apply(soaked: Soaked, edit: Callable[[dict], None]) -> None:
@@ -376,7 +403,7 @@ def operations(
 
     def add_remote_backend() -> None:
         def edit(values: dict) -> None:
-            values["machines"] = {REMOTE_MACHINE: {"address": REMOTE_MACHINES[REMOTE_MACHINE]}}
+            values["machines"] = {REMOTE_MACHINE: {"address": REMOTE_ADDRESS}}
             values["services"][f"llamacpp-{REMOTE_MACHINE}"] = {"port": REMOTE_PORT, "machine": REMOTE_MACHINE}
             values["models"]["local-chat"]["backends"].append({"service": f"llamacpp-{REMOTE_MACHINE}"})
 
@@ -384,7 +411,7 @@ def operations(
         edited = copy.deepcopy(soaked.values)
         edit(edited)
         # The tailnet applies the new grant before the gateway needs it (`pulumi up` applies the policy too).
-        soaked.tailnet.enforce_plan(edited, ROOT)
+        soaked.tailnet.set_policy(policy_for(edited))
         apply(soaked, edit)
 
     def restart_backend() -> None:

@@ -333,6 +333,34 @@ class Tailnet:
             _ip("addr", "del", f"{UPLINK}/32", "dev", "lo", check=False)
 
 
+def policy_for(values: dict[str, Any], project_dir: Path = ROOT) -> str:
+    """The merged, checked tailnet policy the settings `values` render (what `pulumi up` would apply)."""
+    from components.settings import Settings
+    from components.tailnet.policy import checked_policy
+    from components.topology import build_topology
+
+    return checked_policy(build_topology(Settings.from_mapping(values)).tailnet, project_dir)[0]
+
+
+def join_host_bind(
+    tailnet: Tailnet,
+    host_address: str,
+    machines: dict[str, tuple[str, tuple[int, ...]]],
+    fake_args: tuple[str, ...] = (),
+) -> Device:
+    """A host-bind host on `tailnet`: its kernel-mode tailscaled first (so it gets `host_address`), then each
+    machine (alias -> (the address it must get, the ports its fakes serve)) in order, routed through the host."""
+    host = tailnet.join_router("gpu-box")
+    if host.address != host_address:
+        raise RuntimeError(f"the host joined as {host.address}, not {host_address}")
+    for alias, (address, ports) in machines.items():
+        machine = tailnet.join_machine(alias, ports, fake_args)
+        if machine.address != address:
+            raise RuntimeError(f"{alias} joined as {machine.address}, not {address}")
+        tailnet.route_through(host, address)
+    return host
+
+
 def _ip(*argv: str, check: bool = True) -> None:
     subprocess.run(["ip", *argv], check=check, capture_output=True, timeout=20)
 
@@ -348,3 +376,15 @@ def remove_stale_machines() -> None:
     for line in rules.splitlines():
         if line.startswith(f"{RULE_PRIORITY}:") and "to 100." in line:
             _ip("rule", "del", "priority", str(RULE_PRIORITY), "to", line.split("to ")[1].split()[0], check=False)
+
+
+def can_make_namespaces() -> str | None:
+    """Why a machine's network namespace cannot be made here (None: it can): it needs iproute2, iptables and
+    root, and a host's kernel-mode tailscaled needs a TUN device."""
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if not Path("/dev/net/tun").exists():
+        return "/dev/net/tun is missing (a kernel-mode tailscaled needs it)"
+    result = subprocess.run(["ip", "netns", "list"], capture_output=True, timeout=10)
+    return None if result.returncode == 0 else "cannot list network namespaces (needs root)"

@@ -20,23 +20,31 @@ import httpx
 import pytest
 
 from components.settings import Settings
-from components.tailnet.policy import checked_policy
 from components.topology import Topology, build_topology
 from harness.engine import DEV_CERT_DIR, DEV_HOST, new_run_id
 from harness.engine.provider import Engine
 from harness.engine.soak import fake_backend
-from harness.engine.tailnet import OTHER_PORTS, can_stand_in
 from harness.keys import new_key
 from harness.processes import free_port, seconds_until
 from harness.program_run import MOCK_AUTH_KEY, run_program
-from harness.stacks import REMOTE_PORT, ROOT, remote_stack_values
+from harness.stacks import REMOTE_PORT, remote_stack_values
 from harness.testnet import build
-from harness.testnet.tailnet import UPLINK, Device, Tailnet, remove_stale_machines
+from harness.testnet.tailnet import (
+    UPLINK,
+    Device,
+    Tailnet,
+    can_make_namespaces,
+    join_host_bind,
+    policy_for,
+    remove_stale_machines,
+)
 from tests.engine.conftest import cannot_run
 from tests.engine.probes import Edge, exec_in
 
 SPREAD, REMOTE_ONLY = "local-chat", "remote-chat"
 DOMAIN = "tail0a1b2c.ts.net"
+# Ports every machine also serves (ssh, http, another service), which the gateway must not reach.
+OTHER_PORTS = (22, 80, 8081)
 # gpu-2 serves part of local-chat; gpu-3 all of remote-chat.
 SPREAD_MACHINE, REMOTE_MACHINE = "gpu-2", "gpu-3"
 
@@ -88,12 +96,11 @@ def _real_tailnet_values() -> dict:
 
 @pytest.fixture(scope="module")
 def remote(docker_client, stand_in_images, dev_certs, tmp_path_factory):
-    reason = can_stand_in()
+    reason = can_make_namespaces()
     if reason is not None:
         cannot_run(f"the test tailnet's namespaces cannot be made: {reason}")
     values = _real_tailnet_values()
     topology = build_topology(Settings.from_mapping(values))
-    policy, _ = checked_policy(topology.tailnet, ROOT)
     run_id = new_run_id()
     remove_stale_machines()
     tailnet = Tailnet(
@@ -101,18 +108,17 @@ def remote(docker_client, stand_in_images, dev_certs, tmp_path_factory):
         tmp_path_factory.mktemp("tailnet"),
         f"{UPLINK}:{free_port()}",
         DOMAIN,
-        policy,
+        policy_for(values),
         MOCK_AUTH_KEY,
         {},
     )
     engine = Engine(docker_client, run_id, host_paths={DEV_CERT_DIR: str(dev_certs["dir"])})
     try:
-        host = tailnet.join_router("gpu-box")
-        assert host.address == values["tailnetIp"], f"the host joined as {host.address}"
-        for machine in sorted(topology.tailnet.machines, key=lambda m: m.alias):
-            device = tailnet.join_machine(machine.alias, (*machine.ports, *OTHER_PORTS))
-            assert device.address == machine.address, f"{machine.alias} joined as {device.address}"
-            tailnet.route_through(host, machine.address)
+        machines = {
+            m.alias: (m.address, (*m.ports, *OTHER_PORTS))
+            for m in sorted(topology.tailnet.machines, key=lambda m: m.alias)
+        }
+        join_host_bind(tailnet, values["tailnetIp"], machines)
         key = new_key()
         engine.up(run_program(values, secrets={"masterKey": key}, networks=engine.network_lookup))
         for local in ("llamacpp", "llamacpp-embed"):

@@ -2,7 +2,8 @@
 
 Steady clients and long streams go through the edge while the operator adds a client, rotates a key, revokes a
 client, sets a client's limits, changes a route, changes a model's backends, adds a backend on another tailnet
-machine (a stand-in: harness/engine/tailnet.py) and changes a LiteLLM timeout, and while a
+machine (a real tailscaled, reached through the host's kernel-mode tailscaled: harness/testnet) and changes
+a LiteLLM timeout, and while a
 backend and dockerd restart. Edge and key operations and (with the default two replicas) gateway changes must
 fail no request and cut no stream; a backend restart fails no request when the model has another backend;
 after a dockerd restart the API answers again with no manual step; and no stream that was cut ever ends as if
