@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from harness.stacks import ROOT
-from tests.engine.conftest import cannot_run
+from tests.conftest import cannot_run
 
 
 def _outcome() -> BaseException:

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.settings import Settings
+from components.tailnet.policy import checked_policy
+from components.topology import build_topology
 from harness.processes import Process, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -335,10 +338,6 @@ class Tailnet:
 
 def policy_for(values: dict[str, Any], project_dir: Path = ROOT) -> str:
     """The merged, checked tailnet policy the settings `values` render (what `pulumi up` would apply)."""
-    from components.settings import Settings
-    from components.tailnet.policy import checked_policy
-    from components.topology import build_topology
-
     return checked_policy(build_topology(Settings.from_mapping(values)).tailnet, project_dir)[0]
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
 
 import docker
 import pytest
@@ -20,6 +19,8 @@ from harness.engine.health import HealthReport
 from harness.engine.provider import CONTAINER, NETWORK, TEST_LABEL, VOLUME, Engine
 from harness.program_run import ProgramRun
 from harness.stacks import stack_values
+from harness.testnet.build import BuildError
+from tests.conftest import cannot_run
 
 # Docker 20.10 has no start_interval: with a 30 s interval `pulumi up` waited about a minute for services that
 # answered in seconds. Between answering and being reported healthy: at most one 3 s interval, a probe up to its
@@ -41,14 +42,6 @@ def _remove_labelled(client: docker.DockerClient) -> None:
         client.api.remove_volume(volume["Name"], force=True)
 
 
-def cannot_run(reason: str) -> NoReturn:
-    """An engine test that cannot run here: one visible skip line on a developer's machine, a failure under
-    CI, where the engine tests must run."""
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"the engine tests must run under CI, but {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[docker.DockerClient]:
     try:
@@ -67,7 +60,10 @@ def stand_in_images(docker_client) -> dict[str, str]:
     """Image id of each stand-in, by the reference the stack pins (built once, then cached)."""
     if not standins.BUSYBOX.exists():
         cannot_run(f"the stand-in images are built from {standins.BUSYBOX}, which is missing: {INSTALL_BUSYBOX}")
-    return {s.tag: standins.ensure(docker_client, s) for s in standins.STAND_INS}
+    try:
+        return {s.tag: standins.ensure(docker_client, s) for s in standins.STAND_INS}
+    except BuildError as error:
+        cannot_run(f"the node's stand-in holds tailscale built with Go: {error}")
 
 
 @pytest.fixture(scope="session")

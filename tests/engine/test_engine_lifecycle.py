@@ -17,7 +17,8 @@ from harness.keys import new_key
 from harness.processes import worker_restarts
 from harness.program_run import run_program
 from harness.stacks import ROOT, stack_values
-from tests.engine.conftest import assert_reported_healthy_soon_after_answering, cannot_run
+from tests.conftest import cannot_run
+from tests.engine.conftest import assert_reported_healthy_soon_after_answering
 from tests.engine.probes import logs
 
 GATEWAY = "model-gateway"

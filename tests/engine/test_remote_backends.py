@@ -38,7 +38,7 @@ from harness.testnet.tailnet import (
     policy_for,
     remove_stale_machines,
 )
-from tests.engine.conftest import cannot_run
+from tests.conftest import cannot_run
 from tests.engine.probes import Edge, exec_in
 
 SPREAD, REMOTE_ONLY = "local-chat", "remote-chat"

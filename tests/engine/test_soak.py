@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from harness.engine.soak import Window, can_restart_dockerd, soak, table
-from tests.engine.conftest import cannot_run
+from tests.conftest import cannot_run
 
 EDGE_AND_KEY_OPERATIONS = (
     "add a client",
