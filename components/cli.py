@@ -19,12 +19,12 @@ from policy.gateway_contract import MASTER_KEY_ENV
 from .addresses import HostPort, parse_host_port, require_loopback_bind
 from .client_config import FORMATS, client_access, read_outputs, render_client_config
 from .errors import SettingsError
+from .local_mode import LocalMode
 from .plan import Plan, build_plan
 from .settings import Settings, grammar
 from .smoke import run_checks
 from .tailnet.check import Outcome
 from .tailnet.policy import PolicyTestFailure
-from .topology import LocalMode
 from .usage import UsageError, render_usage, usage_over
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -224,18 +224,15 @@ def _write(out: Path, files: dict[str, str]) -> None:
 
 def _render(args: argparse.Namespace) -> int:
     try:
-        keys_dir = args.keys_dir
-        if args.listen is not None and keys_dir is None:
-            keys_dir = str((args.out / "keys").resolve())
         local = LocalMode(
             dict(args.upstream),
             args.listen,
             args.node_address,
-            keys_dir,
+            args.keys_dir,
             args.metrics_listen,
             args.forward_listen,
             args.egress_proxy,
-        )
+        ).keys_default(args.out / "keys")
         plan = load_plan(args.stack, args.project_dir, local)
     except PolicyTestFailure as failure:
         # Only the policy, so the failing test can be read in the file it names; nothing deployable.

@@ -16,7 +16,8 @@ from policy.gateway_contract import Declarations, markers
 
 from .errors import SettingsError
 from .gateway_process import LAUNCHER_FILE
-from .render.caddyfile import config_id, render_caddyfile
+from .local_mode import LocalMode, with_overrides
+from .render.caddyfile.render import config_id, render_caddyfile
 from .render.gateway_auth import (
     GATEWAY_AUTH_FILE,
     GATEWAY_CLIENTS_FILE,
@@ -31,7 +32,7 @@ from .render.tailscale_serve import render_serve_config
 from .settings import Settings, grammar
 from .tailnet.check import Assertion
 from .tailnet.policy import checked_policy
-from .topology import READINESS_PATH, LocalMode, Node, Topology, build_topology
+from .topology import READINESS_PATH, Node, Topology, build_topology
 
 
 @dataclass(frozen=True)
@@ -99,19 +100,8 @@ class Plan:
         """What the settings declare, for the policy pack: it sees resources, never settings."""
         topology = self.topology
         return {
-            "routes": [
-                {
-                    "path": r.path,
-                    "auth": r.auth,
-                    "upstream": r.upstream.name if r.upstream else None,
-                    # Bearer routes: the clients whose keys the edge accepts there.
-                    "clients": [c.name for c in r.clients],
-                    "api": r.is_api,
-                    "capability": r.capability,
-                    "audiences": list(r.audiences),
-                }
-                for r in topology.routes
-            ],
+            # Each route as its auth mode declares it.
+            "routes": [r.mode.declaration(r) for r in topology.routes],
             # The edge's own key-less, SSO-less readiness report, which may ask only LiteLLM.
             "readiness": {"path": READINESS_PATH, "upstream": topology.gateway.service.name},
             "services": {s.name: list(s.networks) for s in topology.services},
@@ -152,7 +142,7 @@ def build_plan(
     topology = build_topology(settings)
     policy, assertions = checked_policy(topology.tailnet, project_dir)
     if local:
-        topology = topology.with_overrides(local)
+        topology = with_overrides(topology, local)
     files = RenderedFiles(
         caddyfile=render_caddyfile(topology, stack),
         litellm_config=render_litellm_config(topology, stack),

@@ -9,10 +9,11 @@ import pytest
 
 from components.addresses import HostPort
 from components.images import CADDY_VERSION
-from components.render.caddyfile import render_caddyfile
+from components.local_mode import LocalMode, with_overrides
 from components.render.caddyfile.logs import QUERY_NAMES_ONLY, QUERY_VALUES
+from components.render.caddyfile.render import render_caddyfile
 from components.settings import Settings
-from components.topology import READINESS_PATH, LocalMode, build_topology
+from components.topology import READINESS_PATH, build_topology
 from harness.processes import binary
 from policy.gateway_contract import CLIENT_HEADER, GATEWAY_API_PATHS, markers
 from tests.caddy_check import caddy_validate
@@ -54,7 +55,9 @@ def test_dev_caddyfile_passes_caddy_validate(caddyfile, tmp_path):
 
 
 def test_listen_variant_passes_caddy_validate(dev_topology, tmp_path):
-    local = dev_topology.with_overrides(LocalMode({"llamacpp": HostPort("127.0.0.1", 9)}, HostPort("127.0.0.1", 18080)))
+    local = with_overrides(
+        dev_topology, LocalMode({"llamacpp": HostPort("127.0.0.1", 9)}, HostPort("127.0.0.1", 18080))
+    )
     text = render_caddyfile(local, "dev")
     assert "tls " not in text and "http://127.0.0.1:18080 {" in text, "--listen must serve plain HTTP locally"
     result = caddy_validate(text, tmp_path)
@@ -292,7 +295,7 @@ def test_health_listener_stays_on_container_loopback(caddyfile):
 
 
 def test_upstream_override_moves_every_use_of_a_service(dev_topology):
-    moved = dev_topology.with_overrides(LocalMode({"oauth2-proxy": HostPort("127.0.0.1", 4999)}))
+    moved = with_overrides(dev_topology, LocalMode({"oauth2-proxy": HostPort("127.0.0.1", 4999)}))
     text = render_caddyfile(moved, "dev")
     assert "oauth2-proxy:4180" not in text and text.count("127.0.0.1:4999") == 2, (
         "forward_auth and the /oauth2/* route must both follow --upstream"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.render.caddyfile import render_caddyfile
+from components.render.caddyfile.render import render_caddyfile
 from components.render.gateway_auth import gateway_limits
 from components.render.litellm_config import litellm_config
 from components.render.tailscale_serve import render_serve_config

@@ -15,7 +15,7 @@ import yaml
 
 from components.client_config import ClientAccess, client_access, client_output, render_client_config
 from components.errors import SettingsError
-from components.render.caddyfile import render_caddyfile
+from components.render.caddyfile.render import render_caddyfile
 from components.render.gateway_auth import render_gateway_auth, render_gateway_clients
 from components.render.litellm_config import litellm_config
 from components.render.tailscale_serve import serve_config
@@ -47,7 +47,7 @@ def clients_run() -> ProgramRun:
 
 
 def test_each_bearer_route_accepts_exactly_its_clients(topology):
-    by_path = {r.path: [c.name for c in r.clients] for r in topology.routes if r.auth == "bearer"}
+    by_path = {r.path: [c.name for c in r.access.clients()] for r in topology.routes if r.auth == "bearer"}
     assert by_path == {"/llm/*": ["ci", "laptop"], "/mcp/*": ["laptop"]}, f"routes accept other clients: {by_path}"
 
 

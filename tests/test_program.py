@@ -10,7 +10,7 @@ import pulumi
 import pytest
 
 from components.images import CADDY_IMAGE, LITELLM_IMAGE
-from components.render.caddyfile import config_id, render_caddyfile
+from components.render.caddyfile.render import config_id, render_caddyfile
 from components.render.gateway_auth import render_gateway_auth, render_gateway_clients, render_gateway_limits
 from components.render.gateway_start import render_gateway_start
 from components.render.litellm_config import render_litellm_config

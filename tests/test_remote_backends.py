@@ -15,14 +15,15 @@ import yaml
 
 from components.addresses import HostPort
 from components.errors import SettingsError
+from components.local_mode import LocalMode, with_overrides
 from components.plan import build_plan
-from components.render.caddyfile import render_caddyfile
+from components.render.caddyfile.render import render_caddyfile
 from components.render.litellm_config import litellm_config
 from components.settings import Settings
 from components.tailnet.check import Outcome
 from components.tailnet.merge import parse_hujson
 from components.tailnet.policy import checked_policy
-from components.topology import EDGE_FORWARD_PORT, LocalMode, Topology, build_topology
+from components.topology import EDGE_FORWARD_PORT, Topology, build_topology
 from harness.program_run import run_program
 from harness.stacks import EXPOSURE_STACKS, REMOTE_MACHINES, REMOTE_PORT, ROOT, remote_stack_values, stack_values
 from policy.gateway_contract import EDGE_KEY_ENV, ROLE_LABEL, TAILSCALE_RANGES, Role
@@ -170,7 +171,7 @@ def test_the_local_check_mode_moves_forwarders_and_the_nodes_proxy_to_loopback()
         forward_listen=HostPort("127.0.0.1", 7100),
         egress=HostPort("127.0.0.1", 7200),
     )
-    topology = _topology("dev-node").with_overrides(local)
+    topology = with_overrides(_topology("dev-node"), local)
     assert [(f.host, f.port, f.dialer_port) for f in topology.forwards] == [
         ("127.0.0.1", 7100, 7102),
         ("127.0.0.1", 7101, 7103),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.render.caddyfile import render_caddyfile
+from components.render.caddyfile.render import render_caddyfile
 from components.render.tailscale_serve import serve_config
 from components.settings import Settings
 from components.tailnet.merge import parse_hujson
@@ -15,7 +15,7 @@ from components.tailnet.policy import checked_policy
 from components.topology import Topology, build_topology
 from harness.program_run import run_program
 from harness.stacks import ROOT, TAILNET_APPS_STACK, WEBUI_IDENTITY, tailnet_apps_stack_values
-from policy.gateway_contract import markers
+from policy.gateway_contract import TAILNET, markers
 from tests.caddy_check import caddy_validate
 from tests.policy_run import evaluate_pack, mandatory
 
@@ -44,7 +44,7 @@ def test_a_stack_whose_pages_use_tailnet_identity_needs_no_sso_service(apps):
 
 
 def test_tailnet_pages_are_browser_routes_not_apis(apps):
-    pages = {r.path: r for r in apps.routes if r.browser}
+    pages = {r.path: r for r in apps.routes if r.auth == TAILNET and not r.is_api}
     assert set(pages) == {"/*", "/dash/*"} and not any(r.is_api for r in pages.values()), (
         "a tailnet page would be treated as an API (only its allowPaths forwarded, JSON refusals)"
     )

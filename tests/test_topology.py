@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from components.addresses import HostPort
-from components.topology import LocalMode
+from components.local_mode import LocalMode, with_overrides
 
 
 def test_every_edge_upstream_shares_a_network_with_the_edge(dev_topology):
@@ -40,7 +40,7 @@ def test_gateway_is_on_the_networks_the_settings_say(dev_topology):
 
 
 def test_override_moves_a_backend_for_litellm_too(dev_topology):
-    moved = dev_topology.with_overrides(LocalMode({"llamacpp": HostPort("127.0.0.1", 9001)}))
+    moved = with_overrides(dev_topology, LocalMode({"llamacpp": HostPort("127.0.0.1", 9001)}))
     assert {m.name: m.api_base for m in moved.models}["local-chat"] == "http://127.0.0.1:9001/v1", (
         "an override did not move the backend for LiteLLM"
     )

@@ -9,7 +9,7 @@ import pulumi_docker as docker
 
 from policy.gateway_contract import EDGE_KEY_ENV, MASTER_KEY_ENV
 
-from ..gateway_process import LAUNCHER_FILE, gateway_process
+from ..gateway_process import LAUNCHER_FILE
 from ..render.gateway_auth import GATEWAY_AUTH_FILE
 from ..topology import Gateway
 from ..topology.gateway import ROLE
@@ -101,8 +101,8 @@ class ModelGateway(pulumi.ComponentResource):
             # revoked, or a limit changed, restarts no replica.
             reread=tables,
         )
-        # 0.0.0.0 is the container's own namespace: the host side is limited by `ports` below.
-        process = gateway_process(gateway.server, gateway.workers, CONFIG_PATH, "0.0.0.0", service.port)
+        # Every interface of the container's own namespace: the host side is limited by `ports` below.
+        process = gateway.process(CONFIG_PATH)
         envs = secret_environment({MASTER_KEY_ENV: master_key, EDGE_KEY_ENV: edge_key}, process.env)
         self.containers = []
         replicas = zip(gateway.replica_names, gateway.replica_limits, gateway.replica_binds, strict=True)

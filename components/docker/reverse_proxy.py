@@ -9,7 +9,7 @@ import pulumi_docker as docker
 
 from policy.gateway_contract import EDGE_KEY_FILE, HOST_BIND
 
-from ..render.caddyfile import CONFIG_ID_PATH
+from ..render.caddyfile.render import CONFIG_ID_PATH
 from ..topology import CERT_MOUNT, EDGE_CONTAINER, EDGE_HEALTH_PORT, EDGE_HTTPS_PORT, EDGE_SITE_ALIAS, Edge, Site
 from ..topology.edge import ROLE
 from .hardening import (

@@ -26,7 +26,8 @@ from policy.gateway_contract import (
     TAILSCALE_RANGES,
 )
 
-from ..topology import BACKEND_CHECK_PATH, MASTER_CLIENT, TAILNET_CLIENT_PREFIX, RateLimits, Topology
+from ..auth import TAILNET_CLIENT_PREFIX
+from ..topology import BACKEND_CHECK_PATH, MASTER_CLIENT, RateLimits, Topology
 
 GATEWAY_AUTH_FILE = "gateway_auth.py"
 GATEWAY_CLIENTS_FILE = "clients.json"

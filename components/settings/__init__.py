@@ -1,5 +1,5 @@
-"""Stack settings: the typed model (`model`, the root, and one module a part: `services`, `routes`,
-`containers`, `tailnet`, on the field types of `fields`), where they come from (`sources`: a stack file or
+"""Stack settings: the typed model (`model`, the root, and one module a part: `services`, `routes`, `clients`,
+`sso`, `containers`, `tailnet`, on the field types of `fields`), where they come from (`sources`: a stack file or
 the engine's config) and how a mistake is told (`messages`). Nothing past the topology reads them."""
 
 from .containers import ContainerLimits

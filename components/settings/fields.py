@@ -33,6 +33,47 @@ ModelName = Annotated[str, AfterValidator(grammar.model_name)]
 Principal = Annotated[str, AfterValidator(grammar.principal)]
 
 
+# Headers the edge, the browser or the proxy itself rely on: an identity copied into one of them (an SSO
+# answer, a tailnet login) would be stripped from every client request (so no key would reach the edge) or
+# would confuse the proxy.
+_RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Authorization",
+        "Proxy-Authorization",
+        "Cookie",
+        "Host",
+        "Connection",
+        "Keep-Alive",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Content-Length",
+        "Content-Type",
+        "Origin",
+        "Via",
+        "X-Api-Key",
+        "Api-Key",
+        "X-Forwarded-For",
+        "X-Forwarded-Proto",
+        "X-Forwarded-Host",
+    )
+)
+_RESERVED_PREFIXES = ("sec-", "tailscale-", "access-control-", "proxy-")
+
+
+def _identity_header(target: str) -> str:
+    """An identity goes into a header of its own, never one the edge, browsers or proxies rely on."""
+    if target.lower() in _RESERVED_HEADERS or target.lower().startswith(_RESERVED_PREFIXES):
+        raise ValueError(f"{target!r} is a header the edge or browsers rely on; use X-Forwarded-User etc.")
+    return target
+
+
+# A header the edge tells an upstream who is calling in.
+IdentityHeader = Annotated[str, AfterValidator(grammar.header_name), AfterValidator(_identity_header)]
+
+
 class StrictModel(BaseModel):
     # Unknown keys are errors: a typo must not silently fall back to a default.
     model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)

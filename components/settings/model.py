@@ -22,13 +22,15 @@ from pydantic import (
 from policy.gateway_contract import TAILNET_NODE, Exposure
 
 from ..addresses import require_hostname, require_tailscale_ip
+from .clients import ClientName, ClientSettings
 from .containers import EdgeSettings, GatewaySettings
 from .fields import ModelName, Name, StrictModel
 from .limits import LimitDefaults
 from .messages import describe
-from .routes import ClientName, ClientSettings, RouteSettings, SsoSettings
+from .routes import RouteSettings
 from .services import MachineName, MachineSettings, ModelSettings, NetworkSettings, ServiceSettings, TlsSettings
 from .sources import PROJECT, SECRET_KEYS, read_engine_config, read_stack_file
+from .sso import SsoSettings
 from .tailnet import NodeSettings, TailnetPolicySettings
 
 

@@ -6,7 +6,6 @@ node and who on the tailnet may reach them. One module a part, each with its dat
 - edge, gateway, node: the containers (containers: what each may use);
 - remote: the edge's forwarders to services on other tailnet machines;
 - tailnet: who the tailnet policy lets in;
-- local_mode: the same model moved onto loopback, for running the real binaries.
 
 `build_topology` assembles the parts from validated settings; each part's builder rejects the
 inconsistencies the old hand-kept files drifted into (a route to a service nobody declared, an upstream
@@ -23,8 +22,7 @@ from policy.gateway_contract import SSO, TAILNET, TAILNET_NODE
 from ..addresses import HostPort
 from ..errors import SettingsError
 from ..settings import Settings
-from . import local_mode
-from .clients import MASTER_CLIENT, TAILNET_CLIENT_PREFIX, Client, RateLimits, build_clients
+from .clients import MASTER_CLIENT, Client, RateLimits, build_clients
 from .containers import Limits
 from .edge import (
     BACKEND_CHECK_PATH,
@@ -42,7 +40,6 @@ from .edge import (
     build_site,
 )
 from .gateway import REPLICA_UID_STEP, Gateway, build_gateway, replica_names
-from .local_mode import LocalMode
 from .node import NODE_CONTAINER, Node, build_node
 from .remote import (
     EDGE_FORWARD_PORT,
@@ -87,14 +84,12 @@ __all__ = [
     "NODE_SOCKS5_PORT",
     "READINESS_PATH",
     "REPLICA_UID_STEP",
-    "TAILNET_CLIENT_PREFIX",
     "Backend",
     "Client",
     "Edge",
     "Forward",
     "Gateway",
     "Limits",
-    "LocalMode",
     "Machine",
     "Model",
     "Network",
@@ -165,7 +160,7 @@ class Topology:
         return f"{self.site.public_base_url}{prefix}" + ("/v1" if route.to_gateway else "")
 
     def routes_of(self, client: Client) -> tuple[Route, ...]:
-        return tuple(r for r in self.routes if client in r.clients)
+        return tuple(r for r in self.routes if client in r.access.clients())
 
     def limits_of(self, client: Client) -> RateLimits:
         return self.default_limits if client is MASTER_CLIENT else client.limits
@@ -196,10 +191,6 @@ class Topology:
             for backend in model.backends:
                 seen.setdefault(backend.api_base, backend)
         return tuple(seen.values())
-
-    def with_overrides(self, local: LocalMode) -> Topology:
-        """This topology in the local check mode (see local_mode.with_overrides)."""
-        return local_mode.with_overrides(self, local)
 
 
 def _remote_serves_models_only(settings: Settings, services: tuple[Service, ...]) -> None:

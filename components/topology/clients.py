@@ -52,8 +52,6 @@ class Client:
 
 # Without `clients`, the one client is whoever holds the master key.
 MASTER_CLIENT = Client(name=MASTER_CLIENT_NAME, key_file=MASTER_KEY_FILE, models=None)
-# Tailnet callers reach LiteLLM as `tailnet:<login>` (`tailnet:device:<its tailnet address>` for a tagged device).
-TAILNET_CLIENT_PREFIX = "tailnet:"
 
 
 def build_clients(settings: Settings) -> tuple[Client, ...]:

@@ -33,6 +33,16 @@ EDGE_CONTAINER = "tailnet-edge"
 # from an address the edge does not trust. An alias resolves on its network only.
 EDGE_SITE_ALIAS = "tailnet-edge-site"
 CERT_MOUNT = "/etc/caddy/certs"
+# The origin of the request itself, as Caddy's placeholders say it.
+REQUEST_ORIGIN = "{scheme}://{hostport}"
+
+
+@dataclass(frozen=True)
+class Listener:
+    """A Caddy site address, and the one host it binds (None: every interface of its container)."""
+
+    address: str
+    bind: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,52 +51,30 @@ class Site:
 
     host-bind: Caddy terminates TLS for the host's tailnet name with `tailscale cert` files, and the
     host publishes 443 on its tailnet IP. tailnet-node: the Tailscale container terminates TLS for the
-    node's name and proxies plain HTTP to Caddy over the edge network. `listen` (render --listen)
-    overrides both with plain HTTP on a local address, for checks.
+    node's name and proxies plain HTTP to Caddy over the edge network.
     """
 
     exposure: Exposure
     tailnet_host: str
+    listener: Listener
+    # Where clients reach it, and the scheme and host of URLs sent back to browsers (the SSO redirect):
+    # a fixed origin, or Caddy's placeholders for the request's own.
+    public_base_url: str
+    redirect_base: str
     tailnet_ip: str | None = None
     cert_dir: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    listen: HostPort | None = None
-
-    @property
-    def address(self) -> str:
-        if self.listen is not None:
-            return f"http://{self.listen}"
-        if self.exposure == TAILNET_NODE:
-            # Any Host: only the Tailscale container can reach this port, and it serves one name.
-            return f"http://:{EDGE_NODE_PORT}"
-        return f"https://{self.tailnet_host}:{EDGE_HTTPS_PORT}"
-
-    @property
-    def terminates_tls(self) -> bool:
-        return self.listen is None and self.exposure == HOST_BIND
-
-    @property
-    def redirect_base(self) -> str:
-        """The scheme and host of URLs sent back to browsers (the SSO redirect)."""
-        if self.listen is None and self.exposure == TAILNET_NODE:
-            # Caddy sees plain HTTP from the node; browsers only ever see the node's HTTPS name.
-            return f"https://{self.tailnet_host}"
-        return "{scheme}://{hostport}"
+    # host-bind: the certificate and key files Caddy serves (mounted read-only).
+    tls_files: tuple[str, str] | None = None
 
     @property
     def node_hostname(self) -> str:
         return self.tailnet_host.split(".")[0]
 
-    @property
-    def public_base_url(self) -> str:
-        return f"http://{self.listen}" if self.listen is not None else f"https://{self.tailnet_host}"
-
 
 @dataclass(frozen=True)
 class Edge:
     """The Caddy container: on one network, publishing `https_port` in host-bind mode, with its keys in
-    files under `keys_dir` (the local check mode points it at a directory of the test's)."""
+    files under `keys_dir`."""
 
     network: str
     https_port: int
@@ -97,17 +85,16 @@ class Edge:
     # the edge may drain when it is replaced itself.
     grace_s: int = 1800
     drain_s: int = 300
-    # Where the edge serves its metrics: its container network, or a loopback address (render --metrics-listen).
-    metrics_listen: HostPort | None = None
+    # Where the edge serves its Prometheus metrics: every interface of its container (its Docker network,
+    # never published).
+    metrics: Listener = Listener(f"http://:{EDGE_METRICS_PORT}")
+    # Its container healthcheck's listener, on the container's own loopback (None: no container).
+    health: HostPort | None = HostPort("127.0.0.1", EDGE_HEALTH_PORT)
     # The network it shares with the node alone, to dial through the node's SOCKS5 proxy (tailnet-node mode
     # with services on other machines).
     egress_network: str | None = None
     # A reload hands queued connections to the new config (the kernel's tcp_migrate_req) instead of resetting them.
     migrate_on_reload: bool = True
-
-    @property
-    def metrics_address(self) -> str:
-        return f"http://{self.metrics_listen}" if self.metrics_listen is not None else f"http://:{EDGE_METRICS_PORT}"
 
 
 def build_site(settings: Settings) -> Site:
@@ -115,7 +102,15 @@ def build_site(settings: Settings) -> Site:
         for name, value in (("tailnetIp", settings.tailnet_ip), ("tls", settings.tls)):
             if value is not None:
                 raise SettingsError(name, "applies only to exposure host-bind; the node has its own address and certs")
-        return Site(exposure=TAILNET_NODE, tailnet_host=settings.tailnet_host)
+        return Site(
+            exposure=TAILNET_NODE,
+            tailnet_host=settings.tailnet_host,
+            # Any Host: only the Tailscale container can reach this port, and it serves one name.
+            listener=Listener(f"http://:{EDGE_NODE_PORT}"),
+            public_base_url=f"https://{settings.tailnet_host}",
+            # Caddy sees plain HTTP from the node; browsers only ever see the node's HTTPS name.
+            redirect_base=f"https://{settings.tailnet_host}",
+        )
     if settings.tailnet_ip is None:
         raise SettingsError("tailnetIp", "is required when exposure is host-bind (Caddy publishes 443 there)")
     if settings.tls is None:
@@ -123,10 +118,12 @@ def build_site(settings: Settings) -> Site:
     return Site(
         exposure=HOST_BIND,
         tailnet_host=settings.tailnet_host,
+        listener=Listener(f"https://{settings.tailnet_host}:{EDGE_HTTPS_PORT}"),
+        public_base_url=f"https://{settings.tailnet_host}",
+        redirect_base=REQUEST_ORIGIN,
         tailnet_ip=settings.tailnet_ip,
         cert_dir=settings.tls.cert_dir,
-        cert_file=f"{CERT_MOUNT}/{settings.tls.cert_file}",
-        key_file=f"{CERT_MOUNT}/{settings.tls.key_file}",
+        tls_files=(f"{CERT_MOUNT}/{settings.tls.cert_file}", f"{CERT_MOUNT}/{settings.tls.key_file}"),
     )
 
 

@@ -8,7 +8,7 @@ from policy.gateway_contract import SHARED_UIDS, Role
 
 from ..addresses import HostPort
 from ..errors import SettingsError
-from ..gateway_process import Server
+from ..gateway_process import GatewayProcess, Server, gateway_process
 from ..images import ImageRef
 from ..settings import Settings
 from .containers import Limits, limits_of
@@ -38,8 +38,11 @@ class Gateway:
     replicas: int = 1
     # How long a replica being replaced may finish its requests and streams before it is stopped.
     drain_s: int = 300
-    # Where the edge reaches the replicas (host:port); the local check mode moves them all to one address.
+    # Where the edge reaches the replicas (host:port).
     addresses: tuple[str, ...] = ()
+    # The address LiteLLM's server binds where it runs: every interface of its container's own namespace
+    # (the host side is limited to `host_bind` on loopback).
+    listen_host: str = "0.0.0.0"
 
     @property
     def replica_names(self) -> tuple[str, ...]:
@@ -54,6 +57,10 @@ class Gateway:
             replace(self.limits, uid=self.limits.uid + REPLICA_UID_STEP * i, gid=self.limits.gid + REPLICA_UID_STEP * i)
             for i in range(self.replicas)
         )
+
+    def process(self, config_path: str) -> GatewayProcess:
+        """How each replica starts: its server, workers, config and where it listens."""
+        return gateway_process(self.server, self.workers, config_path, self.listen_host, self.service.port)
 
     @property
     def local_api_url(self) -> str:

@@ -113,6 +113,6 @@ def build_tailnet(settings: Settings, routes: tuple[Route, ...], services: tuple
         manage=policy.manage,
         overwrite_existing=policy.overwrite_existing,
         tagged_device=settings.tailnet_host if policy.tag_device else None,
-        capabilities=tuple((r.capability, r.audiences) for r in routes if r.capability is not None),
+        capabilities=tuple(grant for r in routes if (grant := r.access.grant()) is not None),
         machines=_remote_machines(host_entry, services),
     )

@@ -3,18 +3,14 @@ declared, API routes forwarding only the API."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
-from gateway_contract import API_AUTH, BEARER, NONE, SSO, TAILNET, RoutePath, markers, route_conflicts
+from gateway_contract import NONE, SSO, RoutePath, route_conflicts
+from gateway_contract import caddyfile as shapes
 from pulumi_policy import ReportViolation, StackValidationArgs
 
-from .resources import UPSTREAM, caddyfile_of, containers_in, declarations_of, edges_in, site_blocks
-
-
-def _asks_sso(body: str) -> bool:
-    return f"import {markers.SSO_SNIPPET}" in body or "forward_auth" in body
+from .resources import caddyfile_of, containers_in, declarations_of, edges_in
 
 
 def upstreams_share_a_network(args: StackValidationArgs, report: ReportViolation) -> None:
@@ -25,7 +21,7 @@ def upstreams_share_a_network(args: StackValidationArgs, report: ReportViolation
     elsewhere = {*(declared.get("machines") or {}).values(), "127.0.0.1"}
     for edge in edges_in(args.resources):
         edge_networks = {n.get("name") for n in edge.props.get("networksAdvanced") or []}
-        for host in sorted(set(UPSTREAM.findall(caddyfile_of(args.resources))) - elsewhere):
+        for host in sorted(shapes.upstream_hosts(caddyfile_of(args.resources)) - elsewhere):
             reachable = set()
             for container in containers_in(args.resources):
                 for attachment in container.props.get("networksAdvanced") or []:
@@ -40,21 +36,23 @@ def upstreams_share_a_network(args: StackValidationArgs, report: ReportViolation
                 )
 
 
+def _declared_auth(args: StackValidationArgs) -> dict[str, str]:
+    """Each declared route's path -> its auth mode."""
+    routes = (declarations_of(args.resources) or {}).get("routes") or []
+    return {r.get("path"): r.get("auth") for r in routes}
+
+
 def bypasses_declared(args: StackValidationArgs, report: ReportViolation) -> None:
+    """A block that does not ask SSO is a declared route of another mode, or the edge's readiness report."""
     declared = declarations_of(args.resources)
-    routes = (declared or {}).get("routes") or []
-    bypass = {r.get("path"): r.get("auth") for r in routes if r.get("auth") in (NONE, *API_AUTH)}
+    bypass = {path for path, auth in _declared_auth(args).items() if auth != SSO}
     readiness = (declared or {}).get("readiness") or {}
     for edge in edges_in(args.resources):
-        for head, body in site_blocks(caddyfile_of(args.resources)):
-            if _asks_sso(body):
+        for block in shapes.route_blocks(caddyfile_of(args.resources)):
+            if shapes.asks_sso(block.body) or _readiness_block(block.path, block.body, readiness):
                 continue
-            parts = head.split()
-            path = parts[1] if len(parts) > 1 else "/*"
-            if _readiness_block(path, body, readiness):
-                continue
-            if path not in bypass:
-                report(f"`{head}` skips SSO but the settings declare no bypass route for {path}", edge.urn)
+            if block.path not in bypass:
+                report(f"`{block.head}` skips SSO but the settings declare no bypass route for {block.path}", edge.urn)
 
 
 def _readiness_block(path: str, body: str, readiness: Mapping[str, Any]) -> bool:
@@ -62,45 +60,36 @@ def _readiness_block(path: str, body: str, readiness: Mapping[str, Any]) -> bool
     base = readiness.get("path")
     if not base or not (path == base or path.startswith(base + "/")):
         return False
-    return set(UPSTREAM.findall(body)) <= {readiness.get("upstream")}
-
-
-def _block_auth(body: str) -> str:
-    if _asks_sso(body):
-        return SSO
-    if f"@{markers.TAILNET_CALLER}" in body:
-        return TAILNET
-    return BEARER if f"@{markers.NO_CLIENT}" in body else NONE
+    return shapes.upstream_hosts(body) <= {readiness.get("upstream")}
 
 
 def routes_resolve_as_declared(args: StackValidationArgs, report: ReportViolation) -> None:
+    """The blocks as Caddy orders them: a block that asks SSO counts as `sso`, any other as its declared mode
+    (an undeclared one as `none`, which bypasses_declared reports)."""
+    declared = _declared_auth(args)
     for edge in edges_in(args.resources):
         paths = []
-        for index, (head, body) in enumerate(site_blocks(caddyfile_of(args.resources))):
-            parts = head.split()
-            paths.append(
-                RoutePath(index, parts[1] if len(parts) > 1 else None, _block_auth(body), name=f"`{parts[0]}`")
-            )
+        for index, block in enumerate(shapes.route_blocks(caddyfile_of(args.resources))):
+            auth = SSO if shapes.asks_sso(block.body) else declared.get(block.path, NONE)
+            pattern = None if block.head == "handle" else block.path
+            paths.append(RoutePath(index, pattern, auth, name=f"`{block.head.split()[0]}`"))
         for _route, problem in route_conflicts(paths):
             report(problem, edge.urn)
 
 
 def api_bypass_forwards_only_the_api(args: StackValidationArgs, report: ReportViolation) -> None:
-    declared = declarations_of(args.resources)
-    routes = (declared or {}).get("routes") or []
-    bearer = [r.get("path") for r in routes if r.get("auth") in API_AUTH and r.get("api", True)]
+    routes = (declarations_of(args.resources) or {}).get("routes") or []
+    api = {r.get("path") for r in routes if r.get("api")}
     for edge in edges_in(args.resources):
-        for head, body in site_blocks(caddyfile_of(args.resources)):
-            parts = head.split()
-            if len(parts) < 2 or parts[1] not in bearer:
+        for block in shapes.route_blocks(caddyfile_of(args.resources)):
+            if block.head == "handle" or block.path not in api:
                 continue
-            proxy_at = body.find("reverse_proxy")
-            guard = re.search(rf"@({markers.NOT_API}) not path ([^\n]+)", body)
-            allowed = guard.group(2).split() if guard else []
-            answered = guard and re.search(rf"respond @{guard.group(1)}\b[^\n]* 404", body)
+            proxy_at = block.body.find("reverse_proxy")
+            guard = shapes.api_guard(block.body)
             # The allowed paths must be narrower than everything under the prefix.
-            narrow = allowed and not any(p.rstrip("*").rstrip("/") in ("", "*") for p in allowed)
-            if not (guard and answered and narrow and guard.start() < proxy_at and answered.start() < proxy_at):
+            narrow = guard and guard.paths and not any(p.rstrip("*").rstrip("/") in ("", "*") for p in guard.paths)
+            if not (guard and narrow and guard.guard_at < proxy_at and guard.refusal_at < proxy_at):
                 report(
-                    f"`{head}` forwards more than the API: no `not path` guard answering 404 before the proxy", edge.urn
+                    f"`{block.head}` forwards more than the API: no `not path` guard answering 404 before the proxy",
+                    edge.urn,
                 )

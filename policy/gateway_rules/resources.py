@@ -1,11 +1,11 @@
 """How the rules read what the program registers: resource types, container labels, the edge's
-Caddyfile (the upload of the config writer that writes for the edge) and its site blocks, and the
+Caddyfile (the upload of the config writer that writes for the edge; gateway_contract.caddyfile reads its
+lines), and the
 declarations the GatewayStack component carries."""
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -18,7 +18,6 @@ ACL = "tailscale:index/acl:Acl"
 TAILNET_KEY = "tailscale:index/tailnetKey:TailnetKey"
 GATEWAY_STACK = "tailnet-llm-gateway:index:GatewayStack"
 NETWORK = "docker:index/network:Network"
-UPSTREAM = re.compile(r"^\s*(?:reverse_proxy|forward_auth)\s+([^\s:{}]+):\d+", re.M)
 
 
 def role_of(props: Mapping[str, Any]) -> str | None:
@@ -63,26 +62,6 @@ def caddyfile_of(resources) -> str:
     return rendered_upload(resources, Role.EDGE, markers.CADDYFILE)
 
 
-def site_blocks(caddyfile: str) -> list[tuple[str, str]]:
-    """(opening line, body) of each `handle`/`handle_path` block directly inside a site."""
-    blocks, current, depth, body = [], None, 0, []
-    for line in caddyfile.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            if current is not None:
-                body.append(line)
-            continue
-        if depth == 1 and current is None and re.match(r"^handle(_path)?\b.*\{$", stripped):
-            current, body = stripped[:-1].strip(), []
-        elif current is not None:
-            body.append(line)
-        depth += stripped.count("{") - stripped.count("}")
-        if current is not None and depth == 1:
-            blocks.append((current, "\n".join(body)))
-            current = None
-    return blocks
-
-
 def declarations_of(resources) -> Declarations | None:
     """What the settings declare (the GatewayStack component's inputs), when the stack has the component."""
     stacks = [r for r in resources if r.resource_type == GATEWAY_STACK]
@@ -99,18 +78,3 @@ def container_only(validate):
 
 def edges_in(resources):
     return [r for r in containers_in(resources) if role_of(r.props) == Role.EDGE]
-
-
-def proxy_lines(body: str) -> list[str]:
-    """The lines inside a block's `reverse_proxy ... {` sub-block."""
-    lines, depth, inside = [], 0, False
-    for line in body.splitlines():
-        stripped = line.strip()
-        if not inside and stripped.startswith("reverse_proxy ") and stripped.endswith("{"):
-            inside, depth = True, 0
-        if inside:
-            depth += stripped.count("{") - stripped.count("}")
-            lines.append(stripped)
-            if depth == 0:
-                break
-    return lines

@@ -3,15 +3,12 @@ route's audiences and no one else."""
 
 from __future__ import annotations
 
-import re
-
 import json5
 from gateway_contract import TAILNET
+from gateway_contract import caddyfile as shapes
 from pulumi_policy import ReportViolation, StackValidationArgs
 
-from .resources import ACL, caddyfile_of, declarations_of, edges_in, site_blocks
-
-CAPABILITY_CHECK = re.compile(r"header_regexp Tailscale-App-Capabilities `\"(.+?)\":\\s\*\\\[`")
+from .resources import ACL, caddyfile_of, declarations_of, edges_in
 
 
 def _granted(resources) -> dict[str, set[str]] | None:
@@ -36,10 +33,7 @@ def tailnet_routes_granted_a_capability(args: StackValidationArgs, report: Repor
     if not routes:
         return
     granted = _granted(args.resources)
-    blocks = {
-        head.split()[1] if len(head.split()) > 1 else "/*": body
-        for head, body in site_blocks(caddyfile_of(args.resources))
-    }
+    blocks = {block.path: block.body for block in shapes.route_blocks(caddyfile_of(args.resources))}
     for edge in edges_in(args.resources):
         for route in routes:
             path, capability, audiences = route.get("path"), route.get("capability"), set(route.get("audiences") or [])
@@ -49,7 +43,7 @@ def tailnet_routes_granted_a_capability(args: StackValidationArgs, report: Repor
                     edge.urn,
                 )
                 continue
-            checked = {re.sub(r"\\(.)", r"\1", c) for c in CAPABILITY_CHECK.findall(blocks.get(path, ""))}
+            checked = shapes.checked_capabilities(blocks.get(path, ""))
             if checked != {capability}:
                 report(f"the tailnet route {path} checks {sorted(checked)}, not its capability {capability}", edge.urn)
             if granted is not None and granted.get(capability, set()) != audiences:

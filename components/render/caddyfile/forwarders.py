@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from policy.gateway_contract import EDGE_KEY_FILE, markers
 
-from ...topology import Forward, Topology
 from .proxy import load_key
 from .writer import Writer
+
+if TYPE_CHECKING:
+    from ...topology import Topology
+    from ...topology.remote import Forward
 
 EDGE_KEY_VAR = markers.EDGE_KEY_VAR
 # A machine that dropped off the tailnet answers nothing: the health check leaves it out after one

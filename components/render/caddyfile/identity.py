@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import re
+from typing import TYPE_CHECKING
 
 from policy.gateway_contract import CLIENT_HEADER, markers
+from policy.gateway_contract import caddyfile as shapes
 
-from ...topology import Topology
-from .writer import Writer
+if TYPE_CHECKING:
+    from ...topology import Topology
+    from .writer import Writer
 
 # Headers upstreams may treat as "who is this user". A client must never be able to set them.
 CLIENT_IDENTITY_HEADERS = (
@@ -45,25 +47,20 @@ CLIENT_ADDRESS_HEADERS = (
 )
 
 
-# Set by a Tailscale serve node for its callers (it drops a client's own copies): only the gateway's node
-# may say who a caller is.
-TAILSCALE_HEADERS = "Tailscale-*"
-
-
 def identity_snippet(w: Writer, topology: Topology) -> None:
     w.line("# Identity and client-address headers are trusted only from the SSO service, the edge itself and")
     w.line("# the gateway's node: drop whatever a client sent.")
-    w.open(f"({markers.IDENTITY_SNIPPET})")
+    w.open(shapes.IDENTITY_SNIPPET_HEAD)
     for name in _identity_headers(topology):
         w.line(f"request_header -{name}")
     if node_address(topology) is not None:
         w.line("# Tailscale's identity headers count only when the gateway's node sent them (serve sets them).")
-        w.line(f"request_header @{markers.NOT_FROM_NODE} -{TAILSCALE_HEADERS}")
+        w.line(shapes.DROP_TAILSCALE_UNLESS_NODE)
         w.line("# So the access log can say which tailnet user called (read when the line is written).")
         w.line("log_append tailnet_user {http.request.header.Tailscale-User-Login}")
     else:
         w.line("# No Tailscale node in front of this edge: nothing here may say who a tailnet caller is.")
-        w.line(f"request_header -{TAILSCALE_HEADERS}")
+        w.line(shapes.DROP_TAILSCALE)
     w.close()
 
 
@@ -71,15 +68,9 @@ def _identity_headers(topology: Topology) -> list[str]:
     """Every header a client must not set: the fixed identity and address headers, whatever the SSO
     service's answers are copied into, and the headers tailnet browser routes tell their apps who is calling in."""
     copied = [dst for _, dst in topology.sso.copy_headers] if topology.sso is not None else []
-    told = [header for r in topology.routes for _, header in r.identity_headers]
+    told = [header for r in topology.routes for header in r.access.told_headers()]
     names = [*CLIENT_IDENTITY_HEADERS, *CLIENT_ADDRESS_HEADERS, *copied, *told]
     return list(dict.fromkeys(names))
-
-
-def granted(capability: str) -> str:
-    """The header_regexp pattern for a caller whose grants (serve's Tailscale-App-Capabilities, JSON as Go
-    writes it) hold `capability`."""
-    return '"' + re.escape(capability) + '":\\s*\\['
 
 
 def node_address(topology: Topology) -> str | None:
@@ -92,7 +83,7 @@ def sso_snippet(w: Writer, topology: Topology) -> None:
     base = topology.site.redirect_base
     w.line(f"# Ask {sso.service.name} whether the session cookie is valid; copy only its identity headers.")
     w.open(f"({markers.SSO_SNIPPET})")
-    w.open(f"forward_auth {sso.service.address}")
+    w.open(shapes.forward_auth_head(sso.service.address))
     w.line(f"uri {sso.auth_path}")
     w.line("header_up Host {upstream_hostport}")
     w.line("copy_headers " + " ".join(f"{src}>{dst}" for src, dst in sso.copy_headers))

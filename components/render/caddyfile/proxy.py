@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from ...topology import Service, Topology
-from .writer import Writer, json_error
+from typing import TYPE_CHECKING
+
+from policy.gateway_contract import caddyfile as shapes
+
+from .writer import json_error
+
+if TYPE_CHECKING:
+    from ...topology import Topology
+    from ...topology.services import Service
+    from .writer import Writer
 
 
 def proxy(
@@ -28,7 +36,7 @@ def proxy(
         _caller_to_one_replica(w, caller)
     if to_gateway and rewrite is None:
         _whole_body_first(w)
-    w.open("reverse_proxy " + (" ".join(gateway.addresses) if to_gateway else upstream.address))
+    w.open(shapes.proxy_head(gateway.addresses if to_gateway else (upstream.address,)))
     if to_gateway and rewrite is None:
         _gateway_balancing(w, sticky)
     elif to_gateway:
@@ -41,7 +49,7 @@ def proxy(
         w.line(f"rewrite {rewrite}?")
     w.line("header_up Host {upstream_hostport}")
     for name, value in (set_up or {}).items():
-        w.line(f"header_up {name} {value}" if value else f"header_up -{name}")
+        w.line(shapes.header_up(name, value))
 
 
 # How long the edge keeps trying LiteLLM for a request that could not be sent to any replica (none
@@ -117,7 +125,7 @@ def _whole_body_first(w: Writer) -> None:
 def load_key(w: Writer, topology: Topology, var: str, file_name: str) -> None:
     """Read a key from its file into a request-scoped variable: read on every request, so a key written
     anew counts at once, and never in the edge's environment or this file."""
-    w.line(f"vars {var} {{file.{topology.edge.keys_dir}/{file_name}}}")
+    w.line(shapes.read_key(var, topology.edge.keys_dir, file_name))
 
 
 # How long a readiness check waits for LiteLLM (and LiteLLM for the backend) before saying "failing".

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from policy.gateway_contract import CLIENT_HEADER, EDGE_KEY_FILE, READINESS_CLIENT, markers
 
-from ...topology import BACKEND_CHECK_PATH, READINESS_PATH, Service, Topology
+from ...topology.edge import BACKEND_CHECK_PATH, READINESS_PATH
 from .proxy import READINESS_TIMEOUT_S, load_key, proxy
 from .writer import Writer, action, json_error
+
+if TYPE_CHECKING:
+    from ...topology import Topology
+    from ...topology.services import Service
 
 EDGE_KEY_VAR = markers.EDGE_KEY_VAR
 

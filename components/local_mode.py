@@ -9,17 +9,18 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..addresses import HostPort, is_unspecified
-from ..errors import SettingsError
-from ..settings.grammar import absolute_directory
-from .edge import EDGE_CONTAINER, EDGE_METRICS_PORT
-from .remote import Forward, build_forwards, forward_urls
-from .services import Service
+from .addresses import HostPort, is_unspecified
+from .errors import SettingsError
+from .settings.grammar import absolute_directory
+from .topology.edge import EDGE_CONTAINER, EDGE_METRICS_PORT, REQUEST_ORIGIN, Listener
+from .topology.remote import Forward, build_forwards, forward_urls
+from .topology.services import Service
 
 if TYPE_CHECKING:
-    from . import Topology
+    from .topology import Topology
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,12 @@ class LocalMode:
     metrics_listen: HostPort | None = None
     forward_listen: HostPort | None = None
     egress: HostPort | None = None
+
+    def keys_default(self, directory: Path) -> LocalMode:
+        """Listening here, the edge reads its keys from `directory` unless --keys-dir says otherwise."""
+        if self.listen is None or self.keys_dir is not None:
+            return self
+        return replace(self, keys_dir=str(directory.resolve()))
 
     def __bool__(self) -> bool:
         moved = (self.listen, self.node_address, self.keys_dir, self.metrics_listen, self.forward_listen, self.egress)
@@ -67,11 +74,20 @@ def with_overrides(topology: Topology, local: LocalMode) -> Topology:
     def relocate(service: Service | None) -> Service | None:
         return None if service is None else moved[service.name]
 
-    site = topology.site
+    site, edge = topology.site, topology.edge
     if local.listen is not None:
         if is_unspecified(local.listen.host):
             raise SettingsError("--listen", f"{local.listen} binds every interface; use 127.0.0.1")
-        site = replace(site, listen=local.listen)
+        # Plain HTTP on the loopback address, no certificates; URLs sent back are the request's own; no
+        # container, so no container healthcheck listener.
+        site = replace(
+            site,
+            listener=Listener(f"http://{local.listen}", local.listen.host),
+            public_base_url=f"http://{local.listen}",
+            redirect_base=REQUEST_ORIGIN,
+            tls_files=None,
+        )
+        edge = replace(edge, health=None)
     node = topology.node
     if local.node_address is not None:
         if node is None or node.address is None:
@@ -79,17 +95,18 @@ def with_overrides(topology: Topology, local: LocalMode) -> Topology:
         if not ipaddress.ip_address(local.node_address).is_loopback:
             raise SettingsError("--node-address", f"{local.node_address} is not a loopback address")
         node = replace(node, address=local.node_address)
-    edge = topology.edge
     if local.keys_dir is not None:
         try:
             edge = replace(edge, keys_dir=absolute_directory(local.keys_dir).rstrip("/"))
         except ValueError as error:
             raise SettingsError("--keys-dir", str(error)) from None
-    if local.metrics_listen is not None:
-        edge = replace(edge, metrics_listen=_loopback("--metrics-listen", local.metrics_listen))
-    elif local.listen is not None:
+    metrics = local.metrics_listen
+    if metrics is None and local.listen is not None:
         # Checked on this host: the metrics stay on loopback like everything else, never on every interface.
-        edge = replace(edge, metrics_listen=HostPort("127.0.0.1", EDGE_METRICS_PORT))
+        metrics = HostPort(local.listen.host, EDGE_METRICS_PORT)
+    if metrics is not None:
+        metrics = _loopback("--metrics-listen", metrics)
+        edge = replace(edge, metrics=Listener(f"http://{metrics}", metrics.host))
     forwards, egress = _forwarding(topology, local, moved)
     urls = forward_urls(forwards, EDGE_CONTAINER)
     return replace(
@@ -104,6 +121,10 @@ def with_overrides(topology: Topology, local: LocalMode) -> Topology:
             addresses=_replica_addresses(topology, moved[gateway.service.name], replicas)
             if gateway.service.name in upstreams
             else gateway.addresses,
+            # Moved, it runs on this host: it listens only where it was moved to.
+            listen_host=upstreams[gateway.service.name].host
+            if gateway.service.name in upstreams
+            else gateway.listen_host,
         ),
         models=tuple(
             replace(
