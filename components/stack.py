@@ -8,8 +8,6 @@ from typing import Any
 import pulumi
 import pulumi_random as random
 
-from policy.gateway_contract import EDGE_KEY_FILE
-
 from .client_config import client_output
 from .docker.model_gateway import ModelGateway
 from .docker.networks import GatewayNetworks
@@ -70,12 +68,12 @@ class GatewayStack(pulumi.ComponentResource):
         generated_edge_key = random.RandomPassword(f"{name}-edge-key", length=48, special=False, opts=child)
         self.edge_key: pulumi.Output[str] = pulumi.Output.secret(pulumi.Output.concat("sk-", generated_edge_key.result))
         keys = {client.name: self._client_key(name, client, client_keys, child) for client in topology.clients}
-        # The edge's key files: its own key toward LiteLLM, and what it compares: each named client's key, or
-        # with none the master key (the one client's).
-        edge_keys: dict[str, pulumi.Input[str]] = {EDGE_KEY_FILE: self.edge_key}
-        edge_keys |= {client.key_file: keys[client.name] for client in topology.clients}
-        if not topology.clients:
-            edge_keys[MASTER_CLIENT.key_file] = self.master_key
+
+        # Whose key each of the edge's key files holds is the topology's to say; None is the edge's own.
+        def secret(owner: Client | None) -> pulumi.Input[str]:
+            return self.edge_key if owner is None else self.master_key if owner is MASTER_CLIENT else keys[owner.name]
+
+        edge_keys = {file_name: secret(owner) for file_name, owner in topology.edge_key_files}
         self.gateway = ModelGateway(
             f"{name}-model-gateway",
             topology.gateway,

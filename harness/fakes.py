@@ -4,7 +4,7 @@
   embeddings; no `/v1/responses`. A chat whose last message is "usage P C" reports P prompt and C
   completion tokens. A test can make it fail the next calls (`POST /_fake/fail-next`) and
   read the paths it served (`GET /_fake/requests`), in process or in its own process (`python -m
-  tests.fakes`).
+  harness.fakes`).
 - `FakeSso`: oauth2-proxy's `/oauth2/auth` (202 with X-Auth-Request-* for a valid session cookie,
   401 otherwise) and a `/oauth2/start` page.
 - `Mcp`: an MCP server's event stream (`/sse`), events written with a pause between them.

@@ -4,7 +4,7 @@ No Pulumi CLI: `pulumi.runtime.set_mocks` stands in for the engine, and invokes 
 (the registry digest lookup, existing-network lookups) the way the Docker provider would. The config is
 set with `pulumi.runtime.set_all_config`, the run is awaited with `pulumi.runtime.test`, options and URNs
 are read through a stack transformation, and exports through `pulumi.export`. What is not public API is
-in tests/pulumi_internals.py.
+in harness/pulumi_internals.py.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ The tests otherwise use what Pulumi documents for unit tests: `pulumi.runtime.se
   in the same process would register under the first run's stack, with its transformations and
   outputs. One run per stack file needs a fresh root; the SDK has no public call for that.
 - `unwrap_secret`: a mock receives secret inputs wrapped in the engine's secret signature; the SDK's
-  rpc helpers are the reader for that wire format (the reference sheet, pulumi.md section 3).
+  rpc helpers (pulumi.runtime.rpc) are the reader for that wire format.
 - `engine_view`: CrossGuard policies see resources through the policy SDK's deserializer and its
   unknown-value proxy; there is no official Python harness (pulumi-policy#445), so the tests build what
   the analyzer hands the policies from these two pieces, rather than a hand-written imitation;

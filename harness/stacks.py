@@ -1,5 +1,5 @@
-"""The stacks the tests and the benchmark run: the repository's stack files, read by the product's own
-reader, and the clients' stack built on them."""
+"""The stacks the tests and the benchmark run: the repository's stack files and the examples users copy
+(examples/), read by the product's own reader, and the test stacks built on them."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from components.settings.sources import read_stack_file
 from policy.gateway_contract import BEARER, TAILNET, TAILNET_NODE
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
 
 # The clients' stack: a dev stack (tailnet-node by default, or host-bind), plus a second backend for
 # local-chat, a browser origin for the API, two named clients (laptop: everything; ci: /llm/* and
@@ -108,44 +109,36 @@ def limits_stack_values() -> dict[str, Any]:
     return values
 
 
-# The remote stack: the dev stack (host-bind by default) with two more GPU machines on the tailnet.
-# local-chat is spread over the local llama.cpp container and gpu-2; remote-chat lives on gpu-3 only.
+# The remote stack: the example with models on several machines (examples/Pulumi.several-machines.yaml:
+# the dev-node stack with two more GPU machines on the tailnet; local-chat spread over the local llama.cpp
+# container and gpu-2, remote-chat on gpu-3 only), on a tailnet node or (base "dev") in host-bind mode.
 REMOTE_MACHINES = {"gpu-2": "100.88.0.2", "gpu-3": "100.88.0.3"}
 REMOTE_PORT = 8080
+# What makes the dev stack host-bind rather than tailnet-node.
+_HOST_BIND_KEYS = ("exposure", "tailnetHost", "tailnetIp", "tls")
+
+
+def as_host_bind(values: dict[str, Any]) -> dict[str, Any]:
+    """The same stack in host-bind mode, facing the tailnet as Pulumi.dev.yaml does."""
+    dev = stack_values("dev")
+    values = {k: v for k, v in values.items() if k != "node"}
+    return {**values, **{k: dev[k] for k in _HOST_BIND_KEYS}}
 
 
 def remote_stack_values(base: str = "dev") -> dict[str, Any]:
-    values = stack_values(base)
-    values["machines"] = {name: {"address": address} for name, address in REMOTE_MACHINES.items()}
-    for machine in REMOTE_MACHINES:
-        values["services"][f"llamacpp-{machine}"] = {"port": REMOTE_PORT, "machine": machine}
-    values["models"]["local-chat"] = {
-        "backends": [{"service": "llamacpp"}, {"service": "llamacpp-gpu-2"}],
-        "model": "local-chat",
-    }
-    values["models"]["remote-chat"] = {"backend": "llamacpp-gpu-3", "model": "remote-chat"}
-    return values
+    values = stack_values("several-machines", EXAMPLES)
+    return values if is_tailnet_node(stack_values(base)) else as_host_bind(values)
 
 
-# The tailnet apps' stack: the dev-node stack with its browser apps behind tailnet identity instead of
-# SSO (Open WebUI at /* with the login and name in the headers it trusts; the dashboard at /dash/* for
-# another audience), and no oauth2-proxy at all.
+# The tailnet apps' stack: the example with browser apps by tailnet identity (examples/Pulumi.tailnet-apps.
+# yaml: the dev-node stack with Open WebUI at /* told the login and name in the headers it trusts, the
+# dashboard at /dash/* for another audience, and no oauth2-proxy at all).
 TAILNET_APPS_STACK = "tailnet-apps"
 WEBUI_IDENTITY = {"email": "X-Forwarded-Email", "name": "X-Forwarded-Name"}
 
 
 def tailnet_apps_stack_values() -> dict[str, Any]:
-    values = stack_values("dev-node")
-    del values["services"]["oauth2-proxy"]
-    values.pop("sso", None)
-    routes = [r for r in values["routes"] if r["path"] != "/oauth2/*"]
-    for route in routes:
-        if route["path"] == "/*":
-            route.update(auth=TAILNET, identityHeaders=dict(WEBUI_IDENTITY))
-        elif route["path"] == "/dash/*":
-            route.update(auth=TAILNET, audiences=["group:admins"])
-    values["routes"] = routes
-    return values
+    return stack_values(TAILNET_APPS_STACK, EXAMPLES)
 
 
 # The real tailnet's stack (tests/engine/test_real_tailnet.py): the tailnet apps' stack joined to the test

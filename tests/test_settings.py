@@ -284,16 +284,16 @@ def test_dev_subnet_lies_outside_dockers_default_pools(dev_values):
 
 @pytest.mark.parametrize("user", ["65534:65534", "65532:65532", "1000:1000", "33:33"])
 def test_shared_uid_is_refused(dev_values, user):
-    dev_values["gateway"]["limits"] = {"user": user}
+    dev_values["gateway"]["resources"] = {"user": user}
     error = _error(dev_values)
-    assert error.setting == "gateway.limits.user" and "shared" in error.problem, (
+    assert error.setting == "gateway.resources.user" and "shared" in error.problem, (
         "the process limit would count other images' or users' processes"
     )
 
 
 def test_edge_and_gateway_with_the_same_uid_are_refused(dev_values):
-    dev_values["edge"]["limits"] = {"user": "61002:61002"}
+    dev_values["edge"]["resources"] = {"user": "61002:61002"}
     error = _error(dev_values)
-    assert error.setting == "edge.limits.user" and "gateway.limits.user" in error.problem, (
+    assert error.setting == "edge.resources.user" and "gateway.resources.user" in error.problem, (
         "one container's processes would count against the other's limit"
     )

@@ -303,15 +303,15 @@ MISTAKES = [
     # Containers.
     Mistake(
         "a uid other images share",
-        setting("edge.limits", {"user": "65532:65532"}),
-        setting="edge.limits.user",
+        setting("edge.resources", {"user": "65532:65532"}),
+        setting="edge.resources.user",
         says=("shared",),
     ),
     Mistake(
         "edge and gateway with one uid",
-        setting("edge.limits", {"user": "61002:61002"}),
-        setting="edge.limits.user",
-        says=("gateway.limits.user",),
+        setting("edge.resources", {"user": "61002:61002"}),
+        setting="edge.resources.user",
+        says=("gateway.resources.user",),
     ),
     Mistake(
         "floating image tag",
@@ -323,15 +323,27 @@ MISTAKES = [
     Mistake("no replicas", setting("gateway.replicas", 0), setting="gateway.replicas"),
     Mistake(
         "the edge on the second replica's uid",
-        setting("edge.limits", {"user": "61102:61102"}),
-        setting="edge.limits.user",
+        setting("edge.resources", {"user": "61102:61102"}),
+        setting="edge.resources.user",
         says=("replica",),
     ),
     Mistake(
         "a replica on a uid other images share",
-        setting("gateway.limits", {"user": "65432:65432"}),
-        setting="gateway.limits.user",
+        setting("gateway.resources", {"user": "65432:65432"}),
+        setting="gateway.resources.user",
         says=("65532",),
+    ),
+    Mistake(
+        "container resources under their old key",
+        setting("gateway.limits", {"memoryMb": 4096}),
+        setting="gateway.limits",
+        says=("gateway.resources",),
+    ),
+    Mistake(
+        "the edge's resources under their old key",
+        setting("edge.limits", {"pids": 64}),
+        setting="edge.limits",
+        says=("edge.resources",),
     ),
     Mistake("a drain of no time", setting("timeouts.drain", 0), setting="timeouts.drain"),
     Mistake("negative timeout", setting("timeouts.request", -5), setting="timeouts.request"),

@@ -13,13 +13,12 @@ from ..gateway_process import LAUNCHER_FILE
 from ..render.gateway_auth import GATEWAY_AUTH_FILE
 from ..topology import Gateway
 from ..topology.gateway import ROLE
+from .config_volumes import rendered_config, secret_environment
 from .hardening import (
     Health,
     container_options,
     hardened_container_args,
     owned_tmpfs,
-    rendered_config,
-    secret_environment,
 )
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
@@ -83,7 +82,7 @@ class ModelGateway(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tailnet-llm-gateway:docker:ModelGateway", name, {}, opts)
-        service, limits = gateway.service, gateway.limits
+        service, resources = gateway.service, gateway.resources
 
         config = rendered_config(
             self,
@@ -96,7 +95,7 @@ class ModelGateway(pulumi.ComponentResource):
             ROLE,
             image.ref,
             image.image,
-            limits.user,
+            resources.user,
             # The custom auth reads its client and limit tables again when they change: a client added or
             # revoked, or a limit changed, restarts no replica.
             reread=tables,
@@ -105,7 +104,7 @@ class ModelGateway(pulumi.ComponentResource):
         process = gateway.process(CONFIG_PATH)
         envs = secret_environment({MASTER_KEY_ENV: master_key, EDGE_KEY_ENV: edge_key}, process.env)
         self.containers = []
-        replicas = zip(gateway.replica_names, gateway.replica_limits, gateway.replica_binds, strict=True)
+        replicas = zip(gateway.replica_names, gateway.replica_resources, gateway.replica_binds, strict=True)
         for index, (replica, own, bind) in enumerate(replicas):
             # Each replica waits for the one before: `pulumi up` replaces them in turn, never together.
             previous = self.containers[-1:]

@@ -12,13 +12,12 @@ from policy.gateway_contract import EDGE_KEY_FILE, HOST_BIND
 from ..render.caddyfile.render import CONFIG_ID_PATH
 from ..topology import CERT_MOUNT, EDGE_CONTAINER, EDGE_HEALTH_PORT, EDGE_HTTPS_PORT, EDGE_SITE_ALIAS, Edge, Site
 from ..topology.edge import ROLE
+from .config_volumes import rendered_config, secret_files
 from .hardening import (
     Health,
     container_options,
     hardened_container_args,
     owned_tmpfs,
-    rendered_config,
-    secret_files,
 )
 from .live_config import LiveConfig
 from .networks import GatewayNetworks
@@ -83,7 +82,7 @@ class ReverseProxy(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("tailnet-llm-gateway:docker:ReverseProxy", name, {}, opts)
-        limits = edge.limits
+        resources = edge.resources
         config = rendered_config(
             self,
             f"{name}-config",
@@ -93,11 +92,11 @@ class ReverseProxy(pulumi.ComponentResource):
             ROLE,
             image.ref,
             image.image,
-            limits.user,
+            resources.user,
         )
         assert EDGE_KEY_FILE in keys, "the edge needs its own key toward LiteLLM"
         key_files = secret_files(
-            self, f"{name}-keys", "tailnet-edge-keys", edge.keys_dir, keys, image.ref, image.image, limits
+            self, f"{name}-keys", "tailnet-edge-keys", edge.keys_dir, keys, image.ref, image.image, resources
         )
         envs = [f"{k}={v}" for k, v in sorted({"XDG_CONFIG_HOME": "/config", "XDG_DATA_HOME": "/data"}.items())]
         ports, volumes = [], [config.mount, key_files.mount]
@@ -131,13 +130,13 @@ class ReverseProxy(pulumi.ComponentResource):
             sysctls={MIGRATE_SYSCTL: "1"} if edge.migrate_on_reload else None,
             **hardened_container_args(
                 ROLE,
-                limits,
+                resources,
                 # Caddy autosaves its adapted config under XDG_CONFIG_HOME and its instance id under
                 # XDG_DATA_HOME; neither must persist, and both must be writable by Caddy's uid.
                 tmpfs={
-                    "/config": owned_tmpfs(limits, "16m"),
-                    "/data": owned_tmpfs(limits, "16m"),
-                    "/tmp": owned_tmpfs(limits, "16m"),
+                    "/config": owned_tmpfs(resources, "16m"),
+                    "/data": owned_tmpfs(resources, "16m"),
+                    "/tmp": owned_tmpfs(resources, "16m"),
                 },
                 health=HEALTH,
                 keep_bounding=image.file_capabilities,

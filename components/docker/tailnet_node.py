@@ -8,7 +8,8 @@ import pulumi_tailscale as tailscale
 
 from ..topology import NODE_CONTAINER, Node
 from ..topology.node import ROLE
-from .hardening import Health, container_options, hardened_container_args, rendered_config, secret_environment
+from .config_volumes import rendered_config, secret_environment
+from .hardening import Health, container_options, hardened_container_args
 from .networks import GatewayNetworks
 from .pinned_image import PinnedImage
 
@@ -106,7 +107,7 @@ class TailnetNode(pulumi.ComponentResource):
             else []
         )
         # tailscaled runs as root (below), whom the nproc limit does not bind; its memory limit holds.
-        limits = node.limits
+        resources = node.resources
         serve = rendered_config(
             self,
             f"{name}-serve",
@@ -116,7 +117,7 @@ class TailnetNode(pulumi.ComponentResource):
             ROLE,
             image.ref,
             image.image,
-            limits.user,
+            resources.user,
         )
         self.container = docker.Container(
             name,
@@ -134,7 +135,7 @@ class TailnetNode(pulumi.ComponentResource):
             ],
             **hardened_container_args(
                 ROLE,
-                limits,
+                resources,
                 tmpfs={"/tmp": "rw,noexec,nosuid,size=64m", SOCKET_DIR: "rw,noexec,nosuid,size=1m,mode=0700"},
                 health=HEALTH,
                 # The image's containerboot runs tailscaled as root and keeps node state in a

@@ -11,8 +11,10 @@ does not restart LiteLLM. No file holds a secret: the module reads both keys fro
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -64,20 +66,32 @@ def render_gateway_clients(topology: Topology) -> str:
     return json.dumps(gateway_clients(topology), indent=2, sort_keys=True) + "\n"
 
 
+def _limit_names() -> tuple[str, ...]:
+    """The names LiteLLM's limiter reads from the identity the module returns, as the module lists them
+    (`_LIMIT_NAMES`, in RateLimits' field order): written once, in the template."""
+    for node in ast.parse(_TEMPLATE.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "_LIMIT_NAMES" for t in node.targets
+        ):
+            names = ast.literal_eval(node.value)
+            assert len(names) == len(fields(RateLimits)), "the template's _LIMIT_NAMES and RateLimits disagree"
+            return tuple(names)
+    raise AssertionError("the template's _LIMIT_NAMES line moved")
+
+
+LITELLM_LIMIT_NAMES = _limit_names()
+
+
 def _litellm_limits(limits: RateLimits) -> dict[str, int]:
-    """A caller's limits under the names LiteLLM's limiter reads from the identity the module returns."""
-    named = {
-        "rpm_limit": limits.requests_per_minute,
-        "tpm_limit": limits.tokens_per_minute,
-        "max_parallel_requests": limits.concurrent,
-    }
-    return {name: value for name, value in named.items() if value is not None}
+    """A caller's limits under the names LiteLLM's limiter reads."""
+    named = zip(LITELLM_LIMIT_NAMES, (getattr(limits, f.name) for f in fields(RateLimits)), strict=True)
+    return {name: value for name, value in named if value is not None}
 
 
 def gateway_limits(topology: Topology) -> dict[str, dict[str, Any]]:
     """Each client's limits (by name), and each tailnet login's; a caller without limits is left out."""
     clients = topology.clients or (MASTER_CLIENT,)
-    limits = {c.name: _litellm_limits(topology.limits_of(c)) for c in clients}
+    limits = {c.name: _litellm_limits(topology.rate_limits_of(c)) for c in clients}
     return {
         "clients": {name: value for name, value in limits.items() if value},
         "tailnet": _litellm_limits(topology.tailnet_limits),

@@ -2,8 +2,8 @@
 `sso`, `containers`, `tailnet`, on the field types of `fields`), where they come from (`sources`: a stack file or
 the engine's config) and how a mistake is told (`messages`). Nothing past the topology reads them."""
 
-from .containers import ContainerLimits
+from .containers import ContainerResources
 from .model import Settings
 from .sources import PROJECT, SECRET_KEYS
 
-__all__ = ["PROJECT", "SECRET_KEYS", "ContainerLimits", "Settings"]
+__all__ = ["PROJECT", "SECRET_KEYS", "ContainerResources", "Settings"]

@@ -1,4 +1,5 @@
-"""Settings of the containers the stack runs: LiteLLM's replicas and the edge, and their limits."""
+"""Settings of the containers the stack runs: LiteLLM's replicas and the edge, and their resources (memory,
+processes, uid)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ..images import CADDY_IMAGE, LITELLM_IMAGE, ImageRef, parse_image
 from .fields import Image, Name, Port, StrictModel
 
 
-class ContainerLimits(StrictModel):
+class ContainerResources(StrictModel):
     memory_mb: int = Field(default=512, ge=64)
     pids: int = Field(default=256, ge=16)
     # Non-root by default; `uid:gid` so the policy can check it without resolving names.
@@ -53,7 +54,7 @@ class GatewaySettings(StrictModel):
     # answers (each drained first); with one, requests wait at the edge while it restarts.
     replicas: int = Field(default=2, ge=1, le=8)
     image: Image = LITELLM_IMAGE
-    limits: ContainerLimits = ContainerLimits(memory_mb=2048, pids=512)
+    resources: ContainerResources = ContainerResources(memory_mb=2048, pids=512)
     # LiteLLM's Prometheus metrics (requests, tokens, latency, errors by client and model) on /metrics of
     # each replica's loopback port, behind the master key.
     metrics: bool = True
@@ -76,7 +77,7 @@ class EdgeSettings(StrictModel):
     network: Name = "proxy-net"
     https_port: Port = 443
     image: Image = CADDY_IMAGE
-    limits: ContainerLimits = ContainerLimits(memory_mb=256, pids=128, user="61001:61001")
+    resources: ContainerResources = ContainerResources(memory_mb=256, pids=128, user="61001:61001")
     # A reload (every edge change) hands the connections still waiting to be accepted to the new config
     # instead of resetting them (net.ipv4.tcp_migrate_req in the edge's own network namespace: Caddy binds
     # each config's listener with SO_REUSEPORT and closes the old one). Needs Linux 5.14 or later; set it

@@ -22,6 +22,7 @@ from pydantic import (
 from policy.gateway_contract import TAILNET_NODE, Exposure
 
 from ..addresses import require_hostname, require_tailscale_ip
+from ..errors import SettingsError
 from .clients import ClientName, ClientSettings
 from .containers import EdgeSettings, GatewaySettings
 from .fields import ModelName, Name, StrictModel
@@ -40,6 +41,21 @@ class TimeoutSettings(StrictModel):
     # How long a container being replaced (a LiteLLM replica, the edge on a new image) may finish the
     # requests and streams it has before it is stopped: `pulumi up` waits this long at most per container.
     drain: int = Field(default=300, ge=1, le=3600)
+
+
+# Keys a release renamed: the old key is an error naming the new one (a stack file written for an older
+# release must not lose its setting to a default).
+RENAMED = {
+    ("gateway", "limits"): "gateway.resources (memory, processes and uid of each container; 'limits' are callers')",
+    ("edge", "limits"): "edge.resources (memory, processes and uid of the container; 'limits' are callers')",
+}
+
+
+def _no_renamed_keys(values: Mapping[str, Any]) -> None:
+    for (section, key), new in RENAMED.items():
+        part = values.get(section)
+        if isinstance(part, Mapping) and key in part:
+            raise SettingsError(f"{section}.{key}", f"is now {new}: rename the key")
 
 
 class Settings(StrictModel):
@@ -84,6 +100,7 @@ class Settings(StrictModel):
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
         """Validate un-namespaced settings; raise SettingsError naming the first bad setting."""
+        _no_renamed_keys(values)
         try:
             return cls.model_validate(dict(values))
         except ValidationError as error:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from policy.gateway_contract import SSO, TAILNET, TAILNET_NODE
+from policy.gateway_contract import EDGE_KEY_FILE, SSO, TAILNET, TAILNET_NODE
 
 from ..addresses import HostPort
 from ..errors import SettingsError
 from ..settings import Settings
 from .clients import MASTER_CLIENT, Client, RateLimits, build_clients
-from .containers import Limits
+from .containers import Resources
 from .edge import (
     BACKEND_CHECK_PATH,
     CERT_MOUNT,
@@ -89,7 +89,7 @@ __all__ = [
     "Edge",
     "Forward",
     "Gateway",
-    "Limits",
+    "Resources",
     "Machine",
     "Model",
     "Network",
@@ -162,7 +162,13 @@ class Topology:
     def routes_of(self, client: Client) -> tuple[Route, ...]:
         return tuple(r for r in self.routes if client in r.access.clients())
 
-    def limits_of(self, client: Client) -> RateLimits:
+    @property
+    def edge_key_files(self) -> tuple[tuple[str, Client | None], ...]:
+        """The edge's key files and whose key each holds: its own toward LiteLLM (None), and what it compares:
+        each named client's key, or with none the master key (the one client's)."""
+        return ((EDGE_KEY_FILE, None), *((c.key_file, c) for c in self.clients or (MASTER_CLIENT,)))
+
+    def rate_limits_of(self, client: Client) -> RateLimits:
         return self.default_limits if client is MASTER_CLIENT else client.limits
 
     @property
@@ -170,7 +176,7 @@ class Topology:
         """Some caller has a limit: LiteLLM counts each caller's use (and the edge sends each to one replica)."""
         callers = self.clients or (MASTER_CLIENT,)
         tailnet = self.tailnet_limits.any and any(r.auth == TAILNET and r.to_gateway for r in self.routes)
-        return tailnet or any(self.limits_of(c).any for c in callers)
+        return tailnet or any(self.rate_limits_of(c).any for c in callers)
 
     def models_of(self, client: Client) -> tuple[str, ...]:
         return client.models if client.models is not None else tuple(m.name for m in self.models)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..settings import ContainerLimits
+from ..settings import ContainerResources
 
 
 @dataclass(frozen=True)
-class Limits:
+class Resources:
     """What one container may use, and the uid it runs as: one of its own, since the process limit
     (nproc) counts every process of a uid on the host."""
 
@@ -22,5 +22,5 @@ class Limits:
         return f"{self.uid}:{self.gid}"
 
 
-def limits_of(limits: ContainerLimits) -> Limits:
-    return Limits(memory_mb=limits.memory_mb, pids=limits.pids, uid=limits.uid, gid=limits.gid)
+def resources_of(settings: ContainerResources) -> Resources:
+    return Resources(memory_mb=settings.memory_mb, pids=settings.pids, uid=settings.uid, gid=settings.gid)

@@ -11,7 +11,7 @@ from ..addresses import HostPort
 from ..errors import SettingsError
 from ..images import ImageRef
 from ..settings import Settings
-from .containers import Limits, limits_of
+from .containers import Resources, resources_of
 
 ROLE = Role.EDGE
 # The edge answers readiness here, for the gateway and each model backend, without a key or SSO; its
@@ -78,7 +78,7 @@ class Edge:
 
     network: str
     https_port: int
-    limits: Limits
+    resources: Resources
     image: ImageRef
     keys_dir: str = EDGE_KEYS_DIR
     # How long a reload lets the previous config finish its requests (Caddy's grace_period), and how long
@@ -133,7 +133,7 @@ def build_edge(settings: Settings, networks: Collection[str]) -> Edge:
     return Edge(
         network=settings.edge.network,
         https_port=settings.edge.https_port,
-        limits=limits_of(settings.edge.limits),
+        resources=resources_of(settings.edge.resources),
         image=settings.edge.image_ref,
         grace_s=settings.timeouts.stream,
         drain_s=settings.timeouts.drain,

@@ -11,11 +11,11 @@ from ..errors import SettingsError
 from ..gateway_process import GatewayProcess, Server, gateway_process
 from ..images import ImageRef
 from ..settings import Settings
-from .containers import Limits, limits_of
+from .containers import Resources, resources_of
 from .services import Service
 
 ROLE = Role.GATEWAY
-# How far apart the replicas' uids are (see Gateway.replica_limits).
+# How far apart the replicas' uids are (see Gateway.replica_resources).
 REPLICA_UID_STEP = 100
 
 
@@ -32,7 +32,7 @@ class Gateway:
     service: Service
     host_bind: HostPort
     workers: int
-    limits: Limits
+    resources: Resources
     image: ImageRef
     server: Server
     replicas: int = 1
@@ -49,12 +49,16 @@ class Gateway:
         return replica_names(self.service.name, self.replicas)
 
     @property
-    def replica_limits(self) -> tuple[Limits, ...]:
-        """Each replica's limits, on a uid of its own: the process limit counts every process of a uid on
+    def replica_resources(self) -> tuple[Resources, ...]:
+        """Each replica's resources, on a uid of its own: the process limit counts every process of a uid on
         the host, so replicas sharing one would share one budget. The first has the configured uid, the
         next ones that uid plus 100, 200, ..."""
         return tuple(
-            replace(self.limits, uid=self.limits.uid + REPLICA_UID_STEP * i, gid=self.limits.gid + REPLICA_UID_STEP * i)
+            replace(
+                self.resources,
+                uid=self.resources.uid + REPLICA_UID_STEP * i,
+                gid=self.resources.gid + REPLICA_UID_STEP * i,
+            )
             for i in range(self.replicas)
         )
 
@@ -86,19 +90,19 @@ def build_gateway(settings: Settings, service: Service) -> Gateway:
             f"services.{service.name}.host",
             "the stack runs the gateway and names its containers itself; remove the host",
         )
-    replica_uids = [settings.gateway.limits.uid + REPLICA_UID_STEP * i for i in range(settings.gateway.replicas)]
+    replica_uids = [settings.gateway.resources.uid + REPLICA_UID_STEP * i for i in range(settings.gateway.replicas)]
     shared = sorted(SHARED_UIDS.intersection(replica_uids))
     if shared:
         raise SettingsError(
-            "gateway.limits.user",
+            "gateway.resources.user",
             f"a gateway replica would run as uid {shared[0]} (the uid plus 100 a replica), which host users or "
             "other images share; pick another uid",
         )
-    if settings.edge.limits.uid in replica_uids:
+    if settings.edge.resources.uid in replica_uids:
         raise SettingsError(
-            "edge.limits.user",
-            f"uid {settings.edge.limits.uid} is also a gateway replica's (gateway.limits.user, plus 100 a replica); "
-            "the process limit counts per uid, so each container needs its own",
+            "edge.resources.user",
+            f"uid {settings.edge.resources.uid} is also a gateway replica's (gateway.resources.user, plus 100 a "
+            "replica); the process limit counts per uid, so each container needs its own",
         )
     last_port = settings.gateway.bind.port + settings.gateway.replicas - 1
     if last_port > 65535:
@@ -112,7 +116,7 @@ def build_gateway(settings: Settings, service: Service) -> Gateway:
         host_bind=settings.gateway.bind,
         workers=settings.gateway.workers,
         server=settings.gateway.server,
-        limits=limits_of(settings.gateway.limits),
+        resources=resources_of(settings.gateway.resources),
         image=settings.gateway.image_ref,
         replicas=settings.gateway.replicas,
         drain_s=settings.timeouts.drain,

@@ -10,7 +10,7 @@ from policy.gateway_contract import Role
 from ..addresses import HostPort
 from ..images import ImageRef
 from ..settings import Settings
-from .containers import Limits
+from .containers import Resources
 from .services import Network
 
 ROLE = Role.NODE
@@ -30,7 +30,7 @@ class Node:
     image: ImageRef
     auth_key_reusable: bool
     auth_key_expiry_days: int
-    limits: Limits
+    resources: Resources
     # Its fixed address on the edge network, the only source whose Tailscale-* headers the edge trusts
     # (None when the edge network has no pinned subnet: then the edge trusts none).
     address: str | None = None
@@ -60,7 +60,7 @@ def build_node(
         image=settings.node.image_ref,
         auth_key_reusable=settings.node.auth_key_reusable,
         auth_key_expiry_days=settings.node.auth_key_expiry_days,
-        limits=Limits(
+        resources=Resources(
             memory_mb=settings.node.memory_mb, pids=settings.node.pids, uid=NODE_WRITER_UID, gid=NODE_WRITER_UID
         ),
         address=node_address(edge_network),

@@ -1,7 +1,7 @@
 """The Pulumi engine and the Docker provider, played on a real Docker engine for registered resources.
 
 There is no Pulumi CLI here, so the engine tests take what the program registers under mocks
-(`tests.program_run.run_program`) and apply it the way `pulumi up` with pulumi-docker 5.2.0 would. The
+(`harness.program_run.run_program`) and apply it the way `pulumi up` with pulumi-docker 5.2.0 would. The
 provider's behaviour is taken from its source, kreuzwerker/terraform-provider-docker,
 internal/provider/resource_docker_container_funcs.go and resource_docker_network_funcs.go:
 

@@ -74,7 +74,7 @@ def dev_certs(tmp_path_factory) -> dict[str, Path]:
     cert, key_file = self_signed_cert(certs, DEV_HOST)
     certs.chmod(0o755)
     key_file.chmod(0o640)
-    uid, gid = map(int, stack_values("dev")["edge"].get("limits", {}).get("user", "61001:61001").split(":"))
+    uid, gid = map(int, stack_values("dev")["edge"].get("resources", {}).get("user", "61001:61001").split(":"))
     os.chown(key_file, uid, gid)
     return {"dir": certs, "cert": cert}
 
