@@ -29,8 +29,8 @@ from pathlib import Path
 from bench import engine_figures, limits, load, servers
 from bench.local import THIS_BUILD, LiteLLMBuild, LocalStack
 from components.cli import load_plan
-from harness.engine.soak import Window
-from harness.engine.soak import table as soak_table
+from harness.engine.traffic import Window
+from harness.engine.traffic import table as soak_table
 from harness.processes import render
 
 ROOT = Path(__file__).resolve().parent.parent

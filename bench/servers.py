@@ -15,15 +15,8 @@ import httpx
 from bench import load
 from bench.local import BENCH_WORD_PAUSE_MS, Target, memory_mib
 from components.gateway_process import Server
-from harness.processes import (
-    THIS_BUILD,
-    LiteLLMBuild,
-    Process,
-    free_port,
-    start_fake_backend,
-    start_litellm,
-    worker_restarts,
-)
+from harness.ports import free_port
+from harness.processes import THIS_BUILD, LiteLLMBuild, Process, start_fake_backend, start_litellm, worker_restarts
 
 VARIANTS: tuple[tuple[Server, int], ...] = (
     ("granian", 1),

@@ -6,22 +6,20 @@ Bad settings or flags exit with status 2 and one line on stderr naming the setti
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
-from urllib.parse import urlsplit
 
 from policy.gateway_contract import MASTER_KEY_ENV
 
-from .addresses import HostPort, parse_host_port, require_loopback_bind
+from . import cli_flags as flags
 from .client_config import FORMATS, client_access, read_outputs, render_client_config
 from .errors import SettingsError
 from .local_mode import LocalMode
 from .plan import Plan, build_plan
-from .settings import Settings, grammar
+from .settings import Settings
 from .smoke import run_checks
 from .tailnet.check import Outcome
 from .tailnet.policy import PolicyTestFailure
@@ -44,68 +42,6 @@ def load_plan(
     return build_plan(settings, stack, project_dir, local)
 
 
-def _upstream(text: str) -> tuple[str, HostPort]:
-    name, sep, address = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"{text!r} is not SERVICE=HOST:PORT")
-    try:
-        # The address reaches the rendered files like a service's `host` setting, so it has its grammar.
-        target = parse_host_port(address)
-        return name, HostPort(grammar.host(target.host), target.port)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _stack(text: str) -> str:
-    try:
-        return grammar.stack_name(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _listen(text: str) -> HostPort:
-    # The local check mode serves plain HTTP with no SSO in front of the API key: loopback only.
-    try:
-        return require_loopback_bind(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value <= 86400:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds between 0 and 86400")
-    return value
-
-
-def _metrics_url(text: str) -> str:
-    """A replica's metrics URL: usage sends it the master key, so only one on this host's loopback."""
-    url = urlsplit(text)
-    host = url.hostname or ""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if url.scheme not in ("http", "https") or not loopback:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: usage sends the master key to it, so it must be a replica on this host's loopback "
-            "(http://127.0.0.1:PORT/metrics/)"
-        )
-    return text
-
-
-def _loopback_address(text: str) -> str:
-    try:
-        if ipaddress.ip_address(text).is_loopback:
-            return text
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"{text!r} is not a loopback address")
-
-
 class _OneLineParser(argparse.ArgumentParser):
     """Bad flags, like bad settings, get one line on stderr and exit status 2."""
 
@@ -118,25 +54,25 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     render = commands.add_parser("render", help="write the Caddyfile, LiteLLM config and tailnet policy")
-    render.add_argument("--stack", required=True, type=_stack, help="stack name: reads Pulumi.NAME.yaml")
+    render.add_argument("--stack", required=True, type=flags.stack, help="stack name: reads Pulumi.NAME.yaml")
     render.add_argument("--out", required=True, type=Path, help="directory to write the files into")
     render.add_argument(
         "--upstream",
         action="append",
         default=[],
-        type=_upstream,
+        type=flags.upstream,
         metavar="SERVICE=HOST:PORT",
         help="point a service at another address everywhere it is used (repeatable)",
     )
     render.add_argument(
         "--listen",
-        type=_listen,
+        type=flags.listen,
         metavar="HOST:PORT",
         help="serve plain HTTP on this address instead of the tailnet name",
     )
     render.add_argument(
         "--node-address",
-        type=_loopback_address,
+        type=flags.loopback_address,
         metavar="ADDRESS",
         help="tailnet-node stacks: trust Tailscale's identity headers from this loopback address, as from the node",
     )
@@ -147,20 +83,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     render.add_argument(
         "--metrics-listen",
-        type=_listen,
+        type=flags.listen,
         metavar="HOST:PORT",
         help="serve the edge's Prometheus metrics on this loopback address (default: its container network)",
     )
     render.add_argument(
         "--forward-listen",
-        type=_listen,
+        type=flags.listen,
         metavar="HOST:PORT",
         help="with services on other machines: the edge's first forwarder to them on this loopback address "
         "(the next ones on the next ports)",
     )
     render.add_argument(
         "--egress-proxy",
-        type=_listen,
+        type=flags.listen,
         metavar="HOST:PORT",
         help="tailnet-node stacks: the node's SOCKS5 proxy is at this loopback address",
     )
@@ -182,18 +118,20 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     usage = commands.add_parser("usage", help="requests, tokens and errors per client and model, from the metrics")
-    usage.add_argument("--stack", type=_stack, help="stack name: read every LiteLLM replica's metrics on this host")
+    usage.add_argument(
+        "--stack", type=flags.stack, help="stack name: read every LiteLLM replica's metrics on this host"
+    )
     usage.add_argument(
         "--url",
         action="append",
         default=[],
         metavar="URL",
-        type=_metrics_url,
+        type=flags.metrics_url,
         help="a replica's metrics URL on this host instead (repeatable), e.g. http://127.0.0.1:11435/metrics/",
     )
     usage.add_argument(
         "--period",
-        type=_seconds,
+        type=flags.seconds,
         metavar="SECONDS",
         help="count over the next SECONDS instead of since each replica started",
     )

@@ -17,12 +17,11 @@ from components.topology import build_topology
 from policy.gateway_contract import markers
 
 from .keys import new_key
+from .ports import free_port, free_ports
 from .processes import (
     THIS_BUILD,
     LiteLLMBuild,
     Process,
-    free_port,
-    free_ports,
     render,
     start_caddy,
     start_fake_backend,

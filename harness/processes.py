@@ -4,10 +4,8 @@ the benchmark: free ports, bounded waits, every process reaped."""
 from __future__ import annotations
 
 import os
-import random
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -68,51 +66,6 @@ def seconds_until(check: Callable[[], bool], timeout_s: float, every_s: float = 
             return round(time.monotonic() - started, 2)
         time.sleep(every_s)
     return None
-
-
-def _server_port_range() -> range:
-    """Ports below the kernel's ephemeral range. A port picked from that range (bind to port 0) can be taken,
-    before its server binds it, as the local port of any outgoing connection (a readiness poll, a proxy's
-    dial); below it no connection takes one, so a port picked here stays free for its server."""
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as ports:
-            low = int(ports.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        low = 32768
-    return range(max(1025, low - 16384), low)
-
-
-# Each port handed out once per test process: two picks never return the same port before either binds it.
-_handed_out: set[int] = set()
-
-
-def free_ports(count: int = 1, attempts: int = 200) -> int:
-    """The first of `count` consecutive free loopback ports (the edge's forwarders take one each), below the
-    ephemeral range and never handed out before."""
-    ports = _server_port_range()
-    for _ in range(attempts):
-        first = random.randrange(ports.start, ports.stop - count)
-        wanted = range(first, first + count)
-        if _handed_out.intersection(wanted):
-            continue
-        socks = []
-        try:
-            for port in wanted:
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-        _handed_out.update(wanted)
-        return first
-    raise RuntimeError(f"no {count} consecutive free loopback ports in {ports}")
-
-
-def free_port() -> int:
-    return free_ports(1)
 
 
 class Process:
@@ -288,7 +241,7 @@ def start_litellm(
 def start_fake_backend(
     port: int, name: str, log_dir: Path, word_pause_ms: float | None = None, delay_ms: float | None = None
 ) -> Process:
-    """The stub OpenAI-compatible backend (harness/fakes.py) in its own process, so a test can stop it as a
+    """The stub OpenAI-compatible backend (harness/fakes) in its own process, so a test can stop it as a
     crash would and the benchmark's client does not share its interpreter: `delay_ms` before each answer,
     `word_pause_ms` between streamed words."""
     argv = [sys.executable, "-m", "harness.fakes", "--port", str(port), "--name", name]

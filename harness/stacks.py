@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +170,16 @@ def real_tailnet_stack_values(login_server: str) -> dict[str, Any]:
     }
     values["models"]["remote-chat"] = {"backend": f"llamacpp-{REAL_MACHINE}", "model": "remote-chat"}
     return values
+
+
+# Every stack the tests render, by name: the stack files, the examples, and the test stacks built on them.
+TEST_STACKS: dict[str, Callable[[], dict[str, Any]]] = {
+    "dev": lambda: stack_values("dev"),
+    "dev-node": lambda: stack_values("dev-node"),
+    CLIENTS_STACK: lambda: clients_stack_values("dev-node"),
+    "remote (host-bind)": lambda: remote_stack_values("dev"),
+    "remote (tailnet-node)": lambda: remote_stack_values("dev-node"),
+    TAILNET_APPS_STACK: tailnet_apps_stack_values,
+    "gpu-box": lambda: stack_values("gpu-box", EXAMPLES),
+    "team": lambda: stack_values("team", EXAMPLES),
+}

@@ -17,7 +17,8 @@ from components.topology import Topology, build_topology
 from harness import fakes
 from harness.keys import new_key
 from harness.loopback import LoopbackStack
-from harness.processes import Process, free_port, start_fake_backend
+from harness.ports import free_port
+from harness.processes import Process, start_fake_backend
 from harness.stacks import (
     CLIENTS_STACK,
     EXPOSURE_STACKS,

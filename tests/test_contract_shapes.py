@@ -151,3 +151,35 @@ def test_stack_values_render_each_mode_the_pack_reads():
         r["auth"] for r in tailnet_apps_stack_values()["routes"]
     }
     assert modes >= {"sso", "bearer", "tailnet", "none"}, "a mode's shapes would go untested on a rendered file"
+
+
+def test_header_lines_read_every_line_that_sets_a_header():
+    text = _block(
+        [shapes.header_up("Authorization", ""), "request_header -X-Email", "header @x Vary Origin", "vars a b"]
+    )
+    assert shapes.header_lines(text) == [
+        "header_up -Authorization",
+        "request_header -X-Email",
+        "header @x Vary Origin",
+    ], "the pack would miss a line that hands a key on"
+
+
+def test_a_bare_handle_is_the_catch_all_and_its_proxy_is_found():
+    (block,) = shapes.route_blocks(_block(["route {", shapes.proxy_head(["a:1"]) + " {", "}", "}"], "handle"))
+    assert block.bare and block.proxy_at > 0, "the pack would take the catch-all for a `/*` route, or miss its proxy"
+
+
+# Rules that read text with a regex, and what the text is: none of them a Caddyfile line.
+NOT_CADDYFILE_REGEXES = {
+    "containers.py": "image references (repo:tag@sha256:...)",
+    "secret_values.py": "API keys written in plain text anywhere in a resource",
+}
+
+
+def test_no_rule_reads_a_caddyfile_line_with_its_own_regex():
+    rules = ROOT / "policy" / "gateway_rules"
+    own = {p.name for p in rules.glob("*.py") if "import re\n" in p.read_text()}
+    assert own <= set(NOT_CADDYFILE_REGEXES), (
+        f"{sorted(own - set(NOT_CADDYFILE_REGEXES))} read text with a regex of their own: a Caddyfile line the "
+        "pack reads belongs in gateway_contract/caddyfile.py beside its writer"
+    )

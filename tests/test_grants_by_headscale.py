@@ -19,25 +19,12 @@ from components.tailnet.check import NO, YES, Outcome, check_policy_tests, polic
 from components.tailnet.merge import parse_hujson
 from components.tailnet.policy import checked_policy
 from components.topology import build_topology
-from harness.stacks import (
-    ROOT,
-    real_tailnet_stack_values,
-    remote_stack_values,
-    stack_values,
-    tailnet_apps_stack_values,
-)
+from harness.stacks import ROOT, TAILNET_APPS_STACK, TEST_STACKS, real_tailnet_stack_values
 from harness.testnet import build
 from harness.testnet.grants import Answer, Device, ask
 from tests.conftest import cannot_run
 
-STACKS = {
-    "dev": lambda: stack_values("dev"),
-    "dev-node": lambda: stack_values("dev-node"),
-    "remote (host-bind)": lambda: remote_stack_values("dev"),
-    "remote (tailnet-node)": lambda: remote_stack_values("dev-node"),
-    "tailnet apps": tailnet_apps_stack_values,
-    "real tailnet": lambda: real_tailnet_stack_values("http://127.0.0.1:1"),
-}
+STACKS = {**TEST_STACKS, "real tailnet": lambda: real_tailnet_stack_values("http://127.0.0.1:1")}
 _LOGIN = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$")
 # Ports a machine serves besides its model port, which the gateway must never be granted.
 OTHER_PORTS = (22, 80)
@@ -146,7 +133,7 @@ def test_headscale_grants_the_gateway_each_machines_model_port_and_nothing_else_
         assert answer.accept == model_port, f"{stack}: the gateway may reach {alias}:{port}"
 
 
-@pytest.mark.parametrize("stack", ["tailnet apps", "real tailnet"])
+@pytest.mark.parametrize("stack", [TAILNET_APPS_STACK, "real tailnet"])
 def test_headscale_grants_each_route_capability_to_its_audiences_alone(bin_dir, stack):
     """Who holds a route's capability at the gateway's node (what serve would forward) is exactly the route's
     audiences, users through their groups included."""

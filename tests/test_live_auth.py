@@ -21,7 +21,8 @@ import pytest
 
 from components.client_config import client_output
 from harness import fakes
-from harness.processes import EDGE_KEY, free_port, render, start_caddy
+from harness.ports import free_port
+from harness.processes import EDGE_KEY, render, start_caddy
 from harness.stacks import CLIENTS_STACK, NODE_ADDRESS, ROOT, new_project
 from policy.gateway_contract import client_key_file
 from tests.edge_probes import access_log_lines

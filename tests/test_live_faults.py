@@ -15,7 +15,8 @@ import pytest
 
 from components.gateway_process import gateway_process
 from harness.loopback import LoopbackStack
-from harness.processes import THIS_BUILD, Process, free_port, start_fake_backend
+from harness.ports import free_port
+from harness.processes import THIS_BUILD, Process, start_fake_backend
 from harness.processes import render as render_cli
 from harness.stacks import ROOT
 

@@ -13,7 +13,8 @@ import sys
 import httpx
 import pytest
 
-from harness.processes import free_port, render, start_caddy
+from harness.ports import free_port
+from harness.processes import render, start_caddy
 from harness.stacks import ROOT, stack_values, write_stack
 from policy.gateway_contract import markers
 from tests.edge_probes import assert_identity_not_spoofable, refused_by_allow_list

@@ -18,7 +18,8 @@ import pytest
 
 from harness import fakes
 from harness.loopback import LoopbackStack
-from harness.processes import free_port, seconds_until
+from harness.ports import free_port
+from harness.processes import seconds_until
 from harness.socks5 import Socks5StandIn
 from harness.stacks import new_project, remote_stack_values
 

@@ -13,30 +13,14 @@ from components.addresses import HostPort, parse_host_port
 from components.local_mode import LocalMode
 from components.plan import Plan, build_plan
 from components.settings import Settings
-from harness.stacks import (
-    CLIENTS_STACK,
-    ROOT,
-    TAILNET_APPS_STACK,
-    clients_stack_values,
-    remote_stack_values,
-    stack_values,
-    tailnet_apps_stack_values,
-)
+from harness.stacks import ROOT, TEST_STACKS, stack_values
 from tests.caddy_json import adapt
-
-STACKS = {
-    "dev": lambda: stack_values("dev"),
-    "dev-node": lambda: stack_values("dev-node"),
-    CLIENTS_STACK: lambda: clients_stack_values("dev-node"),
-    TAILNET_APPS_STACK: tailnet_apps_stack_values,
-    "remote": lambda: remote_stack_values("dev-node"),
-}
 
 
 def _local_plan(stack: str, listen: str = "127.0.0.1", **flags) -> Plan:
     """The stack rendered the way the live tests run it: every container moved onto loopback, the site on
     `listen`; the edge's metrics where the local mode puts them unless a flag says."""
-    values = STACKS[stack]()
+    values = TEST_STACKS[stack]()
     settings = Settings.from_mapping(values)
     ports = iter(range(19000, 19100))
     upstreams = {
@@ -53,7 +37,7 @@ def _local_plan(stack: str, listen: str = "127.0.0.1", **flags) -> Plan:
         egress=HostPort("127.0.0.1", 19300) if remote and node else None,
         **flags,
     )
-    return build_plan(settings, stack, ROOT, local)
+    return build_plan(settings, "local", ROOT, local)
 
 
 def _loopback(address: str) -> bool:
@@ -64,7 +48,7 @@ def _loopback(address: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize("stack", sorted(STACKS))
+@pytest.mark.parametrize("stack", sorted(TEST_STACKS))
 def test_every_caddy_listener_rendered_for_local_checks_is_on_loopback(stack, tmp_path: Path):
     config = adapt(_local_plan(stack).files.caddyfile, tmp_path)
     listeners = [a for server in config["apps"]["http"]["servers"].values() for a in server["listen"]]
@@ -73,7 +57,7 @@ def test_every_caddy_listener_rendered_for_local_checks_is_on_loopback(stack, tm
     )
 
 
-@pytest.mark.parametrize("stack", sorted(STACKS))
+@pytest.mark.parametrize("stack", sorted(TEST_STACKS))
 def test_litellm_rendered_for_local_checks_listens_on_loopback(stack):
     args = _local_plan(stack).topology.gateway.process("/tmp/litellm.yaml").args
     host = args[args.index("--host") + 1]

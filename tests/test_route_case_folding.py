@@ -15,7 +15,8 @@ import pytest
 from components.errors import SettingsError
 from components.settings import Settings
 from components.topology import build_topology
-from harness.processes import free_port, start_caddy
+from harness.ports import free_port
+from harness.processes import start_caddy
 from policy.gateway_contract import caddy_lower, caddy_order
 from tests.caddy_json import adapt
 

@@ -50,12 +50,11 @@ from pathlib import Path
 import docker
 
 from components.images import CADDY_IMAGE, LITELLM_IMAGE, TAILSCALE_IMAGE, parse_image
+from harness.engine import rootfs
 from harness.testnet import build
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE_LABEL = "tailnet-llm-gateway.stand-in-recipe"
-BUSYBOX = Path("/bin/busybox")
-BUSYBOX_APPLETS = ("sh", "wget", "cat", "id", "touch", "ls", "ps", "sleep", "grep", "mkdir", "env")
 # security.capability for `cap_net_bind_service=+ep`: VFS_CAP_REVISION_2 | effective, permitted bit 10.
 NET_BIND_SERVICE_EP = struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0)
 
@@ -82,7 +81,7 @@ class StandIn:
     def recipe(self) -> str:
         """A hash of everything that goes into the image (this builder, the pins, Python); a change rebuilds it."""
         pins = _pins()
-        digest = hashlib.sha256(Path(__file__).read_bytes())
+        digest = hashlib.sha256(Path(__file__).read_bytes() + Path(rootfs.__file__).read_bytes())
         for item in (self.image, *self.changes, *(pins[name] for name in self.inputs), sys.version, self.made_of()):
             digest.update(item.encode())
         return digest.hexdigest()[:32]
@@ -93,26 +92,9 @@ def _pins() -> dict[str, str]:
     return {m.group(1).lower(): m.group(0) for m in re.finditer(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==\S+", text, re.M)}
 
 
-def _busybox(root: Path) -> None:
-    (root / "bin").mkdir(parents=True, exist_ok=True)
-    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
-    for applet in BUSYBOX_APPLETS:
-        (root / "bin" / applet).symlink_to("busybox")
-
-
-def _accounts(root: Path) -> None:
-    etc = root / "etc"
-    etc.mkdir(parents=True, exist_ok=True)
-    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n")
-    (etc / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
-    tmp = root / "tmp"
-    tmp.mkdir(exist_ok=True)
-    tmp.chmod(0o1777)
-
-
 def _fill_tailscale(root: Path) -> None:
-    _busybox(root)
-    _accounts(root)
+    rootfs.busybox(root)
+    rootfs.accounts(root)
     programs = build.binaries()
     (root / "usr" / "local" / "bin").mkdir(parents=True)
     for name in build.TAILSCALE_PROGRAMS:
@@ -121,8 +103,8 @@ def _fill_tailscale(root: Path) -> None:
 
 
 def _fill_caddy(root: Path) -> None:
-    _busybox(root)
-    _accounts(root)
+    rootfs.busybox(root)
+    rootfs.accounts(root)
     binary = root / "usr" / "bin" / "caddy"
     binary.parent.mkdir(parents=True)
     shutil.copy2(Path(sys.executable).parent / "caddy", binary)
@@ -135,37 +117,9 @@ def _fill_caddy(root: Path) -> None:
     (root / "srv").mkdir()
 
 
-def _elf_files(top: Path):
-    for path in top.rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            with path.open("rb") as handle:
-                if handle.read(4) == b"\x7fELF":
-                    yield path
-
-
-def _shared_libraries(files) -> set[str]:
-    """Absolute paths of the host libraries these ELF files load (ldd), outside the copied trees."""
-    needed: set[str] = set()
-    for path in files:
-        result = subprocess.run(["ldd", str(path)], capture_output=True, text=True, timeout=30)
-        for line in result.stdout.splitlines():
-            match = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
-            if match:
-                needed.add(match.group(1))
-    return needed
-
-
-def _copy_host_file(root: Path, host_path: str) -> None:
-    target = root / host_path.lstrip("/")
-    if target.exists():
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(host_path, target, follow_symlinks=True)
-
-
 def _fill_litellm(root: Path) -> None:
-    _busybox(root)
-    _accounts(root)
+    rootfs.busybox(root)
+    rootfs.accounts(root)
     base = Path(sys.base_prefix)
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -233,10 +187,11 @@ def _fill_litellm(root: Path) -> None:
     entrypoint.write_text('#!/bin/sh\nexec litellm "$@"\n')
     entrypoint.chmod(0o755)
     for library in sorted(
-        _shared_libraries(_elf_files(root / base.relative_to("/"))) | _shared_libraries(_elf_files(venv))
+        rootfs.shared_libraries(rootfs.elf_files(root / base.relative_to("/")))
+        | rootfs.shared_libraries(rootfs.elf_files(venv))
     ):
         if not library.startswith(str(base)):
-            _copy_host_file(root, library)
+            rootfs.copy_host_file(root, library)
     (root / "root").chmod(0o755)  # the interpreter lives under /root/... on this machine; nobody must reach it
     (root / "app" / ".cache").mkdir()
     for path in [root / "app", *(root / "app").rglob("*"), *(root / "var" / "lib" / "litellm").rglob("*")]:

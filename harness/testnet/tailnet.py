@@ -15,125 +15,20 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from components.settings import Settings
 from components.tailnet.policy import checked_policy
 from components.topology import build_topology
-from harness.processes import Process, free_port
+from harness.ports import free_port
+from harness.processes import Process
+
+from .device import Device, device_env
+from .namespaces import MACHINE_NET, RULE_PRIORITY, UPLINK, ip
 
 ROOT = Path(__file__).resolve().parents[2]
-# Another machine's own network: a namespace on a veth pair from the benchmarking range (198.18.0.0/15,
-# never routed on the internet), a /30 each, its default route through this host, which it reaches the
-# control server through.
-MACHINE_NET = "198.18.0"
-# Where a control server for namespaced devices listens: an address of this host's loopback interface in the
-# same range, which every namespace reaches through its default route.
-UPLINK = f"{MACHINE_NET}.1"
-# Ahead of Tailscale's own routing rules (5210-5270): a tailnet address routed into a test namespace stays there
-# even on a machine that runs Tailscale.
-RULE_PRIORITY = 5200
-
-# What Tailscale's integration tests set on every tailscaled they start, so that none asks the internet.
-QUIET = {
-    "TS_ASSUME_NETWORK_UP_FOR_TEST": "1",
-    "TS_DISABLE_PORTMAPPER": "1",
-    "TS_NO_LOGS_NO_SUPPORT": "true",
-}
-# The certificate store accepts a pre-seeded certificate not signed by a public CA only when the ACME
-# directory is not Let's Encrypt's (feature/acme/certstore.go); this one is never asked.
-ACME_DIRECTORY = "https://acme.testnet.invalid/directory"
 UP_TIMEOUT_S = 60
-
-
-def device_env(control_url: str) -> dict[str, str]:
-    """The environment a tailscaled of the test tailnet runs with."""
-    return {
-        **QUIET,
-        "TS_NETCHECK_GENERATE_204_URL": f"{control_url}/generate_204",
-        "TS_DEBUG_ACME_DIRECTORY_URL": ACME_DIRECTORY,
-    }
-
-
-@dataclass
-class Device:
-    """One tailscaled on this machine, joined as `hostname` (a person's device unless `tags`)."""
-
-    hostname: str
-    bin_dir: Path
-    state_dir: Path
-    socks5_port: int
-    process: Process
-    tags: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    # Another machine's namespace and the host's end of its veth (None: a device on this host).
-    netns: str | None = None
-    veth: str | None = None
-    servers: dict[int, Process] = field(default_factory=dict)
-
-    @property
-    def socket(self) -> Path:
-        return self.state_dir / "tailscaled.sock"
-
-    @property
-    def socks5(self) -> str:
-        return f"socks5://127.0.0.1:{self.socks5_port}"
-
-    def cli(self, *argv: str, timeout: float = 30, stdin: str | None = None) -> str:
-        result = subprocess.run(
-            [str(self.bin_dir / "tailscale"), f"--socket={self.socket}", *argv],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            input=stdin,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"tailscale {' '.join(argv[:2])} on {self.hostname} failed: {result.stderr.strip()}")
-        return result.stdout
-
-    def status(self) -> dict[str, Any]:
-        return json.loads(self.cli("status", "--json"))
-
-    @property
-    def address(self) -> str:
-        return self.status()["Self"]["TailscaleIPs"][0]
-
-    def drop(self) -> None:
-        """Take the machine off the network as a pulled cable would: it answers nothing, refuses nothing."""
-        self._filter("-I", "INPUT", "1", "!", "-i", "lo", "-j", "DROP")
-
-    def rejoin(self) -> None:
-        self._filter("-D", "INPUT", "!", "-i", "lo", "-j", "DROP")
-
-    def _filter(self, *rule: str) -> None:
-        assert self.netns is not None, f"{self.hostname} runs on this host, not in a namespace of its own"
-        subprocess.run(
-            ["ip", "netns", "exec", self.netns, "iptables", *rule], check=True, capture_output=True, timeout=20
-        )
-
-    def served(self, port: int) -> list[str]:
-        """The requests the fake on `port` served ("METHOD path"), asked inside the machine's namespace."""
-        assert self.netns is not None, f"{self.hostname} has no fakes"
-        code = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/_fake/requests').read().decode())"
-        result = subprocess.run(
-            ["ip", "netns", "exec", self.netns, sys.executable, "-c", code], capture_output=True, text=True, timeout=20
-        )
-        return json.loads(result.stdout)
-
-    def kill(self, port: int) -> None:
-        """Kill the fake on `port` as a crash would (its connections refused from then on)."""
-        self.servers[port].kill()
-
-    def stop(self) -> None:
-        for server in self.servers.values():
-            server.stop()
-        self.process.stop()
-        if self.netns is not None:
-            _ip("link", "del", str(self.veth), check=False)
-            _ip("netns", "del", self.netns, check=False)
 
 
 class Tailnet:
@@ -155,7 +50,7 @@ class Tailnet:
         # listen on UPLINK: an address every namespace of this tailnet reaches through this host.
         self.uplink = listen.startswith(f"{UPLINK}:")
         if self.uplink:
-            _ip("addr", "add", f"{UPLINK}/32", "dev", "lo")
+            ip("addr", "add", f"{UPLINK}/32", "dev", "lo")
         work_dir.mkdir(parents=True, exist_ok=True)
         self.policy_path = work_dir / "policy.hujson"
         self.policy_path.write_text(policy)
@@ -261,8 +156,8 @@ class Tailnet:
 
     def route_through(self, router: Device, address: str) -> None:
         """Send this host's traffic for a tailnet `address` through `router`'s tailscale0."""
-        _ip("route", "add", f"{address}/32", "via", router.extra["gateway"])
-        _ip("rule", "add", "to", f"{address}/32", "lookup", "main", "priority", str(RULE_PRIORITY))
+        ip("route", "add", f"{address}/32", "via", router.extra["gateway"])
+        ip("rule", "add", "to", f"{address}/32", "lookup", "main", "priority", str(RULE_PRIORITY))
         self.routes.append(address)
 
     def _namespace(self) -> tuple[str, str, str]:
@@ -271,15 +166,15 @@ class Tailnet:
         index = 1 + sum(d.netns is not None for d in self.devices.values())
         netns, veth = f"tlgtn-{os.getpid()}-{index}", f"tlgtn{os.getpid() % 10000}v{index}"
         host_side, inner = f"{MACHINE_NET}.{4 * index + 1}", f"{MACHINE_NET}.{4 * index + 2}"
-        _ip("netns", "add", netns)
-        _ip("link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")
-        _ip("link", "set", f"{veth}p", "netns", netns)
-        _ip("addr", "add", f"{host_side}/30", "dev", veth)
-        _ip("link", "set", veth, "up")
-        _ip("-n", netns, "addr", "add", f"{inner}/30", "dev", f"{veth}p")
-        _ip("-n", netns, "link", "set", "lo", "up")
-        _ip("-n", netns, "link", "set", f"{veth}p", "up")
-        _ip("-n", netns, "route", "add", "default", "via", host_side)
+        ip("netns", "add", netns)
+        ip("link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")
+        ip("link", "set", f"{veth}p", "netns", netns)
+        ip("addr", "add", f"{host_side}/30", "dev", veth)
+        ip("link", "set", veth, "up")
+        ip("-n", netns, "addr", "add", f"{inner}/30", "dev", f"{veth}p")
+        ip("-n", netns, "link", "set", "lo", "up")
+        ip("-n", netns, "link", "set", f"{veth}p", "up")
+        ip("-n", netns, "route", "add", "default", "via", host_side)
         return netns, veth, inner
 
     def _state(self, hostname: str) -> Path:
@@ -327,13 +222,13 @@ class Tailnet:
 
     def close(self) -> None:
         for address in self.routes:
-            _ip("rule", "del", "to", f"{address}/32", "lookup", "main", "priority", str(RULE_PRIORITY), check=False)
-            _ip("route", "del", f"{address}/32", check=False)
+            ip("rule", "del", "to", f"{address}/32", "lookup", "main", "priority", str(RULE_PRIORITY), check=False)
+            ip("route", "del", f"{address}/32", check=False)
         for device in self.devices.values():
             device.stop()
         self.control.stop()
         if self.uplink:
-            _ip("addr", "del", f"{UPLINK}/32", "dev", "lo", check=False)
+            ip("addr", "del", f"{UPLINK}/32", "dev", "lo", check=False)
 
 
 def policy_for(values: dict[str, Any], project_dir: Path = ROOT) -> str:
@@ -358,32 +253,3 @@ def join_host_bind(
             raise RuntimeError(f"{alias} joined as {machine.address}, not {address}")
         tailnet.route_through(host, address)
     return host
-
-
-def _ip(*argv: str, check: bool = True) -> None:
-    subprocess.run(["ip", *argv], check=check, capture_output=True, timeout=20)
-
-
-def remove_stale_machines() -> None:
-    """What an interrupted run left: its namespaces (their veths go with them), uplink, routes and rules."""
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=20).stdout
-    for line in listed.splitlines():
-        if line.startswith("tlgtn-"):
-            _ip("netns", "del", line.split()[0], check=False)
-    _ip("addr", "del", f"{UPLINK}/32", "dev", "lo", check=False)
-    rules = subprocess.run(["ip", "rule", "list"], capture_output=True, text=True, timeout=20).stdout
-    for line in rules.splitlines():
-        if line.startswith(f"{RULE_PRIORITY}:") and "to 100." in line:
-            _ip("rule", "del", "priority", str(RULE_PRIORITY), "to", line.split("to ")[1].split()[0], check=False)
-
-
-def can_make_namespaces() -> str | None:
-    """Why a machine's network namespace cannot be made here (None: it can): it needs iproute2, iptables and
-    root, and a host's kernel-mode tailscaled needs a TUN device."""
-    for tool in ("ip", "iptables"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed"
-    if not Path("/dev/net/tun").exists():
-        return "/dev/net/tun is missing (a kernel-mode tailscaled needs it)"
-    result = subprocess.run(["ip", "netns", "list"], capture_output=True, timeout=10)
-    return None if result.returncode == 0 else "cannot list network namespaces (needs root)"

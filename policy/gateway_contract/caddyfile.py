@@ -39,6 +39,16 @@ class RouteBlock:
         parts = self.head.split()
         return parts[1] if len(parts) > 1 else "/*"
 
+    @property
+    def bare(self) -> bool:
+        """The site's bare `handle`: no matcher, it takes what no other block takes."""
+        return self.head == route_head(None)
+
+    @property
+    def proxy_at(self) -> int:
+        """Where its first reverse_proxy starts in the body (-1: none)."""
+        return self.body.find("reverse_proxy")
+
 
 def route_blocks(caddyfile: str) -> list[RouteBlock]:
     """Each `handle`/`handle_path` block directly inside a site, in the file's order."""
@@ -104,6 +114,13 @@ def header_up(name: str, value: str) -> str:
 
 # The line that names the calling client to an API upstream, inside its reverse_proxy.
 CLIENT_HEADER_UP = header_up(CLIENT_HEADER, f"{{vars.{CLIENT_VAR}}}")
+
+
+def header_lines(text: str) -> list[str]:
+    """Every line (stripped) that sets or removes a header: on the request (`request_header`), on the
+    proxied request (`header_up`) or on the response (`header`)."""
+    lines = (line.strip() for line in text.splitlines())
+    return [line for line in lines if line.startswith(("header_up ", "request_header ", "header "))]
 
 
 def sets_authorization(proxy: Iterable[str]) -> bool:

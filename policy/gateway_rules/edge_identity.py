@@ -49,14 +49,12 @@ def api_identity_on_the_proxied_request(args: StackValidationArgs, report: Repor
     api = {r.get("path") for r in declared.get("routes") or [] if r.get("api")}
     caddyfile = caddyfile_of(args.resources)
     for edge in edges_in(args.resources):
-        for line in caddyfile.splitlines():
-            stripped = line.strip()
-            sets_header = stripped.startswith(("header_up ", "request_header ", "header "))
-            handed = [v for v in shapes.key_vars(stripped) if v != markers.EDGE_KEY_VAR]
-            if sets_header and (handed or MASTER_KEY_ENV in stripped):
-                report(f"the edge hands on a key it compares (`{stripped}`); LiteLLM gets the edge's own key", edge.urn)
+        for line in shapes.header_lines(caddyfile):
+            handed = [v for v in shapes.key_vars(line) if v != markers.EDGE_KEY_VAR]
+            if handed or MASTER_KEY_ENV in line:
+                report(f"the edge hands on a key it compares (`{line}`); LiteLLM gets the edge's own key", edge.urn)
         for block in shapes.route_blocks(caddyfile):
-            if block.head == "handle" or block.path not in api:
+            if block.bare or block.path not in api:
                 continue
             proxy = shapes.proxy_lines(block.body)
             if shapes.CLIENT_HEADER_UP not in proxy:

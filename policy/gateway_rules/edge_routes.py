@@ -71,7 +71,7 @@ def routes_resolve_as_declared(args: StackValidationArgs, report: ReportViolatio
         paths = []
         for index, block in enumerate(shapes.route_blocks(caddyfile_of(args.resources))):
             auth = SSO if shapes.asks_sso(block.body) else declared.get(block.path, NONE)
-            pattern = None if block.head == "handle" else block.path
+            pattern = None if block.bare else block.path
             paths.append(RoutePath(index, pattern, auth, name=f"`{block.head.split()[0]}`"))
         for _route, problem in route_conflicts(paths):
             report(problem, edge.urn)
@@ -82,9 +82,9 @@ def api_bypass_forwards_only_the_api(args: StackValidationArgs, report: ReportVi
     api = {r.get("path") for r in routes if r.get("api")}
     for edge in edges_in(args.resources):
         for block in shapes.route_blocks(caddyfile_of(args.resources)):
-            if block.head == "handle" or block.path not in api:
+            if block.bare or block.path not in api:
                 continue
-            proxy_at = block.body.find("reverse_proxy")
+            proxy_at = block.proxy_at
             guard = shapes.api_guard(block.body)
             # The allowed paths must be narrower than everything under the prefix.
             narrow = guard and guard.paths and not any(p.rstrip("*").rstrip("/") in ("", "*") for p in guard.paths)

@@ -14,7 +14,7 @@ import docker
 import pytest
 
 from harness.certs import self_signed_cert
-from harness.engine import DEV_HOST, standins
+from harness.engine import DEV_HOST, rootfs, standins
 from harness.engine.health import HealthReport
 from harness.engine.provider import CONTAINER, NETWORK, TEST_LABEL, VOLUME, Engine
 from harness.program_run import ProgramRun
@@ -58,8 +58,8 @@ def docker_client() -> Iterator[docker.DockerClient]:
 @pytest.fixture(scope="session")
 def stand_in_images(docker_client) -> dict[str, str]:
     """Image id of each stand-in, by the reference the stack pins (built once, then cached)."""
-    if not standins.BUSYBOX.exists():
-        cannot_run(f"the stand-in images are built from {standins.BUSYBOX}, which is missing: {INSTALL_BUSYBOX}")
+    if not rootfs.BUSYBOX.exists():
+        cannot_run(f"the stand-in images are built from {rootfs.BUSYBOX}, which is missing: {INSTALL_BUSYBOX}")
     try:
         return {s.tag: standins.ensure(docker_client, s) for s in standins.STAND_INS}
     except BuildError as error:

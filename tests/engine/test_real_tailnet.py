@@ -36,10 +36,13 @@ from components.docker.tailnet_node import STATE_DIR
 from components.topology import EGRESS_NETWORK, EGRESS_PROXY_HOST, NODE_CONTAINER, NODE_SOCKS5_PORT
 from harness.certs import self_signed_cert
 from harness.engine import new_run_id
+from harness.engine.backends import fake_backend
 from harness.engine.provider import Engine
-from harness.engine.soak import STREAM_PAUSE_ARGS, Clients, fake_backend, window
+from harness.engine.soak import STREAM_PAUSE_ARGS
+from harness.engine.traffic import Clients, window
 from harness.keys import new_key
-from harness.processes import free_port, seconds_until
+from harness.ports import free_port
+from harness.processes import seconds_until
 from harness.program_run import MOCK_AUTH_KEY, ProgramRun, run_program
 from harness.stacks import (
     CI_TAG,
@@ -50,7 +53,9 @@ from harness.stacks import (
     real_tailnet_stack_values,
 )
 from harness.testnet import build
-from harness.testnet.tailnet import Device, Tailnet, device_env, policy_for, remove_stale_machines
+from harness.testnet.device import Device, device_env
+from harness.testnet.namespaces import remove_stale_machines
+from harness.testnet.tailnet import Tailnet, policy_for
 from policy.gateway_contract import TAILNET
 from tests.engine.conftest import (
     assert_engine_holds_what_the_program_registers,

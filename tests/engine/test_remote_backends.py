@@ -22,22 +22,17 @@ import pytest
 from components.settings import Settings
 from components.topology import Topology, build_topology
 from harness.engine import DEV_CERT_DIR, DEV_HOST, new_run_id
+from harness.engine.backends import fake_backend
 from harness.engine.provider import Engine
-from harness.engine.soak import fake_backend
 from harness.keys import new_key
-from harness.processes import free_port, seconds_until
+from harness.ports import free_port
+from harness.processes import seconds_until
 from harness.program_run import MOCK_AUTH_KEY, run_program
 from harness.stacks import REMOTE_PORT, remote_stack_values
 from harness.testnet import build
-from harness.testnet.tailnet import (
-    UPLINK,
-    Device,
-    Tailnet,
-    can_make_namespaces,
-    join_host_bind,
-    policy_for,
-    remove_stale_machines,
-)
+from harness.testnet.device import Device
+from harness.testnet.namespaces import UPLINK, can_make_namespaces, remove_stale_machines
+from harness.testnet.tailnet import Tailnet, join_host_bind, policy_for
 from tests.conftest import cannot_run
 from tests.engine.probes import Edge, exec_in
 

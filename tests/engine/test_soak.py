@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engine.soak import Window, can_restart_dockerd, soak, table
+from harness.engine.soak import can_restart_dockerd, soak
+from harness.engine.traffic import Window, table
 from tests.conftest import cannot_run
 
 EDGE_AND_KEY_OPERATIONS = (
