@@ -64,6 +64,7 @@ class LocalEdge:
     # The same edge, but with a header echo in place of LiteLLM, to see what the bypass forwards.
     api_echo_base_url: str
     api_echo_port: int
+    stack: str = "dev"
 
 
 @pytest.fixture(scope="session", params=["dev", "dev-node"])
@@ -96,6 +97,7 @@ def local_edge(request, tmp_path_factory) -> Iterator[LocalEdge]:
             keyless_base_url=keyless_base_url,
             api_echo_base_url=echo_base_url,
             api_echo_port=api_echo.port,
+            stack=request.param,
         )
     finally:
         stack.stop()

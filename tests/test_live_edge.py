@@ -45,6 +45,24 @@ def test_models_listed_with_the_key_through_the_edge(local_edge):
     )
 
 
+def test_the_node_keeps_no_idle_connection_a_reload_could_close(local_edge):
+    """tailnet-node: every answer closes its connection, so the node's serve never sends a request on an idle
+    connection a reload is closing (Go's client would not send that completion again: a 502). host-bind:
+    clients keep their connection."""
+    with httpx.Client(timeout=30) as client:
+        answers = [
+            client.get(f"{local_edge.base_url}{path}", headers=_auth(local_edge.key))
+            for path in ("/healthz", "/llm/v1/models", "/readyz")
+        ]
+    closed = [a.headers.get("Connection") == "close" for a in answers]
+    expected = local_edge.stack == "dev-node"
+    assert closed == [expected] * len(answers), (
+        f"{local_edge.stack}: Connection: close on {closed} (a node's idle connection could meet a reload)"
+        if expected
+        else f"{local_edge.stack}: clients' connections closed after each answer: {closed}"
+    )
+
+
 def test_missing_key_gets_401_json_not_a_redirect(local_edge):
     response = httpx.get(f"{local_edge.base_url}/llm/v1/models", timeout=30)
     assert response.status_code == 401, f"API clients without a key got {response.status_code} (302 = sent to SSO)"

@@ -65,6 +65,11 @@ class Site:
     cert_dir: str | None = None
     # host-bind: the certificate and key files Caddy serves (mounted read-only).
     tls_files: tuple[str, str] | None = None
+    # Each response closes its connection, so the one client (the node's serve) keeps none idle: a reload
+    # closes idle connections, and a request serve sends on one just as it closes is lost, since Go's
+    # client sends a request with a body (a completion) only once. A new connection costs the node a
+    # dial on the edge network; a client of host-bind mode sees the close itself and its SDK retries.
+    one_request_per_connection: bool = False
 
     @property
     def node_hostname(self) -> str:
@@ -110,6 +115,7 @@ def build_site(settings: Settings) -> Site:
             public_base_url=f"https://{settings.tailnet_host}",
             # Caddy sees plain HTTP from the node; browsers only ever see the node's HTTPS name.
             redirect_base=f"https://{settings.tailnet_host}",
+            one_request_per_connection=True,
         )
     if settings.tailnet_ip is None:
         raise SettingsError("tailnetIp", "is required when exposure is host-bind (Caddy publishes 443 there)")

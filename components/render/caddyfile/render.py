@@ -78,6 +78,10 @@ def render_caddyfile(topology: Topology, stack: str) -> str:
         w.line(f"tls {site.tls_files[0]} {site.tls_files[1]}")
     else:
         w.line("# The gateway's Tailscale node terminates TLS and proxies here; no host port leads here.")
+    if site.one_request_per_connection:
+        w.line("# One request per connection: the node's serve keeps no idle connection here, so none can be closed")
+        w.line("# by a reload just as serve sends a request on it (that request would be lost: a 502).")
+        w.line("header >Connection close")
     node = node_address(topology)
     if node is not None:
         w.line(f"# The gateway's Tailscale node, at its pinned address ({node}); see {markers.IDENTITY_SNIPPET}.")
