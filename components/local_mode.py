@@ -51,12 +51,15 @@ class LocalMode:
         return bool(self.upstreams) or any(value is not None for value in moved)
 
 
-def with_overrides(topology: Topology, local: LocalMode) -> Topology:
+def with_overrides(topology: Topology, local: LocalMode | None) -> Topology:
     """The same topology moved as `local` says.
 
     Used by the render CLI to run the real binaries on loopback; every place a service is named
-    (Caddy upstreams, LiteLLM api_base) follows the override, because all of them read `Service`.
+    (Caddy upstreams, LiteLLM api_base) follows the override, because all of them read `Service`. Nothing
+    set (None or an empty LocalMode): the topology as deployed, unchanged.
     """
+    if not local:
+        return topology
     upstreams = dict(local.upstreams)
     gateway = topology.gateway
     # The gateway's other replicas may be moved too (`model-gateway-2=...`), each to its own address.

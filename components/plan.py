@@ -141,8 +141,7 @@ def build_plan(
         raise SettingsError("stack", str(error)) from None
     topology = build_topology(settings)
     policy, assertions = checked_policy(topology.tailnet, project_dir)
-    if local:
-        topology = with_overrides(topology, local)
+    topology = with_overrides(topology, local)
     files = RenderedFiles(
         caddyfile=render_caddyfile(topology, stack),
         litellm_config=render_litellm_config(topology, stack),

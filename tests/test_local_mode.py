@@ -80,3 +80,16 @@ def test_the_deployed_stack_keeps_its_container_listeners(tmp_path: Path):
     )
     args = plan.topology.gateway.process("/etc/litellm/config.yaml").args
     assert args[args.index("--host") + 1] == "0.0.0.0", "LiteLLM in its container must answer on its networks"
+
+
+def test_no_part_of_the_product_knows_of_the_local_mode():
+    """Only the CLI (its flags) and the plan (which applies it) name it; the model, the renderers, the auth
+    modes and the components see a topology, moved or not."""
+    parts = ("topology", "render", "auth", "docker", "tailnet", "settings")
+    naming = [
+        str(path.relative_to(ROOT))
+        for part in parts
+        for path in (ROOT / "components" / part).rglob("*.py")
+        if "local_mode" in path.read_text() or "LocalMode" in path.read_text()
+    ]
+    assert not naming, f"{naming} branch on the local check mode: it belongs in components/local_mode.py"
