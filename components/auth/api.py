@@ -21,6 +21,7 @@ from policy.gateway_contract import (
     EDGE_KEY_FILE,
     GATEWAY_API_PATHS,
     LITELLM_KEY_HEADERS,
+    NONE,
     RoutePath,
     markers,
     overlaps,
@@ -90,7 +91,7 @@ def forwarded_paths(facts: RouteFacts, options: ApiOptions) -> tuple[str, ...]:
     spec = facts.spec
     if facts.to_gateway and not spec.strip_prefix:
         served = RoutePath(facts.index, None if spec.path == "/*" else spec.path, spec.auth)
-        missed = [p for p in GATEWAY_API_PATHS if served.pattern and not overlaps(served, RoutePath(-1, p, "none"))]
+        missed = [p for p in GATEWAY_API_PATHS if served.pattern and not overlaps(served, RoutePath(-1, p, NONE))]
         if missed:
             raise SettingsError(
                 f"{facts.where}.stripPrefix",
@@ -162,13 +163,11 @@ class ApiMode(AuthMode):
         refused = self.refusal(w, route)
         w.line(f"respond @{markers.NO_CLIENT} `{refused}` 401")
         w.line("# No client credential goes further than the edge: none of the headers LiteLLM takes a key from.")
-        for header in LITELLM_KEY_HEADERS:
-            w.line(f"request_header -{header}")
+        _remove(w, "request_header", LITELLM_KEY_HEADERS)
         if route.to_gateway:
             w.line(f"# Nor any of {name}'s own control headers (retries, timeouts, tags, routing, spend")
             w.line("# metadata): what a request may ask of it is the stack's to say, not a client's.")
-            for header in LITELLM_CONTROL_HEADERS:
-                w.line(f"request_header -{header}")
+            _remove(w, "request_header", LITELLM_CONTROL_HEADERS)
         if access.cors_origins:
             w.line("# Pages of an allowed origin may read the answers; no other origin may.")
             w.open("@cors_origin")
@@ -187,8 +186,7 @@ class ApiMode(AuthMode):
         proxy(w, topology, route.upstream, {"Authorization": credential, CLIENT_HEADER: CLIENT}, caller=CLIENT)
         w.line("# Streams (chat chunks, server-sent events) reach the client as the upstream writes them.")
         w.line("flush_interval -1")
-        for header in CORS_RESPONSE_HEADERS:
-            w.line(f"header_down -{header}")
+        _remove(w, "header_down", CORS_RESPONSE_HEADERS)
         if route.to_gateway:
             w.line(f"# {name} answers 500 when a backend fails: to a client that is a bad gateway (its JSON says why).")
             w.line("@backend_failed status 500")
@@ -198,6 +196,12 @@ class ApiMode(AuthMode):
         w.close()
         w.close()
         w.close()
+
+
+def _remove(w: Writer, directive: str, headers: tuple[str, ...]) -> None:
+    """One `<directive> -<header>` line a header: the request to the upstream, or the answer, goes without it."""
+    for header in headers:
+        w.line(f"{directive} -{header}")
 
 
 def _refuse_other_sites(w: Writer, access: ApiAccess) -> None:

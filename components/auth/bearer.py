@@ -4,7 +4,6 @@ client's name (X-Gateway-Client), never its key."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -72,9 +71,6 @@ class BearerMode(ApiMode):
             key_headers=options.key_headers or ALL_KEY_HEADERS,
             allowed=facts.clients,
         )
-
-    def declare(self, route: Route) -> Mapping[str, Any]:
-        return {"clients": [c.name for c in route.access.clients()]}
 
     def guard(self) -> str:
         return "their keys guard it"

@@ -1,5 +1,5 @@
 """What an auth mode is: the route keys it owns, the checks and fields it adds to a route, the Caddyfile
-block it writes, what it declares to the policy pack, and who LiteLLM is told is calling.
+block it writes, what the policy pack is told (read from its `Access`), and who LiteLLM is told is calling.
 
 Every mode is a subclass of `AuthMode` in a module of its own, registered in `components/auth/__init__.py`.
 The topology hands a mode the facts every route has (`RouteFacts`); the mode returns its `Access`, the
@@ -9,7 +9,6 @@ part of the route only it reads, and writes the route's block from it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -103,22 +102,18 @@ class AuthMode(ABC):
     def write(self, w: Writer, route: Route, topology: Topology) -> None:
         """The route's block in the edge's site (a `handle` or `handle_path`)."""
 
-    def declare(self, route: Route) -> Mapping[str, Any]:
-        """What the policy pack is told of the route beyond path, auth, upstream and api."""
-        return {}
-
     def declaration(self, route: Route) -> RouteDeclaration:
-        declared: RouteDeclaration = {
+        """What the policy pack is told of the route: what its mode decided, read from its `Access`."""
+        capability, audiences = route.access.grant() or (None, ())
+        return {
             "path": route.path,
             "auth": self.name,
             "upstream": route.upstream.name if route.upstream else None,
-            "clients": [],
+            "clients": [c.name for c in route.access.clients()],
             "api": route.access.api,
-            "capability": None,
-            "audiences": [],
+            "capability": capability,
+            "audiences": list(audiences),
         }
-        declared.update(self.declare(route))  # type: ignore[typeddict-item]
-        return declared
 
 
 # The keys every route has (settings.routes.RouteSettings), as written.

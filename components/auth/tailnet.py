@@ -7,7 +7,6 @@ told to the app in the headers it trusts."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -172,10 +171,6 @@ class TailnetMode(ApiMode):
             capability=capability,
             audiences=audiences,
         )
-
-    def declare(self, route: Route) -> Mapping[str, Any]:
-        capability, audiences = route.access.grant() or (None, ())
-        return {"capability": capability, "audiences": list(audiences)}
 
     def guard(self) -> str:
         return "the tailnet policy guards it"
