@@ -1,31 +1,26 @@
-"""Pulumi program: read the stack settings, build the plan, wire the gateway from it, export outputs."""
+"""Pulumi program: read the stack settings, add the gateway built from them, export its outputs."""
 
 from pathlib import Path
 
 import pulumi
 
-from components.client_config import client_output
-from components.errors import SettingsError
-from components.plan import build_plan
-from components.settings import Settings
-from components.stack import GatewayStack
+from tailnet_llm_gateway import Settings, SettingsError, TailnetLLMGateway
+from tailnet_llm_gateway.client_config import client_output
 
 try:
-    here, stack = Path(__file__).parent, pulumi.get_stack()
-    settings = Settings.from_pulumi_config(pulumi.get_project(), here / f"Pulumi.{stack}.yaml")
-    plan = build_plan(settings, stack, here)
-    # Wiring can still meet the host: a Docker network of the same name with other settings.
-    config = pulumi.Config()
-    gateway = GatewayStack(
-        "gateway",
-        plan,
-        master_key=config.get_secret("masterKey"),
-        client_keys=config.get_secret_object("clientKeys"),
-    )
+    here = Path(__file__).parent
+    settings = Settings.from_pulumi_config(pulumi.get_project(), here / f"Pulumi.{pulumi.get_stack()}.yaml")
 except SettingsError as error:
     # One line naming the setting, before anything is provisioned; no traceback.
     raise pulumi.RunError(str(error)) from None
-
+config = pulumi.Config()
+gateway = TailnetLLMGateway(
+    "gateway",
+    settings,
+    master_key=config.get_secret("masterKey"),
+    client_keys=config.get_secret_object("clientKeys"),
+    project_dir=here,
+)
 pulumi.export("apiBaseUrl", gateway.api_base_url)
 pulumi.export("apiRoutes", gateway.api_routes)
 pulumi.export("localApiUrl", gateway.local_api_url)

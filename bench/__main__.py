@@ -28,10 +28,10 @@ from pathlib import Path
 
 from bench import engine_figures, limits, load, servers
 from bench.local import THIS_BUILD, LiteLLMBuild, LocalStack
-from components.cli import load_plan
 from harness.engine.traffic import Window
 from harness.engine.traffic import table as soak_table
 from harness.processes import render
+from tailnet_llm_gateway.cli import load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 # Targets, on this machine, same run.

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from components.plan import build_plan
-from components.settings import Settings
 from harness.stacks import ROOT, stack_values
+from tailnet_llm_gateway.plan import build_plan
+from tailnet_llm_gateway.settings import Settings
 
 
 def generated_values(routes: int, models: int, backends: int = 10) -> dict:
@@ -21,5 +21,5 @@ def generated_values(routes: int, models: int, backends: int = 10) -> dict:
 
 
 def render_stack(values: dict) -> dict[str, str]:
-    """What `python -m components render` does, in-process: the plan's files."""
+    """What `python -m tailnet_llm_gateway render` does, in-process: the plan's files."""
     return build_plan(Settings.from_mapping(values), "bench", ROOT).files_by_name()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from components.gateway_process import Server
 from harness.loopback import LoopbackStack
 from harness.processes import THIS_BUILD, LiteLLMBuild, start_fake_backend
+from tailnet_llm_gateway.gateway_process import Server
 
 
 @dataclass(frozen=True)

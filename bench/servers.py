@@ -14,9 +14,9 @@ import httpx
 
 from bench import load
 from bench.local import BENCH_WORD_PAUSE_MS, Target, memory_mib
-from components.gateway_process import Server
 from harness.ports import free_port
 from harness.processes import THIS_BUILD, LiteLLMBuild, Process, start_fake_backend, start_litellm, worker_restarts
+from tailnet_llm_gateway.gateway_process import Server
 
 VARIANTS: tuple[tuple[Server, int], ...] = (
     ("granian", 1),

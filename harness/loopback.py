@@ -11,10 +11,10 @@ import contextlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
-from components.gateway_process import Server
-from components.settings import Settings
-from components.topology import build_topology
 from policy.gateway_contract import markers
+from tailnet_llm_gateway.gateway_process import Server
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.topology import build_topology
 
 from .keys import new_key
 from .ports import free_port, free_ports

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from components.gateway_process import Server, gateway_process
 from policy.gateway_contract import EDGE_KEY_FILE, MASTER_KEY_FILE, client_key_file
+from tailnet_llm_gateway.gateway_process import Server, gateway_process
 
 from .stacks import ROOT
 
@@ -145,7 +145,7 @@ def render(
     egress_port: int | None = None,
 ) -> Path:
     """Run the render CLI (the contract under test) onto loopback addresses."""
-    argv = [sys.executable, "-m", "components", "render", "--stack", stack, "--out", str(out)]
+    argv = [sys.executable, "-m", "tailnet_llm_gateway", "render", "--stack", stack, "--out", str(out)]
     argv += ["--listen", f"127.0.0.1:{listen_port}"]
     if forward_port is not None:
         argv += ["--forward-listen", f"127.0.0.1:{forward_port}"]
@@ -217,7 +217,7 @@ def start_litellm(
     build: LiteLLMBuild = THIS_BUILD,
     ready_within_s: float = 90,
 ) -> Process:
-    """LiteLLM started as the container starts it (components/gateway_process.py), on loopback; `key` is
+    """LiteLLM started as the container starts it (tailnet_llm_gateway/gateway_process.py), on loopback; `key` is
     its master key."""
     process = gateway_process(server, workers, str(config), "127.0.0.1", port)
     proc = Process(

@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
-from components.settings import PROJECT
-from components.settings.sources import read_stack_file
 from policy.gateway_contract import BEARER, TAILNET, TAILNET_NODE
+from tailnet_llm_gateway.settings import PROJECT
+from tailnet_llm_gateway.settings.sources import read_stack_file
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

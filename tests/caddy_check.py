@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from components.topology import CERT_MOUNT
 from harness.certs import self_signed_cert
 from harness.processes import binary
+from tailnet_llm_gateway.topology import CERT_MOUNT
 
 
 def caddy_validate(caddyfile: str, work: Path, host: str = "gpu-box.tail0a1b2c.ts.net") -> subprocess.CompletedProcess:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.topology import CERT_MOUNT
 from harness.certs import self_signed_cert
 from harness.processes import binary
+from tailnet_llm_gateway.topology import CERT_MOUNT
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,6 @@ from typing import NoReturn
 
 import pytest
 
-from components.settings import Settings
-from components.topology import Topology, build_topology
 from harness import fakes
 from harness.keys import new_key
 from harness.loopback import LoopbackStack
@@ -28,6 +26,8 @@ from harness.stacks import (
     new_project,
     stack_values,
 )
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.topology import Topology, build_topology
 
 
 def cannot_run(reason: str) -> NoReturn:

@@ -16,16 +16,16 @@ import io
 import tempfile
 from pathlib import Path
 
-from components.cli import main
 from harness.program_run import run_program
 from harness.stacks import ROOT, stack_values
+from tailnet_llm_gateway.cli import main
 
 GOLDEN = ROOT / "tests" / "golden"
 STACKS = ("dev", "dev-node")
 
 
 def rendered(stack: str) -> dict[str, str]:
-    """Every file `python -m components render --stack STACK` writes."""
+    """Every file `python -m tailnet_llm_gateway render --stack STACK` writes."""
     with tempfile.TemporaryDirectory() as out, contextlib.redirect_stdout(io.StringIO()):
         assert main(["render", "--stack", stack, "--out", out]) == 0, "the dev stack no longer renders"
         return {path.name: path.read_text() for path in sorted(Path(out).iterdir())}

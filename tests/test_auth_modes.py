@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from components.auth import MODES, mode_of
-from components.auth.mode import COMMON_KEYS
-from components.errors import SettingsError
-from components.settings import Settings
-from components.settings.routes import RouteSettings
-from components.topology import build_topology
 from harness.stacks import ROOT, stack_values
 from policy.gateway_contract import AUTH_STRENGTH
+from tailnet_llm_gateway.auth import MODES, mode_of
+from tailnet_llm_gateway.auth.mode import COMMON_KEYS
+from tailnet_llm_gateway.errors import SettingsError
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.settings.routes import RouteSettings
+from tailnet_llm_gateway.topology import build_topology
 
 
 def _keys(mode_name: str) -> set[str]:
@@ -35,7 +35,7 @@ def test_the_registered_modes_are_the_contracts():
     ],
 )
 def test_a_mode_the_contract_and_the_registry_disagree_on_stops_the_import(change):
-    code = f"import policy.gateway_contract.routes as routes; {change}; import components.auth"
+    code = f"import policy.gateway_contract.routes as routes; {change}; import tailnet_llm_gateway.auth"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "ImportError" in result.stderr, (
         "an unregistered auth mode would reach the settings and render as another mode's routes"

@@ -7,15 +7,15 @@ import re
 
 import pytest
 
-from components.addresses import HostPort
-from components.images import CADDY_VERSION
-from components.local_mode import LocalMode, with_overrides
-from components.render.caddyfile.logs import QUERY_NAMES_ONLY, QUERY_VALUES
-from components.render.caddyfile.render import render_caddyfile
-from components.settings import Settings
-from components.topology import READINESS_PATH, build_topology
 from harness.processes import binary
 from policy.gateway_contract import CLIENT_HEADER, GATEWAY_API_PATHS, markers
+from tailnet_llm_gateway.addresses import HostPort
+from tailnet_llm_gateway.images import CADDY_VERSION
+from tailnet_llm_gateway.local_mode import LocalMode, with_overrides
+from tailnet_llm_gateway.render.caddyfile.logs import QUERY_NAMES_ONLY, QUERY_VALUES
+from tailnet_llm_gateway.render.caddyfile.render import render_caddyfile
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.topology import READINESS_PATH, build_topology
 from tests.caddy_check import caddy_validate
 from tests.caddy_json import Block, adapt, site_blocks
 

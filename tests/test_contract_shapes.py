@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import pytest
 
-from components.plan import Plan, build_plan
-from components.settings import Settings
 from harness.stacks import (
     CLIENTS_STACK,
     ROOT,
@@ -20,6 +18,8 @@ from harness.stacks import (
 )
 from policy.gateway_contract import CLIENT_HEADER, GATEWAY_API_PATHS, markers
 from policy.gateway_contract import caddyfile as shapes
+from tailnet_llm_gateway.plan import Plan, build_plan
+from tailnet_llm_gateway.settings import Settings
 
 CAPABILITIES = ("llm.tail0a1b2c.ts.net/cap/llm", "example.com/cap/a.b+c", "x-y.example.org/cap/team/admin_1")
 

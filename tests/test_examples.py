@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from components.cli import main
 from harness.stacks import EXAMPLES, ROOT, remote_stack_values, stack_values, tailnet_apps_stack_values
+from tailnet_llm_gateway.cli import main
 from tests.test_policy_pack import stack_file_violations
 
 EXAMPLE_FILES = sorted(EXAMPLES.glob("Pulumi.*.yaml"))

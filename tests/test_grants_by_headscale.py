@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 
-from components.settings import Settings
-from components.tailnet.check import NO, YES, Outcome, check_policy_tests, policy_allows
-from components.tailnet.merge import parse_hujson
-from components.tailnet.policy import checked_policy
-from components.topology import build_topology
 from harness.stacks import ROOT, TAILNET_APPS_STACK, TEST_STACKS, real_tailnet_stack_values
 from harness.testnet import build
 from harness.testnet.grants import Answer, Device, ask
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.tailnet.check import NO, YES, Outcome, check_policy_tests, policy_allows
+from tailnet_llm_gateway.tailnet.merge import parse_hujson
+from tailnet_llm_gateway.tailnet.policy import checked_policy
+from tailnet_llm_gateway.topology import build_topology
 from tests.conftest import cannot_run
 
 STACKS = {**TEST_STACKS, "real tailnet": lambda: real_tailnet_stack_values("http://127.0.0.1:1")}

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from components.render.caddyfile.render import render_caddyfile
-from components.render.gateway_auth import gateway_limits
-from components.render.litellm_config import litellm_config
-from components.render.tailscale_serve import render_serve_config
-from components.settings import Settings
-from components.topology import EDGE_METRICS_PORT, build_topology
-from components.usage import parse_metrics, render_usage
 from harness.program_run import run_program
 from harness.stacks import CLIENTS_STACK, LIMITS_STACK, clients_stack_values, limits_stack_values, stack_values
+from tailnet_llm_gateway.render.caddyfile.render import render_caddyfile
+from tailnet_llm_gateway.render.gateway_auth import gateway_limits
+from tailnet_llm_gateway.render.litellm_config import litellm_config
+from tailnet_llm_gateway.render.tailscale_serve import render_serve_config
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.topology import EDGE_METRICS_PORT, build_topology
+from tailnet_llm_gateway.usage import parse_metrics, render_usage
 from tests.caddy_json import adapt, site_blocks
 
 

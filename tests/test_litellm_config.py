@@ -6,10 +6,10 @@ import re
 
 import yaml
 
-from components.render.caddyfile.proxy import READINESS_TIMEOUT_S
-from components.render.litellm_config import render_litellm_config
-from components.settings import Settings
-from components.topology import build_topology
+from tailnet_llm_gateway.render.caddyfile.proxy import READINESS_TIMEOUT_S
+from tailnet_llm_gateway.render.litellm_config import render_litellm_config
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.topology import build_topology
 
 
 def test_models_route_to_their_backends_with_the_stack_timeouts(dev_topology):

@@ -19,12 +19,12 @@ import httpx
 import openai
 import pytest
 
-from components.client_config import client_output
 from harness import fakes
 from harness.ports import free_port
 from harness.processes import EDGE_KEY, render, start_caddy
 from harness.stacks import CLIENTS_STACK, NODE_ADDRESS, ROOT, new_project
 from policy.gateway_contract import client_key_file
+from tailnet_llm_gateway.client_config import client_output
 from tests.edge_probes import access_log_lines
 
 CAPABILITY = "llm.tail0a1b2c.ts.net/cap/tsllm"
@@ -302,7 +302,17 @@ def test_client_config_env_output_drives_the_openai_sdk(clients_edge, tmp_path):
     }
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
     result = subprocess.run(
-        [sys.executable, "-m", "components", "client-config", "ci", "--format", "env", "--outputs", "outputs.json"],
+        [
+            sys.executable,
+            "-m",
+            "tailnet_llm_gateway",
+            "client-config",
+            "ci",
+            "--format",
+            "env",
+            "--outputs",
+            "outputs.json",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,9 +15,9 @@ from importlib.metadata import version
 import httpx
 import pytest
 
-from components.images import LITELLM_VERSION
 from harness import fakes
 from harness.stacks import ROOT
+from tailnet_llm_gateway.images import LITELLM_VERSION
 from tests.edge_probes import SESSION, SPOOFED_IDENTITY, assert_identity_not_spoofable, is_json_error, raw_get
 
 
@@ -225,7 +225,7 @@ def test_smoke_cli_passes_against_the_local_edge(local_edge):
         [
             sys.executable,
             "-m",
-            "components",
+            "tailnet_llm_gateway",
             "smoke",
             "--base-url",
             f"{local_edge.base_url}/llm/v1",
@@ -250,7 +250,7 @@ def test_smoke_cli_fails_against_litellm_without_the_edge(local_edge):
         [
             sys.executable,
             "-m",
-            "components",
+            "tailnet_llm_gateway",
             "smoke",
             "--base-url",
             f"{local_edge.litellm_url}/v1",

@@ -13,12 +13,12 @@ import httpx
 import openai
 import pytest
 
-from components.gateway_process import gateway_process
 from harness.loopback import LoopbackStack
 from harness.ports import free_port
 from harness.processes import THIS_BUILD, Process, start_fake_backend
 from harness.processes import render as render_cli
 from harness.stacks import ROOT
+from tailnet_llm_gateway.gateway_process import gateway_process
 
 WORDS = 40
 WORD_PAUSE_MS = 200

@@ -370,7 +370,7 @@ def test_clients_cannot_grow_the_metrics(limits_edge):
 
 
 def _usage(limits_edge: LimitsEdge, *args: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "components", "usage", *args]
+    argv = [sys.executable, "-m", "tailnet_llm_gateway", "usage", *args]
     for url in limits_edge.metrics_urls:
         argv += ["--url", url]
     env = {**os.environ, MASTER_KEY_ENV: limits_edge.master_key}
@@ -411,7 +411,7 @@ def test_usage_over_a_period_counts_only_what_happened_in_it(metered):
 
 def test_usage_without_the_master_key_says_so_in_one_line(metered):
     env = {k: v for k, v in os.environ.items() if k != MASTER_KEY_ENV}
-    argv = [sys.executable, "-m", "components", "usage", "--url", metered.metrics_urls[0]]
+    argv = [sys.executable, "-m", "tailnet_llm_gateway", "usage", "--url", metered.metrics_urls[0]]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
     assert result.returncode == 2 and MASTER_KEY_ENV in result.stderr and "Traceback" not in result.stderr, (
         result.stderr

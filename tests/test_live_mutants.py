@@ -52,7 +52,7 @@ def test_llm_behind_sso_fails_the_smoke_check(mutant_edge, local_edge):
     base = mutant_edge(edit=lambda text: text.replace(api_block, api_block + f"\t\t\timport {markers.SSO_SNIPPET}\n"))
     assert httpx.get(f"{base}/llm/v1/models", timeout=30).status_code == 302, "the mutant is not the intended break"
     result = subprocess.run(
-        [sys.executable, "-m", "components", "smoke", "--base-url", f"{base}/llm/v1", "--key", local_edge.key],
+        [sys.executable, "-m", "tailnet_llm_gateway", "smoke", "--base-url", f"{base}/llm/v1", "--key", local_edge.key],
         capture_output=True,
         text=True,
         timeout=120,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from components.addresses import HostPort, parse_host_port
-from components.local_mode import LocalMode
-from components.plan import Plan, build_plan
-from components.settings import Settings
 from harness.stacks import ROOT, TEST_STACKS, stack_values
+from tailnet_llm_gateway.addresses import HostPort, parse_host_port
+from tailnet_llm_gateway.local_mode import LocalMode
+from tailnet_llm_gateway.plan import Plan, build_plan
+from tailnet_llm_gateway.settings import Settings
 from tests.caddy_json import adapt
 
 
@@ -89,7 +89,7 @@ def test_no_part_of_the_product_knows_of_the_local_mode():
     naming = [
         str(path.relative_to(ROOT))
         for part in parts
-        for path in (ROOT / "components" / part).rglob("*.py")
+        for path in (ROOT / "tailnet_llm_gateway" / part).rglob("*.py")
         if "local_mode" in path.read_text() or "LocalMode" in path.read_text()
     ]
-    assert not naming, f"{naming} branch on the local check mode: it belongs in components/local_mode.py"
+    assert not naming, f"{naming} branch on the local check mode: it belongs in tailnet_llm_gateway/local_mode.py"

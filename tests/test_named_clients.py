@@ -13,18 +13,18 @@ import json5
 import pytest
 import yaml
 
-from components.client_config import ClientAccess, client_access, client_output, render_client_config
-from components.errors import SettingsError
-from components.render.caddyfile.render import render_caddyfile
-from components.render.gateway_auth import render_gateway_auth, render_gateway_clients
-from components.render.litellm_config import litellm_config
-from components.render.tailscale_serve import serve_config
-from components.settings import Settings
-from components.tailnet.entries import gateway_policy
-from components.topology import NODE_CONTAINER, build_topology
 from harness.program_run import ProgramRun, run_program, unwrap
 from harness.stacks import CLIENTS_STACK, clients_stack_values
 from policy.gateway_contract import Role, client_key_file, markers
+from tailnet_llm_gateway.client_config import ClientAccess, client_access, client_output, render_client_config
+from tailnet_llm_gateway.errors import SettingsError
+from tailnet_llm_gateway.render.caddyfile.render import render_caddyfile
+from tailnet_llm_gateway.render.gateway_auth import render_gateway_auth, render_gateway_clients
+from tailnet_llm_gateway.render.litellm_config import litellm_config
+from tailnet_llm_gateway.render.tailscale_serve import serve_config
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.tailnet.entries import gateway_policy
+from tailnet_llm_gateway.topology import NODE_CONTAINER, build_topology
 from tests.caddy_json import adapt, site_blocks
 
 CONTAINER = "docker:index/container:Container"

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from components.client_config import client_output
-from components.usage import Usage, render_usage
 from harness.stacks import ROOT
 from policy.gateway_contract import MASTER_KEY_ENV
+from tailnet_llm_gateway.client_config import client_output
+from tailnet_llm_gateway.usage import Usage, render_usage
 
 CLIENT = {"key": "sk-laptop-0123456789abcdef", "baseUrls": {"/llm/*": "https://llm.example.ts.net/llm/v1"}}
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "components", *args]
+    argv = [sys.executable, "-m", "tailnet_llm_gateway", *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, **(env or {})})
 
 

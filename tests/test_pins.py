@@ -8,8 +8,9 @@ from typing import get_args
 
 from packaging.requirements import Requirement
 
-from components.gateway_process import Server
-from components.images import (
+from harness.stacks import ROOT
+from tailnet_llm_gateway.gateway_process import Server
+from tailnet_llm_gateway.images import (
     CADDY_IMAGE,
     CADDY_VERSION,
     LITELLM_IMAGE,
@@ -18,7 +19,6 @@ from components.images import (
     TAILSCALE_VERSION,
     parse_image,
 )
-from harness.stacks import ROOT
 
 
 def _pins() -> dict[str, str]:

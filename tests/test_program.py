@@ -9,16 +9,16 @@ import re
 import pulumi
 import pytest
 
-from components.images import CADDY_IMAGE, LITELLM_IMAGE
-from components.render.caddyfile.render import config_id, render_caddyfile
-from components.render.gateway_auth import render_gateway_auth, render_gateway_clients, render_gateway_limits
-from components.render.gateway_start import render_gateway_start
-from components.render.litellm_config import render_litellm_config
-from components.settings import Settings
-from components.topology import EDGE_CONTAINER, build_topology
 from harness.program_run import ProgramRun, fake_digest, run_program, unwrap
 from harness.stacks import CLIENTS_STACK, clients_stack_values, stack_values
 from policy.gateway_contract import CONFIG_HASH_LABEL, Role
+from tailnet_llm_gateway.images import CADDY_IMAGE, LITELLM_IMAGE
+from tailnet_llm_gateway.render.caddyfile.render import config_id, render_caddyfile
+from tailnet_llm_gateway.render.gateway_auth import render_gateway_auth, render_gateway_clients, render_gateway_limits
+from tailnet_llm_gateway.render.gateway_start import render_gateway_start
+from tailnet_llm_gateway.render.litellm_config import render_litellm_config
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.topology import EDGE_CONTAINER, build_topology
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
@@ -541,7 +541,7 @@ def test_applied_policy_is_the_merged_policy_that_render_writes(dev_run, tmp_pat
     from harness.stacks import ROOT
 
     subprocess.run(
-        [sys.executable, "-m", "components", "render", "--stack", "dev", "--out", str(tmp_path)],
+        [sys.executable, "-m", "tailnet_llm_gateway", "render", "--stack", "dev", "--out", str(tmp_path)],
         check=True,
         capture_output=True,
         timeout=60,

@@ -13,20 +13,20 @@ import json5
 import pytest
 import yaml
 
-from components.addresses import HostPort
-from components.errors import SettingsError
-from components.local_mode import LocalMode, with_overrides
-from components.plan import build_plan
-from components.render.caddyfile.render import render_caddyfile
-from components.render.litellm_config import litellm_config
-from components.settings import Settings
-from components.tailnet.check import Outcome
-from components.tailnet.merge import parse_hujson
-from components.tailnet.policy import checked_policy
-from components.topology import EDGE_FORWARD_PORT, Topology, build_topology
 from harness.program_run import run_program
 from harness.stacks import EXPOSURE_STACKS, REMOTE_MACHINES, REMOTE_PORT, ROOT, remote_stack_values, stack_values
 from policy.gateway_contract import EDGE_KEY_ENV, ROLE_LABEL, TAILSCALE_RANGES, Role
+from tailnet_llm_gateway.addresses import HostPort
+from tailnet_llm_gateway.errors import SettingsError
+from tailnet_llm_gateway.local_mode import LocalMode, with_overrides
+from tailnet_llm_gateway.plan import build_plan
+from tailnet_llm_gateway.render.caddyfile.render import render_caddyfile
+from tailnet_llm_gateway.render.litellm_config import litellm_config
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.tailnet.check import Outcome
+from tailnet_llm_gateway.tailnet.merge import parse_hujson
+from tailnet_llm_gateway.tailnet.policy import checked_policy
+from tailnet_llm_gateway.topology import EDGE_FORWARD_PORT, Topology, build_topology
 from tests.caddy_check import caddy_validate
 
 EDGE_KEY_REFERENCE = f"os.environ/{EDGE_KEY_ENV}"

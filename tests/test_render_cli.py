@@ -11,7 +11,11 @@ from harness.stacks import ROOT, write_stack
 
 def _render(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "components", "render", *args], capture_output=True, text=True, timeout=60, cwd=cwd
+        [sys.executable, "-m", "tailnet_llm_gateway", "render", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
     )
 
 

@@ -12,12 +12,12 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from components.errors import SettingsError
-from components.settings import Settings
-from components.topology import build_topology
 from harness.ports import free_port
 from harness.processes import start_caddy
 from policy.gateway_contract import caddy_lower, caddy_order
+from tailnet_llm_gateway.errors import SettingsError
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.topology import build_topology
 from tests.caddy_json import adapt
 
 # Letters whose case mappings differ between Python and Go, between simple and full mappings, or that fold

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from components.errors import SettingsError
-from components.settings import Settings
-from components.topology import build_topology
 from harness.stacks import write_stack
 from policy.gateway_contract import TAILNET_NODE
+from tailnet_llm_gateway.errors import SettingsError
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.topology import build_topology
 
 
 def _error(values: dict) -> SettingsError:

@@ -30,13 +30,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from components.auth import MODES
-from components.errors import SettingsError
-from components.plan import Plan, build_plan
-from components.settings import Settings
-from components.settings.model import Settings as SettingsModel
 from harness.stacks import ROOT, clients_stack_values, remote_stack_values, stack_values, tailnet_apps_stack_values
 from policy.gateway_contract import HOST_BIND, TAILNET_NODE, Role
+from tailnet_llm_gateway.auth import MODES
+from tailnet_llm_gateway.errors import SettingsError
+from tailnet_llm_gateway.plan import Plan, build_plan
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.settings.model import Settings as SettingsModel
 from tests.caddy_json import adapt
 
 STAND_IN = "fuzzb0"

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.cli import main
 from harness.stacks import ROOT, stack_values, write_stack
 from policy.gateway_contract import TAILNET_NODE
+from tailnet_llm_gateway.cli import main
 
 BOTH = ("dev", "dev-node")
 

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from components.render.caddyfile.render import render_caddyfile
-from components.render.tailscale_serve import serve_config
-from components.settings import Settings
-from components.tailnet.merge import parse_hujson
-from components.tailnet.policy import checked_policy
-from components.topology import Topology, build_topology
 from harness.program_run import run_program
 from harness.stacks import ROOT, TAILNET_APPS_STACK, WEBUI_IDENTITY, tailnet_apps_stack_values
 from policy.gateway_contract import TAILNET, markers
+from tailnet_llm_gateway.render.caddyfile.render import render_caddyfile
+from tailnet_llm_gateway.render.tailscale_serve import serve_config
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.tailnet.merge import parse_hujson
+from tailnet_llm_gateway.tailnet.policy import checked_policy
+from tailnet_llm_gateway.topology import Topology, build_topology
 from tests.caddy_check import caddy_validate
 from tests.policy_run import evaluate_pack, mandatory
 

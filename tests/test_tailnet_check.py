@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json5
 
-from components.tailnet.check import Outcome, check_policy_tests
-from components.tailnet.entries import gateway_policy
-from components.tailnet.merge import merge_policy
 from harness.stacks import ROOT
+from tailnet_llm_gateway.tailnet.check import Outcome, check_policy_tests
+from tailnet_llm_gateway.tailnet.entries import gateway_policy
+from tailnet_llm_gateway.tailnet.merge import merge_policy
 
 GROUPS = {"group:llm-users": ["alice@example.com"], "group:ops": ["olga@example.com"]}
 
@@ -17,9 +17,9 @@ def _outcomes(policy: dict) -> list[Outcome]:
 
 
 def test_merged_dev_node_policy_passes_all_its_tests():
-    from components.settings import Settings
-    from components.topology import build_topology
     from harness.stacks import stack_values
+    from tailnet_llm_gateway.settings import Settings
+    from tailnet_llm_gateway.topology import build_topology
 
     topology = build_topology(Settings.from_mapping(stack_values("dev-node")))
     base = (ROOT / "tailnet" / "dev-base.hujson").read_text()

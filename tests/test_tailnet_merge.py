@@ -5,18 +5,18 @@ from __future__ import annotations
 import json5
 import pytest
 
-from components.errors import SettingsError
-from components.tailnet.entries import gateway_policy
-from components.tailnet.merge import MARKER, merge_policy
 from harness.stacks import ROOT
+from tailnet_llm_gateway.errors import SettingsError
+from tailnet_llm_gateway.tailnet.entries import gateway_policy
+from tailnet_llm_gateway.tailnet.merge import MARKER, merge_policy
 
 BASE = (ROOT / "tailnet" / "dev-base.hujson").read_text()
 
 
 def _topology(stack: str, values: dict | None = None):
-    from components.settings import Settings
-    from components.topology import build_topology
     from harness.stacks import stack_values
+    from tailnet_llm_gateway.settings import Settings
+    from tailnet_llm_gateway.topology import build_topology
 
     return build_topology(Settings.from_mapping(values or stack_values(stack)))
 

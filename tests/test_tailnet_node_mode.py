@@ -6,15 +6,15 @@ import json
 
 import pytest
 
-from components.images import TAILSCALE_IMAGE
-from components.local_mode import LocalMode, with_overrides
-from components.render.caddyfile.render import render_caddyfile
-from components.render.tailscale_serve import render_serve_config
-from components.settings import Settings
-from components.topology import NODE_CONTAINER, build_topology
 from harness.program_run import ProgramRun, fake_digest, run_program, unwrap
 from harness.stacks import stack_values
 from policy.gateway_contract import ROOT_EXCEPTION_LABEL, Role
+from tailnet_llm_gateway.images import TAILSCALE_IMAGE
+from tailnet_llm_gateway.local_mode import LocalMode, with_overrides
+from tailnet_llm_gateway.render.caddyfile.render import render_caddyfile
+from tailnet_llm_gateway.render.tailscale_serve import render_serve_config
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.topology import NODE_CONTAINER, build_topology
 from tests.caddy_check import caddy_validate
 
 KEY = "tailscale:index/tailnetKey:TailnetKey"
@@ -50,7 +50,7 @@ def test_caddy_serves_plain_http_to_the_node_and_redirects_to_its_https_name(nod
 
 
 def test_listen_mode_works_in_tailnet_node_mode(node_topology, tmp_path):
-    from components.addresses import HostPort
+    from tailnet_llm_gateway.addresses import HostPort
 
     text = render_caddyfile(with_overrides(node_topology, LocalMode(listen=HostPort("127.0.0.1", 18099))), "dev-node")
     assert "http://127.0.0.1:18099 {" in text and "{scheme}://{hostport}/oauth2/start" in text, (

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from components.addresses import HostPort
-from components.local_mode import LocalMode, with_overrides
+from tailnet_llm_gateway.addresses import HostPort
+from tailnet_llm_gateway.local_mode import LocalMode, with_overrides
 
 
 def test_every_edge_upstream_shares_a_network_with_the_edge(dev_topology):

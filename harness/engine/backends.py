@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import docker
 
-from components.images import LITELLM_IMAGE, parse_image
 from harness.engine.provider import Engine
 from harness.engine.traffic import WORD_PAUSE_MS
 from harness.stacks import ROOT
+from tailnet_llm_gateway.images import LITELLM_IMAGE, parse_image
 
 
 def fake_backend(

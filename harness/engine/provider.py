@@ -24,7 +24,7 @@ created again, after that dependency finished; every other container being repla
 start, as the engine would start them all at once (dependents before what they depend on); other
 resources are created before the old one is deleted.
 
-The stack's one dynamic resource (`components.docker.live_config`) runs its provider's code, against the
+The stack's one dynamic resource (`tailnet_llm_gateway.docker.live_config`) runs its provider's code, against the
 same engine, when its inputs change.
 
 """
@@ -255,7 +255,7 @@ class Engine:
 
     def _run_dynamic(self, inputs: dict[str, Any]) -> None:
         """The live-config check, as its provider runs it during `up`, on this engine's container."""
-        from components.docker.live_config import wait_until_live
+        from tailnet_llm_gateway.docker.live_config import wait_until_live
 
         try:
             wait_until_live(self.sub.name(inputs["container"]), inputs["configId"], inputs["url"])

@@ -26,7 +26,6 @@ from pathlib import Path
 import docker
 import httpx
 
-from components.client_config import client_output
 from harness.engine import DEV_CERT_DIR, new_run_id
 from harness.engine.backends import fake_backend
 from harness.engine.provider import CONTAINER, Engine
@@ -38,6 +37,7 @@ from harness.stacks import REMOTE_PORT, clients_stack_values
 from harness.testnet import build
 from harness.testnet.namespaces import UPLINK, can_make_namespaces, remove_stale_machines
 from harness.testnet.tailnet import Tailnet, join_host_bind, policy_for
+from tailnet_llm_gateway.client_config import client_output
 
 BACKENDS = ("llamacpp", "llamacpp-b", "llamacpp-embed")
 # The machine a backend is added on (a real tailscaled in a namespace), streaming as the local fakes do.

@@ -21,7 +21,7 @@ Where a stand-in differs from the official image, and why that does not weaken w
   (`/app/docker/prod_entrypoint.sh` runs `litellm "$@"`), command (`--port 4000`), user (`nobody`),
   `HOME=/app`, `LITELLM_NON_ROOT=true`, the admin UI pre-built at /var/lib/litellm/ui as its Dockerfile
   does, and the venv first on PATH as its Dockerfile sets it, so `python3` is LiteLLM's interpreter for
-  the healthcheck and the Granian start (components/gateway_process.py). Missing: node/npm and
+  the healthcheck and the Granian start (tailnet_llm_gateway/gateway_process.py). Missing: node/npm and
   supervisord (the stack never sets SEPARATE_HEALTH_APP) and a generated prisma client (the stack runs
   without a database).
   Transitive Python dependencies come from pip's resolution rather than the image's lock file.
@@ -49,9 +49,9 @@ from pathlib import Path
 
 import docker
 
-from components.images import CADDY_IMAGE, LITELLM_IMAGE, TAILSCALE_IMAGE, parse_image
 from harness.engine import rootfs
 from harness.testnet import build
+from tailnet_llm_gateway.images import CADDY_IMAGE, LITELLM_IMAGE, TAILSCALE_IMAGE, parse_image
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE_LABEL = "tailnet-llm-gateway.stand-in-recipe"

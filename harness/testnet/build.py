@@ -22,7 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from components.images import TAILSCALE_VERSION
+from tailnet_llm_gateway.images import TAILSCALE_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "testnet"

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.settings import Settings
-from components.tailnet.policy import checked_policy
-from components.topology import build_topology
 from harness.ports import free_port
 from harness.processes import Process
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.tailnet.policy import checked_policy
+from tailnet_llm_gateway.topology import build_topology
 
 from .device import Device, device_env
 from .namespaces import MACHINE_NET, RULE_PRIORITY, UPLINK, ip

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import docker
 import httpx
 
-from components.images import CADDY_IMAGE, parse_image
 from harness.engine.provider import Engine
 from harness.resend import send_resending_once
+from tailnet_llm_gateway.images import CADDY_IMAGE, parse_image
 
 # Log lines that mean a container tried something its hardening refuses: each is a finding.
 REFUSALS = ("permission denied", "operation not permitted", "read-only file system")

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from components.topology import EDGE_CONTAINER
 from harness.engine import DEV_CERT_DIR, DEV_HOST, new_run_id
 from harness.engine.provider import Engine, EngineError
 from harness.keys import new_key
 from harness.program_run import ProgramRun, run_program
 from harness.stacks import ROOT, stack_values
 from policy.gateway_contract import MASTER_KEY_ENV, Role
+from tailnet_llm_gateway.topology import EDGE_CONTAINER
 from tests.engine.conftest import (
     assert_engine_holds_what_the_program_registers,
     assert_reported_healthy_soon_after_answering,
@@ -160,7 +160,9 @@ def test_usage_reads_every_replica_on_its_own_loopback_port_with_the_master_key(
         address, port = dev.engine.published(name, 11435)
         urls.append(f"http://{address}:{port}/metrics/")
         assert httpx.get(urls[-1], timeout=10).status_code == 401, f"{name}'s metrics need no key on the host"
-    argv = [sys.executable, "-m", "components", "usage", "--format", "json"] + [a for u in urls for a in ("--url", u)]
+    argv = [sys.executable, "-m", "tailnet_llm_gateway", "usage", "--format", "json"] + [
+        a for u in urls for a in ("--url", u)
+    ]
     result = subprocess.run(
         argv, capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ, MASTER_KEY_ENV: dev.key}
     )

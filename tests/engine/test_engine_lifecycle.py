@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from components.images import CADDY_IMAGE, parse_image
-from components.settings import Settings
-from components.topology import build_topology
 from harness.engine import DEV_CERT_DIR, new_run_id
 from harness.engine.provider import TEST_LABEL, Engine, EngineError
 from harness.keys import new_key
 from harness.processes import worker_restarts
 from harness.program_run import run_program
 from harness.stacks import ROOT, stack_values
+from tailnet_llm_gateway.images import CADDY_IMAGE, parse_image
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.topology import build_topology
 from tests.conftest import cannot_run
 from tests.engine.conftest import assert_reported_healthy_soon_after_answering
 from tests.engine.probes import logs

@@ -31,9 +31,6 @@ import httpx
 import openai
 import pytest
 
-from components.client_config import client_output
-from components.docker.tailnet_node import STATE_DIR
-from components.topology import EGRESS_NETWORK, EGRESS_PROXY_HOST, NODE_CONTAINER, NODE_SOCKS5_PORT
 from harness.certs import self_signed_cert
 from harness.engine import new_run_id
 from harness.engine.backends import fake_backend
@@ -57,6 +54,9 @@ from harness.testnet.device import Device, device_env
 from harness.testnet.namespaces import remove_stale_machines
 from harness.testnet.tailnet import Tailnet, policy_for
 from policy.gateway_contract import TAILNET
+from tailnet_llm_gateway.client_config import client_output
+from tailnet_llm_gateway.docker.tailnet_node import STATE_DIR
+from tailnet_llm_gateway.topology import EGRESS_NETWORK, EGRESS_PROXY_HOST, NODE_CONTAINER, NODE_SOCKS5_PORT
 from tests.engine.conftest import (
     assert_engine_holds_what_the_program_registers,
     assert_reported_healthy_soon_after_answering,

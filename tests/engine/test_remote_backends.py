@@ -19,8 +19,6 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from components.settings import Settings
-from components.topology import Topology, build_topology
 from harness.engine import DEV_CERT_DIR, DEV_HOST, new_run_id
 from harness.engine.backends import fake_backend
 from harness.engine.provider import Engine
@@ -33,6 +31,8 @@ from harness.testnet import build
 from harness.testnet.device import Device
 from harness.testnet.namespaces import UPLINK, can_make_namespaces, remove_stale_machines
 from harness.testnet.tailnet import Tailnet, join_host_bind, policy_for
+from tailnet_llm_gateway.settings import Settings
+from tailnet_llm_gateway.topology import Topology, build_topology
 from tests.conftest import cannot_run
 from tests.engine.probes import Edge, exec_in
 

@@ -1,5 +1,5 @@
 # Rendered by tailnet-llm-gateway from Pulumi.dev-node.yaml. Do not edit: change the stack
-# settings and render again (python -m components render).
+# settings and render again (python -m tailnet_llm_gateway render).
 """LiteLLM custom auth for tailnet-llm-gateway (rendered next to the LiteLLM config; do not edit).
 
 Two keys open LiteLLM, and they mean different things:

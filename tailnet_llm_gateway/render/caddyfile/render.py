@@ -27,7 +27,7 @@ _CONFIG_ID_LINE = f'respond {CONFIG_ID_PATH} "{{id}}" 200'
 def render_caddyfile(topology: Topology, stack: str) -> str:
     w = Writer()
     w.line(f"# Rendered by tailnet-llm-gateway from Pulumi.{stack}.yaml. Do not edit: change the stack")
-    w.line("# settings and render again (python -m components render).")
+    w.line("# settings and render again (python -m tailnet_llm_gateway render).")
     w.open("")
     w.line("# Certificates come from Tailscale (or no TLS for local checks): no ACME, no :80 redirects.")
     w.line("auto_https off")

@@ -3,7 +3,7 @@ bytes.
 
 One module a part of the file: writer (indentation, JSON errors), logs, identity (the snippets that strip
 identity headers and ask SSO), proxy (reverse_proxy, LiteLLM's replicas), readiness, forwarders, routes
-(each route's block, which its auth mode writes: components/auth/).
+(each route's block, which its auth mode writes: tailnet_llm_gateway/auth/).
 
 What the rendered file guarantees:
 - SSO bypasses exist only where the settings declare them (auth `none`, `bearer` or `tailnet`) and for

@@ -29,7 +29,7 @@ MODES: dict[str, AuthMode] = {mode.name: mode for mode in (SsoMode(), BearerMode
 if set(MODES) != set(AUTH_STRENGTH):
     raise ImportError(
         f"auth modes registered {sorted(MODES)} differ from the contract's {sorted(AUTH_STRENGTH)}: "
-        "register each mode in components/auth/__init__.py and name it in policy/gateway_contract/routes.py"
+        "register each mode in tailnet_llm_gateway/auth/__init__.py and name it in policy/gateway_contract/routes.py"
     )
 
 

@@ -25,7 +25,7 @@ class GatewayStack(pulumi.ComponentResource):
     Tailscale node, for one plan.
 
     Guarantees: every file a container runs is the plan's rendered text (so the containers run exactly
-    what `python -m components render` writes); the tailnet policy is the plan's merged policy, whose
+    what `python -m tailnet_llm_gateway render` writes); the tailnet policy is the plan's merged policy, whose
     own tests passed offline, applied only when the settings manage it (otherwise no Tailscale resource
     and no Tailscale credentials are needed); the master key is the `masterKey` secret or, when that is
     unset, a generated 48-character key; it is a secret output and reaches the containers only as a

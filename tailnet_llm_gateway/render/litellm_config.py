@@ -127,6 +127,6 @@ def _model_entries(model: Model, topology: Topology) -> list[dict[str, Any]]:
 def render_litellm_config(topology: Topology, stack: str) -> str:
     header = (
         f"# Rendered by tailnet-llm-gateway from Pulumi.{stack}.yaml. Do not edit: change the stack\n"
-        "# settings and render again (python -m components render).\n"
+        "# settings and render again (python -m tailnet_llm_gateway render).\n"
     )
     return header + yaml.safe_dump(litellm_config(topology), sort_keys=False, default_flow_style=False)

@@ -1,4 +1,4 @@
-"""Usage per caller and model, read from LiteLLM's Prometheus metrics (`python -m components usage`).
+"""Usage per caller and model, read from LiteLLM's Prometheus metrics (`python -m tailnet_llm_gateway usage`).
 
 Each replica counts in its own memory since it started, so every replica's /metrics is read and summed.
 Over a period, the counters are read twice and the difference is shown. The caller is the name LiteLLM was

@@ -1,7 +1,7 @@
 """What an auth mode is: the route keys it owns, the checks and fields it adds to a route, the Caddyfile
 block it writes, what the policy pack is told (read from its `Access`), and who LiteLLM is told is calling.
 
-Every mode is a subclass of `AuthMode` in a module of its own, registered in `components/auth/__init__.py`.
+Every mode is a subclass of `AuthMode` in a module of its own, registered in `tailnet_llm_gateway/auth/__init__.py`.
 The topology hands a mode the facts every route has (`RouteFacts`); the mode returns its `Access`, the
 part of the route only it reads, and writes the route's block from it.
 """

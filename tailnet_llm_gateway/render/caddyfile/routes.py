@@ -1,4 +1,4 @@
-"""Each route's block, as its auth mode writes it (components/auth/)."""
+"""Each route's block, as its auth mode writes it (tailnet_llm_gateway/auth/)."""
 
 from __future__ import annotations
 

@@ -113,6 +113,6 @@ def render_gateway_auth(topology: Topology, stack: str) -> str:
         assert found == 1, f"the template's {name} line moved"
     header = (
         f"# Rendered by tailnet-llm-gateway from Pulumi.{stack}.yaml. Do not edit: change the stack\n"
-        "# settings and render again (python -m components render).\n"
+        "# settings and render again (python -m tailnet_llm_gateway render).\n"
     )
     return header + text

@@ -40,7 +40,7 @@ GATEWAY_ENV = {
 }
 
 
-# The launcher next to LiteLLM's config (components/render/templates/gateway_start.py): it ends a replica told
+# The launcher next to LiteLLM's config (tailnet_llm_gateway/render/templates/gateway_start.py): it ends a replica told
 # to stop before it has served at once, instead of after the drain bound.
 LAUNCHER_FILE = "gateway_start.py"
 

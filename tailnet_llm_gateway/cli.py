@@ -1,4 +1,4 @@
-"""Command line: `python -m components render|client-config|usage|smoke ...`.
+"""Command line: `python -m tailnet_llm_gateway render|client-config|usage|smoke ...`.
 
 Bad settings or flags exit with status 2 and one line on stderr naming the setting; no traceback.
 """
@@ -50,7 +50,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="python -m components", description=__doc__)
+    parser = _OneLineParser(prog="python -m tailnet_llm_gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     render = commands.add_parser("render", help="write the Caddyfile, LiteLLM config and tailnet policy")

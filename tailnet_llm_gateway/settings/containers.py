@@ -45,7 +45,7 @@ class ContainerResources(StrictModel):
 class GatewaySettings(StrictModel):
     service: Name = "model-gateway"
     host_bind: str = "127.0.0.1:11435"
-    # The HTTP server that runs LiteLLM (see components/gateway_process.py for what each costs).
+    # The HTTP server that runs LiteLLM (see tailnet_llm_gateway/gateway_process.py for what each costs).
     server: Server = "granian"
     # Worker processes. One by default: each holds a whole LiteLLM (README, Benchmark), and with two on a
     # busy host uvicorn kills workers that miss its health ping while still importing LiteLLM.

@@ -1,5 +1,5 @@
 """Settings of the edge's routes: what every route has. The keys of one auth mode (a bearer route's
-keyHeaders, a tailnet route's capability, ...) are its mode's (components/auth/), which checks them when
+keyHeaders, a tailnet route's capability, ...) are its mode's (tailnet_llm_gateway/auth/), which checks them when
 the topology is built; here they are kept as written."""
 
 from __future__ import annotations

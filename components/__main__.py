@@ -1,5 +1,0 @@
-"""`python -m components ...`: see components/cli.py."""
-
-from .cli import main
-
-raise SystemExit(main())
