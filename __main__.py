@@ -26,7 +26,7 @@ pulumi.export("apiRoutes", gateway.api_routes)
 pulumi.export("localApiUrl", gateway.local_api_url)
 pulumi.export("models", gateway.models)
 pulumi.export("masterKey", gateway.master_key)
-# The Caddyfile this deploy wrote; the running edge answers the same id when it serves it (README "Operations").
+# The Caddyfile this deploy wrote; the running edge answers the same id when it serves it (docs/operations.md).
 pulumi.export("edgeConfigId", gateway.edge_config_id)
 for name, client in gateway.clients.items():
     pulumi.export(client_output(name), client)

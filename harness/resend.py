@@ -1,6 +1,6 @@
 """What SDKs and browsers do when a kept-alive connection turns out to be closed before any answer: send
 the request once more, on a new connection. Caddy closes its idle kept-alive connections when it loads a
-new config, so a request sent in that very instant meets a closed connection (README, "Operations")."""
+new config, so a request sent in that very instant meets a closed connection (docs/operations.md)."""
 
 from __future__ import annotations
 

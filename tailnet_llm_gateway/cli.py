@@ -1,4 +1,4 @@
-"""Command line: `python -m tailnet_llm_gateway render|client-config|usage|smoke ...`.
+"""Command line: `python -m tailnet_llm_gateway render|diagram|doctor|client-config|usage|smoke ...`.
 
 Bad settings or flags exit with status 2 and one line on stderr naming the setting; no traceback.
 """
@@ -19,6 +19,7 @@ from .client_config import FORMATS, client_access, read_outputs, render_client_c
 from .errors import SettingsError
 from .local_mode import LocalMode
 from .plan import Plan, build_plan
+from .render.diagram import render_diagram
 from .settings import Settings
 from .smoke import run_checks
 from .tailnet.check import Outcome
@@ -101,6 +102,15 @@ def _parser() -> argparse.ArgumentParser:
         help="tailnet-node stacks: the node's SOCKS5 proxy is at this loopback address",
     )
     render.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+
+    diagram = commands.add_parser("diagram", help="draw the stack as a Mermaid diagram (Markdown)")
+    diagram.add_argument("--stack", required=True, type=flags.stack, help="stack name: reads Pulumi.NAME.yaml")
+    diagram.add_argument("--out", type=Path, metavar="FILE", help="write it to FILE instead of printing it")
+    diagram.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+
+    doctor = commands.add_parser("doctor", help="check this host has what `pulumi up` will need for the stack")
+    doctor.add_argument("--stack", required=True, type=flags.stack, help="stack name: reads Pulumi.NAME.yaml")
+    doctor.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
 
     config = commands.add_parser("client-config", help="print what one client needs, from the stack's outputs")
     config.add_argument("client", help="the client's name (on a stack without clients: master)")
@@ -185,6 +195,31 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diagram(args: argparse.Namespace) -> int:
+    text = render_diagram(load_plan(args.stack, args.project_dir).topology, args.stack)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from .doctor import FAIL, preflight  # the Docker SDK, only for this command
+
+    findings = preflight(load_plan(args.stack, args.project_dir), stack_file(args.stack, args.project_dir))
+    print(f"ok   settings: Pulumi.{args.stack}.yaml is valid, and the tailnet policy's tests pass")
+    for finding in findings:
+        print(finding.line())
+    failed = [f.what for f in findings if f.status == FAIL]
+    if failed:
+        print(f"pulumi up would fail: {', '.join(failed)}")
+        return 1
+    print("pulumi up has what it needs on this host")
+    return 0
+
+
 def _smoke(args: argparse.Namespace) -> int:
     if not args.key:
         print(f"error: smoke needs the key: --key, ${MASTER_KEY_ENV} or $OPENAI_API_KEY", file=sys.stderr)
@@ -235,6 +270,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "render":
             return _render(args)
+        if args.command == "diagram":
+            return _diagram(args)
+        if args.command == "doctor":
+            return _doctor(args)
         if args.command == "client-config":
             return _client_config(args)
         if args.command == "usage":

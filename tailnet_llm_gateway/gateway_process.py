@@ -2,7 +2,7 @@
 so the figures and the tests are for what ships.
 
 The default server is Granian, started directly (not through `litellm --run_granian`), with one worker.
-At one worker Granian and uvicorn serve alike (README, Benchmark). Granian is the default for what happens
+At one worker Granian and uvicorn serve alike (docs/benchmark.md). Granian is the default for what happens
 beyond one worker: its supervisor never imports LiteLLM, so a second worker costs one more LiteLLM and not
 a master holding a full import that serves nothing, and it has no health ping that kills a worker still
 importing LiteLLM (uvicorn does that on a busy host, and a start-up can loop). LiteLLM reads its config
@@ -33,7 +33,7 @@ GATEWAY_ENV = {
     # backend takes over as fast.
     "INITIAL_RETRY_DELAY": "0.1",
     "JITTER": "0.1",
-    # Token limits count the tokens the backend reported, after each call (as the README promises), not an
+    # Token limits count the tokens the backend reported, after each call (as docs/limits-and-usage.md says), not an
     # estimate reserved before it: LiteLLM 1.98's reservation holds at least a quarter of a minute's budget
     # for a call without max_tokens, and refuses a client that still has room.
     "LITELLM_TPM_TOKEN_RESERVATION_ENABLED": "false",

@@ -16,7 +16,7 @@ CADDY_VERSION = "2.11.7"
 # LiteLLM 1.98.1, not the newer 1.106.2: above the advisory floor (1.84.0), passes every live test, and
 # costs less on the request path: from 1.105 on, every completion passes through layers this stack does
 # not use (native compaction, Rust dispatch, four more ASGI middlewares, usage bookkeeping). The figures
-# and the profile are in the README (Benchmark).
+# and the profile are in docs/benchmark.md.
 # Recheck with `python -m bench --compare-venv` before moving the pin.
 LITELLM_VERSION = "1.98.1"
 

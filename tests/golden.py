@@ -1,4 +1,5 @@
-"""Golden files: what both dev stacks render, and the URNs their programs register, as checked in.
+"""Golden files: what both dev stacks render, their diagrams (also in the README) and the URNs their
+programs register, as checked in.
 
 tests/test_golden.py compares them byte for byte. After a change that is meant to alter them, refresh
 and review the diff:
@@ -31,6 +32,21 @@ def rendered(stack: str) -> dict[str, str]:
         return {path.name: path.read_text() for path in sorted(Path(out).iterdir())}
 
 
+def diagram(stack: str) -> str:
+    """What `python -m tailnet_llm_gateway diagram --stack STACK` prints."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["diagram", "--stack", stack]) == 0, "the dev stack no longer draws"
+    return out.getvalue()
+
+
+def readme_with(stack: str, drawn: str, readme: str) -> str:
+    """The README with the stack's diagram between its markers."""
+    start, end = f"<!-- diagram: {stack} -->\n", f"<!-- end of diagram: {stack} -->"
+    before, rest = readme.split(start, 1)
+    return before + start + drawn + end + rest.split(end, 1)[1]
+
+
 def urns(stack: str) -> str:
     """The URN of every resource the program registers for the stack, one a line, sorted."""
     return "\n".join(sorted(run_program(stack_values(stack), stack=stack).urns)) + "\n"
@@ -45,7 +61,11 @@ def refresh() -> None:
         for name, content in rendered(stack).items():
             (folder / name).write_text(content)
         (folder / "urns.txt").write_text(urns(stack))
-        print(f"refreshed {folder.relative_to(ROOT)}")
+        drawn = diagram(stack)
+        (folder / "diagram.md").write_text(drawn)
+        readme = ROOT / "README.md"
+        readme.write_text(readme_with(stack, drawn, readme.read_text()))
+        print(f"refreshed {folder.relative_to(ROOT)} and its diagram in README.md")
 
 
 if __name__ == "__main__":

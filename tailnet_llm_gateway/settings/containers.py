@@ -47,7 +47,7 @@ class GatewaySettings(StrictModel):
     host_bind: str = "127.0.0.1:11435"
     # The HTTP server that runs LiteLLM (see tailnet_llm_gateway/gateway_process.py for what each costs).
     server: Server = "granian"
-    # Worker processes. One by default: each holds a whole LiteLLM (README, Benchmark), and with two on a
+    # Worker processes. One by default: each holds a whole LiteLLM (docs/benchmark.md), and with two on a
     # busy host uvicorn kills workers that miss its health ping while still importing LiteLLM.
     workers: int = Field(default=1, ge=1, le=32)
     # LiteLLM containers behind the edge. With two, a config change replaces one at a time while the other

@@ -11,7 +11,7 @@ class TailnetPolicy(pulumi.ComponentResource):
 
     Guarantees: the applied text is exactly the merged policy that passed its own tests offline;
     an existing policy is never overwritten on the first apply unless `overwrite_existing` is set
-    (otherwise Tailscale refuses, and the README says how to import it); `pulumi destroy` never
+    (otherwise Tailscale refuses, and docs/tailnet-policy.md says how to import it); `pulumi destroy` never
     resets the tailnet policy (the resource is retained, and reset is off). Optionally tags the
     gateway host device, after the policy that owns the tag is in place.
     """

@@ -68,7 +68,7 @@ def stand_in_images(docker_client) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def dev_certs(tmp_path_factory) -> dict[str, Path]:
-    """A throwaway certificate for the dev host in a directory, as `tailscale cert` writes it and the README
+    """A throwaway certificate for the dev host in a directory, as `tailscale cert` writes it and docs/deploy.md
     says to hand it to Caddy's uid; {"dir", "cert"}."""
     certs = tmp_path_factory.mktemp("certs")
     cert, key_file = self_signed_cert(certs, DEV_HOST)

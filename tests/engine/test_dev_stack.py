@@ -243,7 +243,7 @@ def _containers(dev) -> dict[str, str]:
 def test_a_caddyfile_change_reaches_the_running_edge_without_replacing_anything(dev, docker_client):
     before = _containers(dev)
     # A client that keeps its connection, as SDKs and browsers do (a connection opened in the very
-    # millisecond of a reload can be reset: README "Operations" has the figures).
+    # millisecond of a reload can be reset: docs/operations.md has the figures).
     with (
         dev.edge.client() as client,
         OutageMeter(lambda: dev.edge.get("/healthz", client=client).status_code == 200) as meter,

@@ -123,9 +123,9 @@ def test_destroy_and_recreate_three_times_beside_other_networks_and_projects(eng
 
 def test_edge_starts_while_the_tailnet_address_is_not_there_yet(engine, docker_client, dev_certs):
     """At boot Docker starts the edge before tailscaled has the host's tailnet address, and binding
-    443 there fails; with the setting the README's Operations section names, the bind succeeds."""
-    readme = (ROOT / "README.md").read_text()
-    assert "net.ipv4.ip_nonlocal_bind=1" in readme, "the README does not tell host-bind users what to set"
+    443 there fails; with the setting docs/operations.md names, the bind succeeds."""
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    assert "net.ipv4.ip_nonlocal_bind=1" in operations, "docs/operations.md does not tell host-bind users what to set"
     if not os.access(NONLOCAL_BIND, os.W_OK):
         cannot_run("changing net.ipv4.ip_nonlocal_bind needs root")
     before = NONLOCAL_BIND.read_text().strip()

@@ -391,14 +391,14 @@ def _set_serve(client: docker.DockerClient, node: str, config: str) -> None:
     assert code == 0, f"tailscale serve set-raw exited {code}"
 
 
-# How serve reports a request the edge's old config closed unanswered as it stopped (README, Operations).
+# How serve reports a request the edge's old config closed unanswered as it stopped (docs/operations.md).
 RELOAD_RACE = ("proxy error: EOF", "server closed idle connection", "use of closed network connection")
 
 
 def test_a_tailnet_route_added_under_load_is_applied_by_the_running_node_in_place(real, docker_client):
     """`pulumi up` adds a tailnet route while alice's clients stream and send through the node: containerboot
     applies the new serve config it watches, the edge reloads, no stream is cut, the node is neither replaced
-    nor restarted, and no request fails but, at most, one caught by the reload race (README, Operations).
+    nor restarted, and no request fails but, at most, one caught by the reload race (docs/operations.md).
     The figures are printed."""
     node_before = real.engine.container_id(NODE)
     clients = Clients(
@@ -423,7 +423,7 @@ def test_a_tailnet_route_added_under_load_is_applied_by_the_running_node_in_plac
     assert node == node_before and inspect["RestartCount"] == 0 and inspect["State"]["Running"], (
         "the node was replaced or restarted for a new route: every connection through it would drop"
     )
-    # serve says why it answered 502. One loss is the reload race the README describes (Go's HTTP server closes,
+    # serve says why it answered 502. One loss is the reload race docs/operations.md describes (Go's HTTP server closes,
     # unanswered, a request it reads after its config began stopping, and serve does not send a completion
     # again): a 502 whose connection the edge closed. Anything else, or a second one, fails.
     serve_errors = [line for line in logs(docker_client, node).splitlines() if "proxy error" in line][-3:]
@@ -454,7 +454,7 @@ def test_the_edge_reaches_another_machine_through_the_nodes_socks5_server(real):
 
 def test_a_machine_that_drops_costs_no_failed_request_and_comes_back_on_its_own(real):
     """gpu-2 is cut off (its namespace drops everything) while alice's clients use local-chat, which it
-    shares with the local llama.cpp. The figures are printed (README, Backends on other machines)."""
+    shares with the local llama.cpp. The figures are printed (docs/other-machines.md)."""
     machine = real.device(REAL_MACHINE)
     results: list[tuple[int, float]] = []
 
