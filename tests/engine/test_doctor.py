@@ -18,7 +18,8 @@ import pytest
 
 from harness.certs import self_signed_cert
 from harness.engine import DEV_HOST
-from harness.ports import free_port
+from harness.engine.provider import TEST_LABEL
+from harness.ports import free_port, free_ports
 from harness.stacks import ROOT, new_project, stack_values
 from harness.testnet.namespaces import can_make_namespaces, ip
 from tests.conftest import cannot_run
@@ -38,18 +39,15 @@ class Host:
     port: int
 
     def doctor(self, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        argv = [sys.executable, "-m", "tailnet_llm_gateway", "doctor", "--stack", STACK]
-        argv += ["--project-dir", str(self.project)]
-        # Only the variables the check reads, so the machine's own (a Pulumi CLI, credentials) do not leak in.
-        base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(self.project), "PYTHONPATH": str(ROOT)}
-        return subprocess.run(
-            ["ip", "netns", "exec", self.namespace, *argv],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=ROOT,
-            env={**base, **(env or {})},
-        )
+        return _doctor(self.project, ["ip", "netns", "exec", self.namespace], env)
+
+
+def _doctor(project: Path, prefix: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    argv = [*prefix, sys.executable, "-m", "tailnet_llm_gateway", "doctor", "--stack", STACK]
+    argv += ["--project-dir", str(project)]
+    # Only the variables the check reads, so the machine's own (a Pulumi CLI, credentials) do not leak in.
+    base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(project), "PYTHONPATH": str(ROOT)}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=ROOT, env={**base, **(env or {})})
 
 
 def _line(result: subprocess.CompletedProcess, what: str) -> str:
@@ -163,6 +161,44 @@ def test_doctor_names_a_tailnet_address_the_host_lacks(host, pulumi_on_path):
     line = _line(result, "tailnet address")
     assert line.startswith("FAIL") and TAILNET_IP in line, f"the missing address is not named: {line}"
     assert result.returncode == 1, "the check passes a host without its tailnet address"
+
+
+def test_doctor_tells_the_stacks_own_container_on_a_port_from_another_one(docker_client, stand_in_images, tmp_path):
+    """Docker publishes in the host's own network namespace, so this one runs there: a replica of this stack
+    already on its port is fine (`pulumi up` keeps or replaces it), another container on the next is not."""
+    service = f"doctor-gw-{uuid.uuid4().hex[:6]}"
+    values = stack_values("dev")
+    values["services"][service] = values["services"].pop("model-gateway")
+    for route in values["routes"]:
+        if route.get("upstream") == "model-gateway":
+            route["upstream"] = service
+    port = free_ports(2)
+    values["gateway"] = {**values["gateway"], "service": service, "hostBind": f"127.0.0.1:{port}", "replicas": 2}
+    new_project(tmp_path, STACK, values)
+    internal = values["services"][service]["port"]
+    started = []
+    try:
+        for name, host_port in ((service, port), (f"someone-else-{service}", port + 1)):
+            started.append(
+                docker_client.containers.run(
+                    next(image for tag, image in stand_in_images.items() if "/caddy:" in tag),
+                    entrypoint=["sleep", "120"],
+                    name=name,
+                    ports={f"{internal}/tcp": ("127.0.0.1", host_port)},
+                    labels={TEST_LABEL: "doctor"},
+                    detach=True,
+                )
+            )
+        result = _doctor(tmp_path, [])
+    finally:
+        for container in started:
+            container.remove(force=True)
+    own = _line(result, f"host port 127.0.0.1:{port}")
+    assert own.startswith("ok ") and f"already this stack's ({service})" in own, f"its own replica refused: {own}"
+    other = _line(result, f"host port 127.0.0.1:{port + 1}")
+    assert other.startswith("FAIL") and f"someone-else-{service}" in other and "gateway.hostBind" in other, (
+        f"another container on the stack's port is not named: {other}"
+    )
 
 
 _HOLD_PORT = """
