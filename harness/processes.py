@@ -183,8 +183,9 @@ def start_caddy(
     client_keys: dict[str, str] | None = None,
     edge_key: str = EDGE_KEY,
 ) -> Process:
-    """Caddy as the edge container runs it (`--watch`), with its key files written next to the Caddyfile
-    (render --listen's default keys directory): `key` is the master key (the one client's without named
+    """Caddy as the edge container runs it, plus `--watch` so the live tests' own rewrites of its Caddyfile
+    load (the deployed edge is told to load each new file by `pulumi up`), with its key files written next to
+    the Caddyfile (render --listen's default keys directory): `key` is the master key (the one client's without named
     clients), `client_keys` each named client's, `edge_key` the edge's own toward LiteLLM."""
     write_edge_keys(caddyfile.parent / "keys", key, client_keys or {}, edge_key)
     proc = Process(

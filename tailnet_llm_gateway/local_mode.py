@@ -6,6 +6,7 @@ benchmark run Caddy and LiteLLM with the files the stack would deploy, only move
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -100,9 +101,13 @@ def with_overrides(topology: Topology, local: LocalMode | None) -> Topology:
         node = replace(node, address=local.node_address)
     if local.keys_dir is not None:
         try:
-            edge = replace(edge, keys_dir=absolute_directory(local.keys_dir).rstrip("/"))
+            keys_dir = absolute_directory(local.keys_dir).rstrip("/")
         except ValueError as error:
             raise SettingsError("--keys-dir", str(error)) from None
+        # On this host each edge's admin socket is its own (named after its keys), on a short path: a unix
+        # socket's path has at most 107 bytes.
+        socket = f"/tmp/tlg-caddy-admin-{hashlib.sha256(keys_dir.encode()).hexdigest()[:12]}.sock"
+        edge = replace(edge, keys_dir=keys_dir, admin_socket=socket)
     metrics = local.metrics_listen
     if metrics is None and local.listen is not None:
         # Checked on this host: the metrics stay on loopback like everything else, never on every interface.

@@ -207,8 +207,13 @@ def test_the_edge_reloads_its_caddyfile_in_place_and_up_waits_for_it(dev_run):
     edge = dev_run.containers["tailnet-edge"].inputs
     labels = {label["label"] for label in edge["labels"]}
     assert CONFIG_HASH_LABEL not in labels, "a Caddyfile change would replace the running edge"
-    assert edge["command"][-1] == "--watch", "the running edge would never load a rewritten Caddyfile"
+    assert "--watch" not in edge["command"], "Caddy's watcher stops for good at the first read that fails"
     (live,) = dev_run.of_type("pulumi-python:dynamic:Resource")
+    caddyfile = dev_run.rendered_file(Role.EDGE)
+    assert "\tadmin unix//tmp/caddy-admin.sock" in caddyfile.splitlines(), "the edge's admin API is not its own socket"
+    assert (live.inputs["caddyfile"], live.inputs["admin"]) == (edge["command"][3], "unix//tmp/caddy-admin.sock"), (
+        "`pulumi up` would not tell the running edge to load the file its container runs"
+    )
     assert live.inputs["configId"] == config_id(dev_run.rendered_file(Role.EDGE)) == dev_run.exports["edgeConfigId"], (
         "`pulumi up` would not wait for the Caddyfile it wrote"
     )

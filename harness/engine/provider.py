@@ -254,11 +254,13 @@ class Engine:
     # ---- update and delete ------------------------------------------------------------------------------
 
     def _run_dynamic(self, inputs: dict[str, Any]) -> None:
-        """The live-config check, as its provider runs it during `up`, on this engine's container."""
+        """The live-config step, as its provider runs it during `up`, on this engine's container: the running
+        edge told to load its new Caddyfile, then asked which it serves."""
         from tailnet_llm_gateway.docker.live_config import wait_until_live
 
         try:
-            wait_until_live(self.sub.name(inputs["container"]), inputs["configId"], inputs["url"])
+            container = self.sub.name(inputs["container"])
+            wait_until_live(container, inputs["configId"], inputs["url"], inputs["caddyfile"], inputs["admin"])
         except RuntimeError as error:
             raise EngineError(str(error)) from None
 

@@ -49,10 +49,12 @@ class ReverseProxy(pulumi.ComponentResource):
       SOCKS5 network, which only the two share; the node reaches Caddy by an alias of the edge network
       alone, so its requests always come from its pinned address there;
     - the Caddyfile is the renderer's output byte for byte, mounted read-only from a volume its config
-      writer fills; a new Caddyfile is loaded in place (`caddy run --watch`, a graceful reload: requests
-      and streams in flight finish under the old config), and `pulumi up` succeeds only once the running
-      Caddy reports the new config's id (a config Caddy refuses fails the step, naming why, and the old one
-      keeps serving);
+      writer fills; once the writer is done, `pulumi up` tells the running Caddy to load it (`caddy reload`
+      through its admin socket inside the container; a graceful reload: requests and streams in flight
+      finish under the old config) and succeeds only once Caddy reports the new config's id (a config
+      Caddy refuses fails the step, naming why, the old one keeps serving, and the next `pulumi up` loads
+      the next file). Caddy never watches the file itself: its watcher stops for good at the first read
+      that fails, which the writer's copy (the old file removed, the new one written) can cause;
     - Caddy keeps nothing: its config and data directories are tmpfs owned by its own uid (certificates
       come from files or from the Tailscale node, so there is nothing to persist); the keys the edge
       checks (each client's, or with no named clients the master key) and its own key toward LiteLLM are
@@ -113,8 +115,8 @@ class ReverseProxy(pulumi.ComponentResource):
             name,
             name=EDGE_CONTAINER,
             image=image.ref,
-            # --watch: a rewritten Caddyfile is loaded in place, gracefully; a refused one leaves the old.
-            command=["caddy", "run", "--config", CADDYFILE_PATH, "--adapter", "caddyfile", "--watch"],
+            # A rewritten Caddyfile is loaded by the live-config step below (caddy reload), never by a watcher.
+            command=["caddy", "run", "--config", CADDYFILE_PATH, "--adapter", "caddyfile"],
             envs=envs,
             ports=ports,
             networks_advanced=[
@@ -151,6 +153,8 @@ class ReverseProxy(pulumi.ComponentResource):
             self.config_id,
             f"http://127.0.0.1:{EDGE_HEALTH_PORT}{CONFIG_ID_PATH}",
             config.writer.id,
+            caddyfile=CADDYFILE_PATH,
+            admin=f"unix/{edge.admin_socket}",
             opts=pulumi.ResourceOptions(parent=self, depends_on=[config.writer, self.container]),
         )
         self.register_outputs({"container": self.container.name, "configId": self.config_id})

@@ -98,6 +98,9 @@ class Edge:
     # The network it shares with the node alone, to dial through the node's SOCKS5 proxy (tailnet-node mode
     # with services on other machines).
     egress_network: str | None = None
+    # Caddy's admin API: a unix socket in the container's own /tmp, which only `pulumi up`'s live-config step
+    # uses (`docker exec ... caddy reload`), to load a Caddyfile its config writer has finished writing.
+    admin_socket: str = "/tmp/caddy-admin.sock"
     # A reload hands queued connections to the new config (the kernel's tcp_migrate_req) instead of resetting them.
     migrate_on_reload: bool = True
 

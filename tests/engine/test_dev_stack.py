@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from harness.engine import DEV_CERT_DIR, DEV_HOST, new_run_id
-from harness.engine.provider import Engine, EngineError
+from harness.engine.provider import TEST_LABEL, Engine, EngineError
 from harness.keys import new_key
 from harness.program_run import ProgramRun, run_program
 from harness.stacks import ROOT, stack_values
@@ -230,10 +230,14 @@ def test_processes_of_other_images_do_not_count_against_the_edge(dev, docker_cli
     )
 
 
-def _healthz_says_ready(values: dict) -> None:
+def _healthz_says(values: dict, text: str) -> None:
     for route in values["routes"]:
         if route["path"] == "/healthz":
-            route["respond"] = "ready"
+            route["respond"] = text
+
+
+def _healthz_says_ready(values: dict) -> None:
+    _healthz_says(values, "ready")
 
 
 def _containers(dev) -> dict[str, str]:
@@ -271,6 +275,34 @@ def test_a_caddyfile_the_running_caddy_refuses_fails_up_naming_it_and_the_old_on
     while (live := exec_in(docker_client, edge, "wget", "-qO-", "http://127.0.0.1:8080/config-id")[1]) != served:
         assert time.monotonic() < deadline, f"the edge did not come back to the good config: {live!r}"
         time.sleep(0.5)
+
+
+def test_a_new_caddyfile_is_loaded_after_the_file_was_missing_for_a_moment(dev, docker_client, stand_in_images):
+    """The writer's copy removes the old file before it writes the new one. Caddy's own file watcher stops for
+    good at the first poll that cannot read the file (or adapt it), and the edge would never load another:
+    here the file is gone for two of its polls, then `pulumi up` writes a new one, which must be loaded."""
+    edge = dev.engine.container_id("tailnet-edge")
+    volume = dev.engine.sub.name("tailnet-edge-config")
+    image = next(image for tag, image in stand_in_images.items() if "/caddy:" in tag)
+    docker_client.containers.run(
+        image,
+        entrypoint=[
+            "sh",
+            "-c",
+            "mv /rendered/Caddyfile /rendered/.moved && sleep 2.5 && mv /rendered/.moved /rendered/Caddyfile",
+        ],
+        user="0",
+        volumes={volume: {"bind": "/rendered", "mode": "rw"}},
+        labels={TEST_LABEL: "moved-caddyfile"},
+        remove=True,
+    )
+    dev.change(lambda values: _healthz_says(values, "loaded after the file was missing"))
+    try:
+        assert dev.edge.get("/healthz").text == "loaded after the file was missing", "the edge loads no new Caddyfile"
+        code, live = exec_in(docker_client, edge, "wget", "-qO-", "http://127.0.0.1:8080/config-id")
+        assert code == 0 and live == dev.run.exports["edgeConfigId"], f"the edge reports config {live!r}"
+    finally:
+        dev.change(_healthz_says_ready)  # as the tests after this one find it
 
 
 def test_a_litellm_config_change_rolls_the_replicas_and_leaves_the_edge(dev, docker_client):
