@@ -50,12 +50,18 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message}\n")
 
 
+def _reads_a_stack(command: argparse.ArgumentParser) -> None:
+    """A command that reads Pulumi.<stack>.yaml (from the project, or a test's directory)."""
+    command.add_argument("--stack", required=True, type=flags.stack, help="stack name: reads Pulumi.NAME.yaml")
+    command.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="python -m tailnet_llm_gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
     render = commands.add_parser("render", help="write the Caddyfile, LiteLLM config and tailnet policy")
-    render.add_argument("--stack", required=True, type=flags.stack, help="stack name: reads Pulumi.NAME.yaml")
+    _reads_a_stack(render)
     render.add_argument("--out", required=True, type=Path, help="directory to write the files into")
     render.add_argument(
         "--upstream",
@@ -101,16 +107,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="tailnet-node stacks: the node's SOCKS5 proxy is at this loopback address",
     )
-    render.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
 
     diagram = commands.add_parser("diagram", help="draw the stack as a Mermaid diagram (Markdown)")
-    diagram.add_argument("--stack", required=True, type=flags.stack, help="stack name: reads Pulumi.NAME.yaml")
+    _reads_a_stack(diagram)
     diagram.add_argument("--out", type=Path, metavar="FILE", help="write it to FILE instead of printing it")
-    diagram.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
 
     doctor = commands.add_parser("doctor", help="check this host has what `pulumi up` will need for the stack")
-    doctor.add_argument("--stack", required=True, type=flags.stack, help="stack name: reads Pulumi.NAME.yaml")
-    doctor.add_argument("--project-dir", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+    _reads_a_stack(doctor)
 
     config = commands.add_parser("client-config", help="print what one client needs, from the stack's outputs")
     config.add_argument("client", help="the client's name (on a stack without clients: master)")
